@@ -1,0 +1,290 @@
+//! The in-memory aggregation: events summed per (bucket, label, entity).
+//!
+//! A plain, clock-free type: [`Aggregator::record`] adds an event, and
+//! [`Aggregator::drain_closed`] hands out the totals of every bucket that ended before the
+//! `now` it is given. The flusher drives it with a timer; tests drive it by hand.
+//!
+//! Ingest must never wait on one global lock, so the state is split into shards chosen by
+//! a hash of (label, entity): concurrent requests for different series rarely meet.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasher, RandomState};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+/// Start of a bucket, unix seconds; always a multiple of the bucket width.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct BucketStart(i64);
+
+impl BucketStart {
+    pub fn unix_seconds(self) -> i64 {
+        self.0
+    }
+}
+
+/// Totals of the events of one delta: the columns `event_counter`, `events`,
+/// `min_value` and `max_value`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Totals {
+    pub sum: i64,
+    pub events: u32,
+    pub min: i64,
+    pub max: i64,
+}
+
+impl Totals {
+    fn of(value: i64) -> Self {
+        Totals {
+            sum: value,
+            events: 1,
+            min: value,
+            max: value,
+        }
+    }
+
+    /// Adds one value, or returns false (changing nothing) when the sum would overflow
+    /// `BIGINT` or the count `INT UNSIGNED`.
+    fn try_add(&mut self, value: i64) -> bool {
+        let (Some(sum), Some(events)) = (self.sum.checked_add(value), self.events.checked_add(1))
+        else {
+            return false;
+        };
+        self.sum = sum;
+        self.events = events;
+        self.min = self.min.min(value);
+        self.max = self.max.max(value);
+        true
+    }
+}
+
+/// One row for `events_count`: the totals of one (bucket, label, entity).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delta {
+    pub bucket: BucketStart,
+    pub label: Arc<str>,
+    pub entity_id: i64,
+    pub totals: Totals,
+}
+
+type SeriesMap = HashMap<Arc<str>, HashMap<i64, Totals>>;
+
+#[derive(Debug, Default)]
+struct Shard {
+    /// Open buckets; rarely more than two, so a vector beats a map.
+    buckets: Vec<(BucketStart, SeriesMap)>,
+    /// Deltas closed early because one more value would have overflowed their totals.
+    overflowed: Vec<Delta>,
+}
+
+/// Events summed in memory per (bucket, label, entity), sharded.
+#[derive(Debug)]
+pub struct Aggregator {
+    width_secs: i64,
+    shards: Box<[Mutex<Shard>]>,
+    hasher: RandomState,
+}
+
+impl Aggregator {
+    /// `width_secs` is the bucket width (at least 1); `shards` is rounded up to 1.
+    pub fn new(width_secs: u32, shards: usize) -> Self {
+        Aggregator {
+            width_secs: i64::from(width_secs.max(1)),
+            shards: (0..shards.max(1)).map(|_| Mutex::default()).collect(),
+            hasher: RandomState::new(),
+        }
+    }
+
+    /// The bucket an instant (unix milliseconds) falls in: `floor(t / width) * width`.
+    pub fn bucket_of(&self, at_ms: i64) -> BucketStart {
+        let width_ms = self.width_secs * 1000;
+        BucketStart(at_ms.div_euclid(width_ms) * self.width_secs)
+    }
+
+    /// Adds one event to its bucket's totals.
+    pub fn record(&self, label: &str, entity_id: i64, value: i64, at_ms: i64) {
+        let bucket = self.bucket_of(at_ms);
+        let shard_index = self.hasher.hash_one((label, entity_id)) as usize % self.shards.len();
+        let mut shard = lock(&self.shards[shard_index]);
+        let shard = &mut *shard;
+        let series = match shard.buckets.iter_mut().position(|(b, _)| *b == bucket) {
+            Some(i) => &mut shard.buckets[i].1,
+            None => {
+                shard.buckets.push((bucket, SeriesMap::default()));
+                let last = shard.buckets.len() - 1;
+                &mut shard.buckets[last].1
+            }
+        };
+        let entities = match series.get_mut(label) {
+            Some(entities) => entities,
+            None => series.entry(Arc::from(label)).or_default(),
+        };
+        match entities.get_mut(&entity_id) {
+            None => {
+                entities.insert(entity_id, Totals::of(value));
+            }
+            Some(totals) => {
+                if !totals.try_add(value) {
+                    let full = std::mem::replace(totals, Totals::of(value));
+                    let label = series_label(series, label);
+                    shard.overflowed.push(Delta {
+                        bucket,
+                        label,
+                        entity_id,
+                        totals: full,
+                    });
+                }
+            }
+        }
+    }
+
+    /// Removes and returns the totals of every bucket that ended at or before `now_ms`
+    /// (unix milliseconds), plus any delta closed early by overflow.
+    pub fn drain_closed(&self, now_ms: i64) -> Vec<Delta> {
+        self.drain(|bucket| (bucket.0 + self.width_secs) * 1000 <= now_ms)
+    }
+
+    /// Removes and returns everything, open buckets included (for shutdown).
+    pub fn drain_all(&self) -> Vec<Delta> {
+        self.drain(|_| true)
+    }
+
+    fn drain(&self, closed: impl Fn(BucketStart) -> bool) -> Vec<Delta> {
+        let mut out = Vec::new();
+        for shard in self.shards.iter() {
+            let mut shard = lock(shard);
+            out.append(&mut shard.overflowed);
+            let mut i = 0;
+            while i < shard.buckets.len() {
+                if !closed(shard.buckets[i].0) {
+                    i += 1;
+                    continue;
+                }
+                let (bucket, series) = shard.buckets.swap_remove(i);
+                for (label, entities) in series {
+                    out.extend(entities.into_iter().map(|(entity_id, totals)| Delta {
+                        bucket,
+                        label: Arc::clone(&label),
+                        entity_id,
+                        totals,
+                    }));
+                }
+            }
+        }
+        out
+    }
+}
+
+/// The map's shared copy of a label (present: the caller just looked it up).
+fn series_label(series: &SeriesMap, label: &str) -> Arc<str> {
+    series
+        .get_key_value(label)
+        .map_or_else(|| Arc::from(label), |(key, _)| Arc::clone(key))
+}
+
+/// Locks a shard. A panic while a shard was held cannot leave its maps half-updated in a
+/// way that matters (each update is one insert or one in-place add), so a poisoned lock
+/// is used as it is rather than losing the events it holds.
+fn lock(shard: &Mutex<Shard>) -> MutexGuard<'_, Shard> {
+    shard.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn total(deltas: &[Delta]) -> (i128, u64) {
+        deltas.iter().fold((0, 0), |(s, n), d| {
+            (s + i128::from(d.totals.sum), n + u64::from(d.totals.events))
+        })
+    }
+
+    #[test]
+    fn buckets_are_floored_to_the_width_even_before_1970() {
+        let agg = Aggregator::new(2, 4);
+        assert_eq!(agg.bucket_of(10_999).unix_seconds(), 10);
+        assert_eq!(agg.bucket_of(11_999).unix_seconds(), 10);
+        assert_eq!(agg.bucket_of(12_000).unix_seconds(), 12);
+        assert_eq!(agg.bucket_of(-1).unix_seconds(), -2);
+    }
+
+    #[test]
+    fn events_of_one_series_and_bucket_are_summed_with_min_and_max() {
+        let agg = Aggregator::new(2, 4);
+        agg.record("checkout", 42, 5, 10_100);
+        agg.record("checkout", 42, -3, 11_900);
+        agg.record("checkout", 42, 9, 10_500);
+        agg.record("checkout", 7, 1, 10_500);
+        let mut deltas = agg.drain_closed(12_000);
+        deltas.sort_by_key(|d| d.entity_id);
+        assert_eq!(deltas.len(), 2);
+        assert_eq!(
+            deltas[1].totals,
+            Totals {
+                sum: 11,
+                events: 3,
+                min: -3,
+                max: 9
+            }
+        );
+        assert_eq!(&*deltas[1].label, "checkout");
+        assert_eq!(deltas[1].bucket.unix_seconds(), 10);
+    }
+
+    #[test]
+    fn open_buckets_stay_until_they_close() {
+        let agg = Aggregator::new(2, 4);
+        agg.record("a", 1, 1, 10_000);
+        agg.record("a", 1, 1, 12_000);
+        assert!(agg.drain_closed(11_999).is_empty());
+        assert_eq!(agg.drain_closed(12_000).len(), 1);
+        assert_eq!(agg.drain_closed(13_999).len(), 0);
+        assert_eq!(agg.drain_all().len(), 1);
+        assert!(agg.drain_all().is_empty());
+    }
+
+    #[test]
+    fn a_sum_that_would_overflow_closes_the_delta_and_starts_another() {
+        let agg = Aggregator::new(2, 1);
+        agg.record("a", 1, i64::MAX, 0);
+        agg.record("a", 1, 1, 0);
+        agg.record("a", 1, 2, 0);
+        let deltas = agg.drain_all();
+        assert_eq!(deltas.len(), 2);
+        assert_eq!(total(&deltas), (i128::from(i64::MAX) + 3, 3));
+    }
+
+    proptest! {
+        /// Whatever the interleaving of records and drains, every value comes out exactly
+        /// once.
+        #[test]
+        fn drains_preserve_every_value(
+            ops in proptest::collection::vec(
+                prop_oneof![
+                    (0u8..4, -3i64..3, any::<i64>(), 0i64..20_000).prop_map(|(l, id, v, t)| (Some((l, id, v)), t)),
+                    (0i64..24_000).prop_map(|t| (None, t)),
+                ],
+                0..200,
+            )
+        ) {
+            let agg = Aggregator::new(2, 3);
+            let mut recorded = (0i128, 0u64);
+            let mut drained = Vec::new();
+            for (op, t) in ops {
+                match op {
+                    Some((l, id, v)) => {
+                        agg.record(&format!("l{l}"), id, v, t);
+                        recorded.0 += i128::from(v);
+                        recorded.1 += 1;
+                    }
+                    None => drained.extend(agg.drain_closed(t)),
+                }
+            }
+            drained.extend(agg.drain_all());
+            prop_assert_eq!(total(&drained), recorded);
+            for d in &drained {
+                prop_assert!(d.totals.min <= d.totals.max);
+                prop_assert_eq!(d.bucket.unix_seconds() % 2, 0);
+            }
+        }
+    }
+}

@@ -1,0 +1,209 @@
+//! Typed settings: defaults that work on a developer's machine, overridden by a TOML file
+//! (`--config`), then by `GATHERER__SECTION__KEY` environment variables, `DATABASE_URL`
+//! and `--port`. Secrets (the database URL, tokens) never appear in `Debug` output.
+
+use std::path::Path;
+use std::time::Duration;
+
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Figment;
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    pub server: ServerSettings,
+    pub database: DatabaseSettings,
+    pub ingest: IngestSettings,
+    pub wal: WalSettings,
+    pub auth: AuthSettings,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSettings {
+    /// `0.0.0.0` in containers.
+    pub host: String,
+    /// 0 = any free port; the bound address is logged.
+    pub port: u16,
+    /// HTTP worker threads; 0 = one per core.
+    pub workers: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseSettings {
+    pub url: SecretString,
+    /// Connections in the pool (flushes, exports, health checks).
+    pub max_connections: u32,
+    /// How long start-up waits for the database before giving up.
+    #[serde(with = "humantime_serde")]
+    pub connect_timeout: Duration,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IngestSettings {
+    pub bucket_seconds: u32,
+    /// Oldest accepted event `ts` (backfill may raise it to days).
+    #[serde(with = "humantime_serde")]
+    pub max_event_age: Duration,
+    /// Events held but not yet in MySQL; at the bound, `/gather` answers 503.
+    pub max_pending_events: u64,
+    pub max_body_bytes: usize,
+    #[serde(with = "humantime_serde")]
+    pub shutdown_timeout: Duration,
+    /// How long after a bucket closes it is flushed, for requests still in flight.
+    #[serde(with = "humantime_serde")]
+    pub flush_grace: Duration,
+    /// Rows in one flush transaction; a larger backlog is split into several batches.
+    pub max_rows_per_batch: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WalSettings {
+    pub enabled: bool,
+    pub dir: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthSettings {
+    /// Bearer tokens accepted on `/gather`; empty = open.
+    pub ingest_tokens: Vec<SecretString>,
+    /// Bearer token required on the export endpoints; empty = open.
+    pub export_token: SecretString,
+}
+
+/// The defaults, as a TOML document: also what `--print-default-config` shows.
+pub const DEFAULTS: &str = r#"
+[server]
+host = "127.0.0.1"
+port = 31115
+workers = 0
+
+[database]
+url = "mysql://root@127.0.0.1:3306/pulse"
+max_connections = 8
+connect_timeout = "10s"
+
+[ingest]
+bucket_seconds = 2
+max_event_age = "10m"
+max_pending_events = 5_000_000
+max_body_bytes = 16_777_216
+shutdown_timeout = "30s"
+flush_grace = "250ms"
+max_rows_per_batch = 50_000
+
+[wal]
+enabled = false
+dir = "var/gatherer-wal"
+
+[auth]
+ingest_tokens = []
+export_token = ""
+"#;
+
+impl Settings {
+    /// Loads the settings: defaults, then `file`, then the environment, then `port`.
+    pub fn load(file: Option<&Path>, port: Option<u16>) -> Result<Settings, Box<figment::Error>> {
+        let mut figment = Figment::from(Toml::string(DEFAULTS));
+        if let Some(file) = file {
+            if !file.exists() {
+                return Err(Box::new(figment::Error::from(format!(
+                    "config file {} does not exist",
+                    file.display()
+                ))));
+            }
+            figment = figment.merge(Toml::file(file));
+        }
+        figment = figment
+            .merge(Env::prefixed("GATHERER__").split("__"))
+            .merge(
+                Env::raw()
+                    .only(&["DATABASE_URL"])
+                    .map(|_| "database.url".into()),
+            );
+        if let Some(port) = port {
+            figment = figment.merge(Serialized::default("server.port", port));
+        }
+        let settings: Settings = figment.extract().map_err(Box::new)?;
+        settings
+            .validate()
+            .map_err(|e| Box::new(figment::Error::from(e)))?;
+        Ok(settings)
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        let ingest = &self.ingest;
+        if !(1..=3600).contains(&ingest.bucket_seconds) {
+            return Err("ingest.bucket_seconds must be between 1 and 3600".into());
+        }
+        if ingest.max_pending_events == 0 {
+            return Err("ingest.max_pending_events must be at least 1".into());
+        }
+        if ingest.max_rows_per_batch == 0 {
+            return Err("ingest.max_rows_per_batch must be at least 1".into());
+        }
+        if ingest.max_body_bytes < 1024 {
+            return Err("ingest.max_body_bytes must be at least 1024".into());
+        }
+        let url = self.database.url.expose_secret();
+        if !url.starts_with("mysql://") && !url.starts_with("mariadb://") {
+            return Err("database.url must start with mysql://".into());
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_match_the_contract() {
+        let settings = Settings::load(None, None).unwrap();
+        assert_eq!(settings.server.port, 31115);
+        assert_eq!(settings.ingest.bucket_seconds, 2);
+        assert_eq!(settings.ingest.max_event_age, Duration::from_secs(600));
+        assert_eq!(settings.ingest.max_pending_events, 5_000_000);
+        assert_eq!(settings.ingest.shutdown_timeout, Duration::from_secs(30));
+        assert!(!settings.wal.enabled);
+    }
+
+    #[test]
+    fn file_and_port_override_defaults_and_secrets_do_not_print() {
+        let dir = std::env::temp_dir().join(format!("gatherer-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("gatherer.toml");
+        std::fs::write(
+            &file,
+            "[database]\nurl = \"mysql://u:hunter2@db/pulse\"\n[ingest]\nmax_event_age = \"2d\"\n",
+        )
+        .unwrap();
+        let settings = Settings::load(Some(&file), Some(0)).unwrap();
+        assert_eq!(settings.server.port, 0);
+        assert_eq!(
+            settings.ingest.max_event_age,
+            Duration::from_secs(2 * 86_400)
+        );
+        assert!(!format!("{settings:?}").contains("hunter2"));
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_refused() {
+        let dir = std::env::temp_dir().join(format!("gatherer-config-bad-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("gatherer.toml");
+        std::fs::write(&file, "[ingest]\nbucket_secs = 2\n").unwrap();
+        assert!(Settings::load(Some(&file), None).is_err());
+        std::fs::write(&file, "[ingest]\nbucket_seconds = 0\n").unwrap();
+        assert!(Settings::load(Some(&file), None).is_err());
+        assert!(Settings::load(Some(&dir.join("missing.toml")), None).is_err());
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}

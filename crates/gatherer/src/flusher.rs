@@ -1,0 +1,244 @@
+//! The thin loop that moves closed buckets from the [`Aggregator`] into MySQL.
+//!
+//! Every tick it drains the buckets that closed (plus a short grace for requests still in
+//! flight), cuts them into batches and writes them with [`store::insert_batch`]. A batch
+//! that fails is kept and retried, with backoff, under the same id until it commits, so
+//! an outage delays events but never loses or doubles them. While a batch waits, new
+//! events keep aggregating in memory; the [`Backlog`] bound turns that into 503s at
+//! ingest instead of unbounded memory.
+
+use std::collections::VecDeque;
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use sqlx::MySqlPool;
+use tokio::time::Instant;
+
+use crate::bucket::{Aggregator, Delta};
+use crate::store::{self, Batch, FlushOutcome};
+
+const TICK: Duration = Duration::from_millis(100);
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+const PING_EVERY: Duration = Duration::from_secs(1);
+
+/// Events accepted but not yet committed to MySQL, against their bound.
+#[derive(Debug)]
+pub struct Backlog {
+    pending: AtomicU64,
+    max: u64,
+}
+
+impl Backlog {
+    pub fn new(max: u64) -> Self {
+        Backlog {
+            pending: AtomicU64::new(0),
+            max,
+        }
+    }
+
+    /// Reserves room for `n` events; false (and nothing reserved) when that would pass
+    /// the bound.
+    pub fn try_reserve(&self, n: u64) -> bool {
+        let before = self.pending.fetch_add(n, Ordering::AcqRel);
+        if before.saturating_add(n) > self.max {
+            self.pending.fetch_sub(n, Ordering::AcqRel);
+            return false;
+        }
+        true
+    }
+
+    /// Gives back `n` events: they committed (or were never recorded).
+    pub fn release(&self, n: u64) {
+        self.pending.fetch_sub(n, Ordering::AcqRel);
+    }
+
+    pub fn pending(&self) -> u64 {
+        self.pending.load(Ordering::Acquire)
+    }
+
+    pub fn is_full(&self) -> bool {
+        self.pending() >= self.max
+    }
+}
+
+/// What the flusher last learnt about MySQL, for readiness.
+#[derive(Debug, Default)]
+pub struct DbStatus {
+    up: AtomicBool,
+    ever_up: AtomicBool,
+}
+
+impl DbStatus {
+    pub fn set(&self, up: bool) {
+        self.up.store(up, Ordering::Release);
+        if up {
+            self.ever_up.store(true, Ordering::Release);
+        }
+    }
+
+    pub fn is_up(&self) -> bool {
+        self.up.load(Ordering::Acquire)
+    }
+
+    pub fn ever_up(&self) -> bool {
+        self.ever_up.load(Ordering::Acquire)
+    }
+}
+
+/// What was left when the flusher stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FlushReport {
+    /// Events that could not be written before the deadline.
+    pub unflushed_events: u64,
+}
+
+/// The flush loop's state. Build it, then [`Flusher::run`] it on its own task.
+#[derive(Debug)]
+pub struct Flusher {
+    pool: MySqlPool,
+    aggregator: Arc<Aggregator>,
+    backlog: Arc<Backlog>,
+    db: Arc<DbStatus>,
+    instance: String,
+    next_sequence: u64,
+    grace: Duration,
+    max_rows_per_batch: usize,
+    queue: VecDeque<Batch>,
+    backoff: Duration,
+    retry_at: Option<Instant>,
+    last_ping: Option<Instant>,
+}
+
+impl Flusher {
+    pub fn new(
+        pool: MySqlPool,
+        aggregator: Arc<Aggregator>,
+        backlog: Arc<Backlog>,
+        db: Arc<DbStatus>,
+        grace: Duration,
+        max_rows_per_batch: usize,
+    ) -> Self {
+        Flusher {
+            pool,
+            aggregator,
+            backlog,
+            db,
+            instance: instance_id(),
+            next_sequence: 0,
+            grace,
+            max_rows_per_batch: max_rows_per_batch.max(1),
+            queue: VecDeque::new(),
+            backoff: TICK,
+            retry_at: None,
+            last_ping: None,
+        }
+    }
+
+    /// Flushes closed buckets until `shutdown` resolves, then flushes everything left,
+    /// open buckets included, retrying until `deadline_after_shutdown` has passed.
+    pub async fn run(
+        mut self,
+        shutdown: impl Future<Output = ()>,
+        deadline_after_shutdown: Duration,
+    ) -> FlushReport {
+        let mut tick = tokio::time::interval(TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                () = &mut shutdown => break,
+            }
+            let now_ms = chrono::Utc::now().timestamp_millis();
+            let grace_ms = i64::try_from(self.grace.as_millis()).unwrap_or(i64::MAX);
+            if self.queue.is_empty() {
+                let closed = self
+                    .aggregator
+                    .drain_closed(now_ms.saturating_sub(grace_ms));
+                self.enqueue(closed);
+            }
+            if self.queue.is_empty() {
+                self.ping_when_idle().await;
+            } else if self.retry_at.is_none_or(|at| Instant::now() >= at) {
+                self.flush_queue().await;
+            }
+        }
+        let deadline = Instant::now() + deadline_after_shutdown;
+        let everything = self.aggregator.drain_all();
+        self.enqueue(everything);
+        while !self.queue.is_empty() && Instant::now() < deadline {
+            if self.retry_at.is_some_and(|at| Instant::now() < at) {
+                tokio::time::sleep_until(self.retry_at.unwrap_or(deadline).min(deadline)).await;
+                continue;
+            }
+            let attempt = self.flush_queue();
+            if tokio::time::timeout_at(deadline, attempt).await.is_err() {
+                break;
+            }
+        }
+        let unflushed_events = self.queue.iter().map(|b| b.events).sum();
+        FlushReport { unflushed_events }
+    }
+
+    fn enqueue(&mut self, mut deltas: Vec<Delta>) {
+        while !deltas.is_empty() {
+            let rest = deltas.split_off(deltas.len().min(self.max_rows_per_batch));
+            let id = format!("{}-{}", self.instance, self.next_sequence);
+            self.next_sequence += 1;
+            self.queue.push_back(Batch::new(id, deltas));
+            deltas = rest;
+        }
+    }
+
+    /// Writes queued batches in order; stops at the first failure and schedules a retry.
+    async fn flush_queue(&mut self) {
+        while let Some(batch) = self.queue.front() {
+            let started = Instant::now();
+            match store::insert_batch(&self.pool, batch).await {
+                Ok(outcome) => {
+                    match outcome {
+                        FlushOutcome::Committed { rows, dead_letters } => tracing::debug!(
+                            batch = %batch.id, rows, dead_letters, events = batch.events,
+                            elapsed_ms = started.elapsed().as_millis() as u64, "flushed"
+                        ),
+                        FlushOutcome::AlreadyCommitted => tracing::info!(
+                            batch = %batch.id, "batch had committed before its retry; dropped the retry"
+                        ),
+                    }
+                    self.backlog.release(batch.events);
+                    self.queue.pop_front();
+                    self.db.set(true);
+                    self.backoff = TICK;
+                    self.retry_at = None;
+                }
+                Err(error) => {
+                    tracing::warn!(batch = %batch.id, %error, retry_in = ?self.backoff, "flush failed; will retry");
+                    self.db.set(false);
+                    self.retry_at = Some(Instant::now() + self.backoff);
+                    self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
+                    return;
+                }
+            }
+        }
+    }
+
+    async fn ping_when_idle(&mut self) {
+        if self.last_ping.is_some_and(|at| at.elapsed() < PING_EVERY) {
+            return;
+        }
+        self.last_ping = Some(Instant::now());
+        let answered = tokio::time::timeout(PING_EVERY, store::ping(&self.pool)).await;
+        self.db.set(answered.unwrap_or(false));
+    }
+}
+
+/// A per-process id for batch names: random, so that replicas and restarts never reuse
+/// a batch id.
+fn instance_id() -> String {
+    use std::hash::{BuildHasher, RandomState};
+    // RandomState is seeded from the OS's randomness once per process.
+    let seed = RandomState::new().hash_one((std::process::id(), std::time::SystemTime::now()));
+    format!("{seed:016x}")
+}

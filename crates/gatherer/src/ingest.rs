@@ -1,0 +1,417 @@
+//! Parsing and validation of `POST /gather` bodies. Pure: bytes and a clock reading in,
+//! validated events and per-item errors out.
+//!
+//! Validation mirrors the `events_count` columns (label up to 50 characters, ids and
+//! values that fit `BIGINT`), so an event that is accepted here can never fail its INSERT
+//! later. Labels are borrowed from the body when they contain no escapes: the hot path
+//! allocates nothing per event.
+
+use std::borrow::Cow;
+
+use serde::de::{self, Deserializer, Visitor};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+/// The longest label, in characters: the width of `events_count.event_label`.
+pub const MAX_LABEL_CHARS: usize = 50;
+
+/// How far in the future an event's `ts` may lie (clock skew between clients).
+pub const MAX_FUTURE_MS: i64 = 60_000;
+
+/// How a body is framed, decided from the `Content-Type` header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Framing {
+    /// One JSON object, a JSON array of objects, or (detected) NDJSON.
+    Json,
+    /// One JSON object per line, whatever the first line looks like.
+    Ndjson,
+}
+
+impl Framing {
+    /// Maps a `Content-Type` header (absent = `None`) to a framing; `Err` carries the
+    /// media type that is not supported (415).
+    pub fn from_content_type(header: Option<&str>) -> Result<Self, String> {
+        let Some(header) = header else {
+            return Ok(Framing::Json);
+        };
+        let media = header.split(';').next().unwrap_or("").trim();
+        match media.to_ascii_lowercase().as_str() {
+            "" | "application/json" | "application/x-www-form-urlencoded" => Ok(Framing::Json),
+            "application/x-ndjson" | "application/ndjson" | "application/jsonlines" => {
+                Ok(Framing::Ndjson)
+            }
+            _ => Err(media.to_owned()),
+        }
+    }
+}
+
+/// The time window an event's `ts` must fall in, relative to the arrival clock.
+#[derive(Debug, Clone, Copy)]
+pub struct TimeRules {
+    /// Arrival time, unix milliseconds; also the time of events without `ts`.
+    pub now_ms: i64,
+    /// Oldest accepted `ts`, as an age in milliseconds.
+    pub max_age_ms: i64,
+}
+
+/// An event that passed validation. Its label borrows from the request body when it can.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ValidEvent<'a> {
+    pub label: Cow<'a, str>,
+    pub id: i64,
+    pub value: i64,
+    /// Event time, unix milliseconds (the `ts` field, or arrival time).
+    pub at_ms: i64,
+}
+
+/// A parsed body: what was accepted, and what was refused and why.
+#[derive(Debug, Default)]
+pub struct Parsed<'a> {
+    pub events: Vec<ValidEvent<'a>>,
+    /// (0-based array index or NDJSON line, reason).
+    pub rejected: Vec<(usize, String)>,
+    /// True for arrays and NDJSON, whose reply lists `rejected` items.
+    pub is_batch: bool,
+}
+
+/// Why a whole body was refused (400).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BodyError {
+    #[error("malformed JSON: {0}")]
+    Malformed(String),
+    #[error("invalid event: {0}")]
+    InvalidEvent(String),
+    #[error("empty body: send one event object, an array of them, or NDJSON lines")]
+    Empty,
+}
+
+/// Parses and validates a body. A single object that fails validation is a [`BodyError`];
+/// in a batch, each bad item becomes an entry of [`Parsed::rejected`] and the rest stand.
+pub fn parse_body<'a>(
+    body: &'a [u8],
+    framing: Framing,
+    rules: &TimeRules,
+) -> Result<Parsed<'a>, BodyError> {
+    let start = body
+        .iter()
+        .position(|b| !b.is_ascii_whitespace())
+        .ok_or(BodyError::Empty)?;
+    if framing == Framing::Ndjson {
+        return Ok(parse_ndjson(body, rules));
+    }
+    if body[start] == b'[' {
+        let items: Vec<&RawValue> =
+            serde_json::from_slice(body).map_err(|e| BodyError::Malformed(e.to_string()))?;
+        let mut parsed = Parsed {
+            is_batch: true,
+            events: Vec::with_capacity(items.len()),
+            ..Parsed::default()
+        };
+        for (index, item) in items.into_iter().enumerate() {
+            match parse_event(item.get().as_bytes(), rules) {
+                Ok(event) => parsed.events.push(event),
+                Err(reason) => parsed.rejected.push((index, reason)),
+            }
+        }
+        return Ok(parsed);
+    }
+    // One object, unless more values follow it: then the body is NDJSON sent as JSON.
+    let mut stream = serde_json::Deserializer::from_slice(body).into_iter::<&RawValue>();
+    let first = match stream.next() {
+        Some(Ok(first)) => first,
+        Some(Err(e)) => return Err(BodyError::Malformed(e.to_string())),
+        None => return Err(BodyError::Empty),
+    };
+    if stream.next().is_some() {
+        return Ok(parse_ndjson(body, rules));
+    }
+    let event = parse_event(first.get().as_bytes(), rules).map_err(BodyError::InvalidEvent)?;
+    Ok(Parsed {
+        events: vec![event],
+        rejected: Vec::new(),
+        is_batch: false,
+    })
+}
+
+fn parse_ndjson<'a>(body: &'a [u8], rules: &TimeRules) -> Parsed<'a> {
+    let mut parsed = Parsed {
+        is_batch: true,
+        ..Parsed::default()
+    };
+    for (line_no, line) in body.split(|&b| b == b'\n').enumerate() {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        match parse_event(line, rules) {
+            Ok(event) => parsed.events.push(event),
+            Err(reason) => parsed.rejected.push((line_no, reason)),
+        }
+    }
+    parsed
+}
+
+/// The event object as it appears on the wire; unknown fields are ignored.
+#[derive(Deserialize)]
+struct WireEvent<'a> {
+    #[serde(borrow)]
+    label: Cow<'a, str>,
+    id: i64,
+    value: i64,
+    #[serde(default)]
+    ts: Option<WireTs>,
+}
+
+/// `ts` as RFC 3339 text or unix seconds (integer or fractional), in milliseconds.
+struct WireTs(i64);
+
+impl<'de> Deserialize<'de> for WireTs {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct TsVisitor;
+        impl Visitor<'_> for TsVisitor {
+            type Value = WireTs;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an RFC 3339 time or unix seconds")
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<WireTs, E> {
+                v.checked_mul(1000)
+                    .map(WireTs)
+                    .ok_or_else(|| E::custom("ts out of range"))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<WireTs, E> {
+                i64::try_from(v)
+                    .map_err(|_| E::custom("ts out of range"))
+                    .and_then(|v| self.visit_i64(v))
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<WireTs, E> {
+                let ms = (v * 1000.0).floor();
+                if ms.is_finite() && ms.abs() < 9.0e15 {
+                    // In range: |ms| < 2^53, so the conversion is exact.
+                    Ok(WireTs(ms as i64))
+                } else {
+                    Err(E::custom("ts out of range"))
+                }
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<WireTs, E> {
+                chrono::DateTime::parse_from_rfc3339(v)
+                    .map(|t| WireTs(t.timestamp_millis()))
+                    .map_err(|e| E::custom(format!("ts {v:?} is not RFC 3339 ({e})")))
+            }
+        }
+        deserializer.deserialize_any(TsVisitor)
+    }
+}
+
+/// Parses and validates one event object.
+fn parse_event<'a>(json: &'a [u8], rules: &TimeRules) -> Result<ValidEvent<'a>, String> {
+    let wire: WireEvent<'a> = serde_json::from_slice(json).map_err(|e| without_position(&e))?;
+    validate_label(&wire.label)?;
+    let at_ms = match wire.ts {
+        None => rules.now_ms,
+        Some(WireTs(ms)) => {
+            if ms < rules.now_ms - rules.max_age_ms {
+                return Err(format!(
+                    "ts is older than max_event_age ({}s)",
+                    rules.max_age_ms / 1000
+                ));
+            }
+            if ms > rules.now_ms + MAX_FUTURE_MS {
+                return Err("ts is more than 60s in the future".to_owned());
+            }
+            ms
+        }
+    };
+    Ok(ValidEvent {
+        label: wire.label,
+        id: wire.id,
+        value: wire.value,
+        at_ms,
+    })
+}
+
+/// Checks a label against the column and the contract: 1 to 50 characters, no control
+/// characters, no leading or trailing whitespace.
+pub fn validate_label(label: &str) -> Result<(), String> {
+    if label.is_empty() {
+        return Err("label is empty".to_owned());
+    }
+    // Cheap bound first: 50 characters are at most 200 bytes of UTF-8.
+    if label.len() > MAX_LABEL_CHARS * 4 || label.chars().count() > MAX_LABEL_CHARS {
+        return Err(format!("label is longer than {MAX_LABEL_CHARS} characters"));
+    }
+    if label.chars().any(char::is_control) {
+        return Err("label contains a control character".to_owned());
+    }
+    let first_or_last_space =
+        label.starts_with(char::is_whitespace) || label.ends_with(char::is_whitespace);
+    if first_or_last_space {
+        return Err("label has leading or trailing whitespace".to_owned());
+    }
+    Ok(())
+}
+
+/// serde_json's message without its " at line L column C" suffix, which would point into
+/// the item rather than the body.
+fn without_position(e: &serde_json::Error) -> String {
+    let text = e.to_string();
+    let suffix = format!(" at line {} column {}", e.line(), e.column());
+    text.strip_suffix(&suffix).unwrap_or(&text).to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOW: i64 = 1_795_000_000_000;
+    const RULES: TimeRules = TimeRules {
+        now_ms: NOW,
+        max_age_ms: 600_000,
+    };
+
+    fn parse(body: &str) -> Result<Parsed<'_>, BodyError> {
+        parse_body(body.as_bytes(), Framing::Json, &RULES)
+    }
+
+    #[test]
+    fn single_object_is_accepted_at_arrival_time() {
+        let parsed = parse(r#"{"label":"checkout","id":42,"value":1}"#).unwrap();
+        assert!(!parsed.is_batch);
+        assert_eq!(
+            parsed.events,
+            vec![ValidEvent {
+                label: "checkout".into(),
+                id: 42,
+                value: 1,
+                at_ms: NOW
+            }]
+        );
+    }
+
+    #[test]
+    fn labels_without_escapes_borrow_from_the_body() {
+        let parsed = parse(r#"{"label":"checkout","id":42,"value":1}"#).unwrap();
+        assert!(matches!(parsed.events[0].label, Cow::Borrowed(_)));
+        let parsed = parse(r#"{"label":"check\"out","id":42,"value":1}"#).unwrap();
+        assert_eq!(parsed.events[0].label, "check\"out");
+    }
+
+    #[test]
+    fn pretty_printed_single_object_is_not_mistaken_for_ndjson() {
+        let parsed = parse("{\n  \"label\": \"a\",\n  \"id\": 1,\n  \"value\": 2\n}\n").unwrap();
+        assert!(!parsed.is_batch);
+        assert_eq!(parsed.events.len(), 1);
+    }
+
+    #[test]
+    fn fractions_strings_nulls_and_overflow_are_rejected() {
+        for body in [
+            r#"{"label":"a","id":1,"value":1.5}"#,
+            r#"{"label":"a","id":"1","value":1}"#,
+            r#"{"label":"a","id":1,"value":null}"#,
+            r#"{"label":"a","id":1,"value":9223372036854775808}"#,
+            r#"{"label":"a","id":1,"value":1e400}"#,
+            r#"{"label":"a","id":1}"#,
+        ] {
+            assert!(
+                matches!(
+                    parse(body),
+                    Err(BodyError::InvalidEvent(_)) | Err(BodyError::Malformed(_))
+                ),
+                "{body} was accepted"
+            );
+        }
+    }
+
+    #[test]
+    fn label_rules_follow_the_column() {
+        assert!(validate_label(&"é".repeat(50)).is_ok());
+        assert!(validate_label(&"é".repeat(51)).is_err());
+        assert!(validate_label(&"🙂".repeat(50)).is_ok());
+        assert!(validate_label("").is_err());
+        assert!(validate_label(" a").is_err());
+        assert!(validate_label("a\u{0}b").is_err());
+        assert!(validate_label("a\nb").is_err());
+        assert!(validate_label("a b").is_ok());
+    }
+
+    #[test]
+    fn malformed_json_reports_the_position() {
+        let err = parse(r#"{"label":"a","id":1,"value":}"#).unwrap_err();
+        assert!(
+            matches!(&err, BodyError::Malformed(m) if m.contains("line 1 column 29")),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn array_items_are_judged_one_by_one() {
+        let parsed = parse(
+            r#"[{"label":"a","id":1,"value":1},{"label":"","id":1,"value":1},{"label":"b","id":2,"value":3}]"#,
+        )
+        .unwrap();
+        assert!(parsed.is_batch);
+        assert_eq!(parsed.events.len(), 2);
+        assert_eq!(parsed.rejected.len(), 1);
+        assert_eq!(parsed.rejected[0].0, 1);
+        assert_eq!(parsed.rejected[0].1, "label is empty");
+    }
+
+    #[test]
+    fn ndjson_keeps_line_numbers_across_blank_lines() {
+        let body = "{\"label\":\"a\",\"id\":1,\"value\":1}\r\n\n{bad\n{\"label\":\"b\",\"id\":2,\"value\":2}\n";
+        let parsed = parse_body(body.as_bytes(), Framing::Ndjson, &RULES).unwrap();
+        assert_eq!(parsed.events.len(), 2);
+        assert_eq!(parsed.rejected.len(), 1);
+        assert_eq!(parsed.rejected[0].0, 2);
+        // Sent as application/json, the same body is recognised as NDJSON.
+        let parsed = parse(body).unwrap();
+        assert!(parsed.is_batch);
+        assert_eq!(parsed.events.len(), 2);
+    }
+
+    #[test]
+    fn ts_accepts_rfc3339_and_unix_seconds_within_the_window() {
+        let secs = NOW / 1000 - 5;
+        let body = format!(r#"{{"label":"a","id":1,"value":1,"ts":{secs}}}"#);
+        assert_eq!(parse(&body).unwrap().events[0].at_ms, secs * 1000);
+        let body = format!(r#"{{"label":"a","id":1,"value":1,"ts":{secs}.5}}"#);
+        assert_eq!(parse(&body).unwrap().events[0].at_ms, secs * 1000 + 500);
+        let text = chrono::DateTime::from_timestamp(secs, 0)
+            .unwrap()
+            .to_rfc3339();
+        let body = format!(r#"{{"label":"a","id":1,"value":1,"ts":"{text}"}}"#);
+        assert_eq!(parse(&body).unwrap().events[0].at_ms, secs * 1000);
+        let old = NOW / 1000 - 601;
+        let body = format!(r#"{{"label":"a","id":1,"value":1,"ts":{old}}}"#);
+        assert!(parse(&body).is_err());
+        let future = NOW / 1000 + 61;
+        let body = format!(r#"{{"label":"a","id":1,"value":1,"ts":{future}}}"#);
+        assert!(parse(&body).is_err());
+        assert!(parse(r#"{"label":"a","id":1,"value":1,"ts":"yesterday"}"#).is_err());
+    }
+
+    #[test]
+    fn content_types_map_to_framings() {
+        assert_eq!(Framing::from_content_type(None), Ok(Framing::Json));
+        assert_eq!(
+            Framing::from_content_type(Some("application/json; charset=utf-8")),
+            Ok(Framing::Json)
+        );
+        assert_eq!(
+            Framing::from_content_type(Some("application/x-www-form-urlencoded")),
+            Ok(Framing::Json)
+        );
+        assert_eq!(
+            Framing::from_content_type(Some("application/x-ndjson")),
+            Ok(Framing::Ndjson)
+        );
+        assert!(Framing::from_content_type(Some("application/xml")).is_err());
+    }
+
+    #[test]
+    fn empty_bodies_and_empty_arrays_are_not_events() {
+        assert_eq!(parse("  \n").unwrap_err(), BodyError::Empty);
+        let parsed = parse("[]").unwrap();
+        assert!(parsed.events.is_empty() && parsed.rejected.is_empty());
+    }
+}

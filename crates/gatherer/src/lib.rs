@@ -1,0 +1,12 @@
+//! The Pulse gatherer: takes `label / id / value` events over HTTP, sums them in memory
+//! into fixed buckets, and appends the bucket totals to MySQL's `events_count`.
+
+pub mod bucket;
+pub mod configuration;
+pub mod flusher;
+pub mod ingest;
+pub mod routes;
+pub mod startup;
+pub mod state;
+pub mod store;
+pub mod telemetry;

@@ -1,0 +1,38 @@
+//! `GET /health/live` (the process answers) and `GET /health/ready` (it accepts events).
+
+use actix_web::{get, web, HttpResponse};
+use protocol::Readiness;
+
+use crate::state::AppState;
+
+#[get("/health/live")]
+pub async fn live() -> HttpResponse {
+    HttpResponse::Ok().json(serde_json::json!({"ok": true}))
+}
+
+/// Ready while `/gather` would accept events: not at the backlog bound, not shutting
+/// down, and the database reached at least once. The body always reports the database
+/// and the backlog, so an operator sees an outage before it turns into 503s.
+#[get("/health/ready")]
+pub async fn ready(state: web::Data<AppState>) -> HttpResponse {
+    let reason = if state.is_shutting_down() {
+        Some("shutting down")
+    } else if state.backlog.is_full() {
+        Some("pending events at max_pending_events")
+    } else if !state.db.ever_up() {
+        Some("database not reached since start")
+    } else {
+        None
+    };
+    let body = Readiness {
+        ready: reason.is_none(),
+        database: if state.db.is_up() { "up" } else { "down" }.to_owned(),
+        pending: Some(state.backlog.pending()),
+        reason: reason.map(str::to_owned),
+    };
+    if body.ready {
+        HttpResponse::Ok().json(body)
+    } else {
+        HttpResponse::ServiceUnavailable().json(body)
+    }
+}

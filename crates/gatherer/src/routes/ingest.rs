@@ -1,0 +1,143 @@
+//! `POST /gather`: accept metric events.
+//!
+//! A `200` means every accepted event is in the aggregator and will reach `events_count`
+//! exactly once. When the backlog is at its bound the whole request is refused with 503
+//! and `Retry-After`, before anything is recorded: backpressure, never silent loss.
+
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::http::StatusCode;
+use actix_web::{post, web, HttpRequest, HttpResponse, ResponseError};
+use futures_util::StreamExt;
+use protocol::{ErrorReply, GatherReply, Rejected};
+
+use crate::ingest::{parse_body, BodyError, Framing, TimeRules};
+use crate::state::AppState;
+
+#[derive(Debug, thiserror::Error)]
+pub enum GatherError {
+    #[error("missing or unknown bearer token")]
+    Unauthorized,
+    #[error("shutting down; retry against another replica")]
+    ShuttingDown,
+    #[error("too many events waiting for the database; retry later")]
+    Backpressure,
+    #[error("unsupported content type {0:?}: send application/json or application/x-ndjson")]
+    UnsupportedMediaType(String),
+    #[error("body larger than max_body_bytes ({0} bytes)")]
+    TooLarge(usize),
+    #[error("could not read the body: {0}")]
+    Payload(String),
+    #[error(transparent)]
+    Body(#[from] BodyError),
+    #[error("no valid event in the batch")]
+    NothingValid(Vec<Rejected>),
+}
+
+impl ResponseError for GatherError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            GatherError::Unauthorized => StatusCode::UNAUTHORIZED,
+            GatherError::ShuttingDown | GatherError::Backpressure => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            GatherError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            GatherError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            GatherError::Payload(_) | GatherError::Body(_) | GatherError::NothingValid(_) => {
+                StatusCode::BAD_REQUEST
+            }
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let mut response = HttpResponse::build(self.status_code());
+        match self {
+            GatherError::ShuttingDown | GatherError::Backpressure => {
+                response.insert_header((header::RETRY_AFTER, HeaderValue::from_static("1")));
+            }
+            GatherError::Unauthorized => {
+                response
+                    .insert_header((header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer")));
+            }
+            _ => {}
+        }
+        let mut reply = ErrorReply::new(self.to_string());
+        if let GatherError::NothingValid(rejected) = self {
+            reply.rejected = Some(rejected.clone());
+        }
+        response.json(reply)
+    }
+}
+
+#[post("/gather")]
+pub async fn gather(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, GatherError> {
+    if !super::bearer_allowed(&req, &state.ingest_tokens) {
+        return Err(GatherError::Unauthorized);
+    }
+    if state.is_shutting_down() {
+        return Err(GatherError::ShuttingDown);
+    }
+    let content_type = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .map(|v| v.to_str().unwrap_or("?"));
+    let framing =
+        Framing::from_content_type(content_type).map_err(GatherError::UnsupportedMediaType)?;
+    let body = read_body(&req, payload, state.ingest.max_body_bytes).await?;
+
+    let rules = TimeRules {
+        now_ms: chrono::Utc::now().timestamp_millis(),
+        max_age_ms: i64::try_from(state.ingest.max_event_age.as_millis()).unwrap_or(i64::MAX),
+    };
+    let parsed = parse_body(&body, framing, &rules)?;
+    let rejected: Vec<Rejected> = parsed
+        .rejected
+        .into_iter()
+        .map(|(index, error)| Rejected { index, error })
+        .collect();
+    if parsed.events.is_empty() {
+        return Err(GatherError::NothingValid(rejected));
+    }
+    let accepted = parsed.events.len() as u64;
+    if !state.backlog.try_reserve(accepted) {
+        return Err(GatherError::Backpressure);
+    }
+    for event in &parsed.events {
+        state
+            .aggregator
+            .record(&event.label, event.id, event.value, event.at_ms);
+    }
+    Ok(HttpResponse::Ok().json(GatherReply {
+        ok: true,
+        accepted,
+        rejected: parsed.is_batch.then_some(rejected),
+    }))
+}
+
+/// Reads the whole body, refusing it (413) as soon as it passes `limit`.
+async fn read_body(
+    req: &HttpRequest,
+    mut payload: web::Payload,
+    limit: usize,
+) -> Result<web::BytesMut, GatherError> {
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return Err(GatherError::TooLarge(limit));
+    }
+    let mut body = web::BytesMut::with_capacity(declared.unwrap_or(4096).min(limit));
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|e| GatherError::Payload(e.to_string()))?;
+        if body.len() + chunk.len() > limit {
+            return Err(GatherError::TooLarge(limit));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}

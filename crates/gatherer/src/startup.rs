@@ -1,0 +1,156 @@
+//! Wiring: database, aggregator, flusher and HTTP server, built from [`Settings`].
+//!
+//! [`Application::build`] binds the listener (port 0 picks a free one: tests read it back
+//! with [`Application::port`]); [`Application::run_until_stopped`] serves until the given
+//! shutdown future resolves, then stops accepting, flushes everything and reports what, if
+//! anything, could not be written.
+
+use std::future::Future;
+use std::net::{SocketAddr, TcpListener};
+use std::time::Duration;
+
+use actix_web::dev::Server;
+use actix_web::{web, App, HttpServer};
+use anyhow::Context;
+use tracing_actix_web::TracingLogger;
+
+use crate::configuration::Settings;
+use crate::flusher::{FlushReport, Flusher};
+use crate::routes;
+use crate::state::AppState;
+use crate::store;
+
+pub struct Application {
+    address: SocketAddr,
+    server: Server,
+    state: web::Data<AppState>,
+    flusher: Flusher,
+    shutdown_timeout: Duration,
+    http_grace: Duration,
+}
+
+impl std::fmt::Debug for Application {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Application")
+            .field("address", &self.address)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Application {
+    /// Connects to MySQL (creating the database and running migrations), binds the
+    /// listener and prepares the flusher. Fails with a clear error when the database is
+    /// unreachable or the address cannot be bound.
+    pub async fn build(settings: Settings) -> anyhow::Result<Application> {
+        let pool = store::connect(&settings.database).await?;
+        let state = web::Data::new(AppState::new(
+            pool.clone(),
+            settings.ingest.clone(),
+            settings.auth.ingest_tokens.clone(),
+            settings.auth.export_token.clone(),
+        ));
+        state.db.set(true);
+
+        let listener = TcpListener::bind((settings.server.host.as_str(), settings.server.port))
+            .with_context(|| {
+                format!(
+                    "cannot bind {}:{}",
+                    settings.server.host, settings.server.port
+                )
+            })?;
+        let address = listener.local_addr()?;
+        let shutdown_timeout = settings.ingest.shutdown_timeout;
+        // In-flight requests get a quarter of the shutdown budget (at most 5 s); the
+        // final flush gets the rest.
+        let http_grace = (shutdown_timeout / 4).min(Duration::from_secs(5));
+        let app_state = state.clone();
+        let mut server = HttpServer::new(move || {
+            App::new()
+                .wrap(TracingLogger::default())
+                .app_data(app_state.clone())
+                .service(routes::info::info)
+                .service(routes::ingest::gather)
+                .service(routes::health::live)
+                .service(routes::health::ready)
+                .default_service(web::to(routes::not_found))
+        })
+        .disable_signals()
+        .shutdown_timeout(http_grace.as_secs().max(1));
+        if settings.server.workers > 0 {
+            server = server.workers(settings.server.workers);
+        }
+        let server = server.listen(listener)?.run();
+
+        let flusher = Flusher::new(
+            pool,
+            state.aggregator.clone(),
+            state.backlog.clone(),
+            state.db.clone(),
+            settings.ingest.flush_grace,
+            settings.ingest.max_rows_per_batch,
+        );
+        Ok(Application {
+            address,
+            server,
+            state,
+            flusher,
+            shutdown_timeout,
+            http_grace,
+        })
+    }
+
+    pub fn address(&self) -> SocketAddr {
+        self.address
+    }
+
+    pub fn port(&self) -> u16 {
+        self.address.port()
+    }
+
+    /// Serves until `shutdown` resolves (or the server fails), then: refuse new events,
+    /// finish in-flight requests, flush everything including open buckets, all within
+    /// `shutdown_timeout`.
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()>,
+    ) -> anyhow::Result<FlushReport> {
+        tracing::info!("listening on {}", self.address);
+        let handle = self.server.handle();
+        let mut server = tokio::spawn(self.server);
+        let (stop_flusher, flusher_stopped) = tokio::sync::oneshot::channel::<()>();
+        let flush_budget = self.shutdown_timeout.saturating_sub(self.http_grace);
+        let flusher = tokio::spawn(self.flusher.run(
+            async {
+                // A dropped sender means the same as a sent stop.
+                let _ = flusher_stopped.await;
+            },
+            flush_budget,
+        ));
+
+        let server_result = tokio::select! {
+            () = shutdown => None,
+            result = &mut server => Some(result),
+        };
+        tracing::info!("shutting down: refusing new events, flushing what is held");
+        self.state.begin_shutdown();
+        if server_result.is_none() {
+            handle.stop(true).await;
+        }
+        let _ = stop_flusher.send(());
+        let report = flusher.await.context("flusher task failed")?;
+        if let Some(result) = server_result {
+            result
+                .context("HTTP server task failed")?
+                .context("HTTP server failed")?;
+        }
+        if report.unflushed_events > 0 {
+            tracing::error!(
+                events = report.unflushed_events,
+                "events could not be written before the shutdown timeout"
+            );
+        } else {
+            tracing::info!("everything flushed; bye");
+        }
+        Ok(report)
+    }
+}

@@ -1,0 +1,57 @@
+//! What the HTTP handlers share: the aggregator, the backlog bound, the database status
+//! and the settings they read.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use secrecy::SecretString;
+use sqlx::MySqlPool;
+
+use crate::bucket::Aggregator;
+use crate::configuration::IngestSettings;
+use crate::flusher::{Backlog, DbStatus};
+
+#[derive(Debug)]
+pub struct AppState {
+    pub aggregator: Arc<Aggregator>,
+    pub backlog: Arc<Backlog>,
+    pub db: Arc<DbStatus>,
+    pub pool: MySqlPool,
+    pub ingest: IngestSettings,
+    pub ingest_tokens: Vec<SecretString>,
+    pub export_token: SecretString,
+    pub started: Instant,
+    shutting_down: AtomicBool,
+}
+
+impl AppState {
+    pub fn new(
+        pool: MySqlPool,
+        ingest: IngestSettings,
+        ingest_tokens: Vec<SecretString>,
+        export_token: SecretString,
+    ) -> Self {
+        // Enough shards that 2 to 64 workers rarely contend on one.
+        let shards = std::thread::available_parallelism().map_or(8, |n| n.get() * 16);
+        AppState {
+            aggregator: Arc::new(Aggregator::new(ingest.bucket_seconds, shards)),
+            backlog: Arc::new(Backlog::new(ingest.max_pending_events)),
+            db: Arc::new(DbStatus::default()),
+            pool,
+            ingest,
+            ingest_tokens,
+            export_token,
+            started: Instant::now(),
+            shutting_down: AtomicBool::new(false),
+        }
+    }
+
+    pub fn begin_shutdown(&self) {
+        self.shutting_down.store(true, Ordering::Release);
+    }
+
+    pub fn is_shutting_down(&self) -> bool {
+        self.shutting_down.load(Ordering::Acquire)
+    }
+}

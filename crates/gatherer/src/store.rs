@@ -1,0 +1,234 @@
+//! Everything the gatherer says to MySQL: connecting (creating the database and running
+//! migrations), the flush transaction, and health pings.
+//!
+//! The flush keeps two promises of the contract. *Commit order = id order*: each flush
+//! locks the one row of `export_seq` first and holds it until COMMIT, so ids become
+//! visible in increasing order across every replica. *Exactly once*: the batch id is
+//! inserted into `flush_batches` in the same transaction, so a retry of a batch whose
+//! first attempt committed finds the id and is dropped.
+
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use secrecy::ExposeSecret;
+use sqlx::migrate::MigrateDatabase;
+use sqlx::mysql::{MySqlConnectOptions, MySqlPoolOptions};
+use sqlx::{MySql, MySqlPool, QueryBuilder, Transaction};
+
+use crate::bucket::Delta;
+use crate::configuration::DatabaseSettings;
+
+/// Rows per INSERT statement: 7 placeholders a row stays far below MySQL's 65 535 per
+/// statement, and a few hundred KiB stay far below `max_allowed_packet`.
+const ROWS_PER_INSERT: usize = 2_000;
+
+/// One flush: the deltas that commit together, under one id.
+#[derive(Debug, Clone)]
+pub struct Batch {
+    /// `<instance>-<sequence>`: unique per gatherer process and flush.
+    pub id: Arc<str>,
+    pub deltas: Vec<Delta>,
+    /// Number of events summed in the deltas.
+    pub events: u64,
+}
+
+impl Batch {
+    pub fn new(id: String, deltas: Vec<Delta>) -> Self {
+        let events = deltas.iter().map(|d| u64::from(d.totals.events)).sum();
+        Batch {
+            id: id.into(),
+            deltas,
+            events,
+        }
+    }
+}
+
+/// What a flush attempt found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FlushOutcome {
+    /// The batch committed now; `dead_letters` of its deltas went to `dead_letters`.
+    Committed { rows: usize, dead_letters: usize },
+    /// An earlier attempt of the same batch had committed; nothing was written.
+    AlreadyCommitted,
+}
+
+/// Creates the database if it is missing, connects, and runs the migrations. Retries
+/// until `connect_timeout` so that a database starting alongside the service is waited
+/// for.
+pub async fn connect(settings: &DatabaseSettings) -> anyhow::Result<MySqlPool> {
+    let url = settings.url.expose_secret();
+    let options =
+        MySqlConnectOptions::from_str(url).context("database.url is not a valid MySQL URL")?;
+    let deadline = tokio::time::Instant::now() + settings.connect_timeout;
+    let mut last_error;
+    loop {
+        match try_connect(url, options.clone(), settings.max_connections).await {
+            Ok(pool) => return Ok(pool),
+            Err(e) => last_error = e,
+        }
+        if tokio::time::Instant::now() >= deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    Err(last_error.context(format!(
+        "database unreachable at {}:{} after {:?}",
+        options.get_host(),
+        options.get_port(),
+        settings.connect_timeout
+    )))
+}
+
+async fn try_connect(
+    url: &str,
+    options: MySqlConnectOptions,
+    max_connections: u32,
+) -> anyhow::Result<MySqlPool> {
+    if !MySql::database_exists(url).await? {
+        MySql::create_database(url).await.or_else(|e| {
+            // Another replica may have created it in the meantime.
+            if e.as_database_error().and_then(|d| d.code()).as_deref() == Some("HY000") {
+                Ok(())
+            } else {
+                Err(e)
+            }
+        })?;
+    }
+    let pool = MySqlPoolOptions::new()
+        .max_connections(max_connections.max(2))
+        .acquire_timeout(Duration::from_secs(5))
+        .connect_with(options)
+        .await?;
+    sqlx::migrate!("../../migrations/gatherer")
+        .run(&pool)
+        .await
+        .context("running the gatherer's migrations")?;
+    Ok(pool)
+}
+
+/// Answers whether MySQL responds.
+pub async fn ping(pool: &MySqlPool) -> bool {
+    sqlx::query("SELECT 1").execute(pool).await.is_ok()
+}
+
+/// Writes one batch in one transaction, exactly once (see the module doc).
+///
+/// On a connection or lock error the transaction is rolled back and the error returned:
+/// the caller retries the same batch. A delta that fails for a permanent reason (data the
+/// column refuses) is moved to `dead_letters` and the rest of the batch still commits.
+pub async fn insert_batch(pool: &MySqlPool, batch: &Batch) -> Result<FlushOutcome, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    sqlx::query("SELECT flushes FROM export_seq WHERE id = 1 FOR UPDATE")
+        .fetch_one(&mut *tx)
+        .await?;
+    let claimed =
+        sqlx::query("INSERT INTO flush_batches (batch_id, row_count, events) VALUES (?, ?, ?)")
+            .bind(&*batch.id)
+            .bind(u32::try_from(batch.deltas.len()).unwrap_or(u32::MAX))
+            .bind(batch.events)
+            .execute(&mut *tx)
+            .await;
+    match claimed {
+        Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+            tx.rollback().await?;
+            return Ok(FlushOutcome::AlreadyCommitted);
+        }
+        other => other?,
+    };
+    let mut dead_letters = 0;
+    for chunk in batch.deltas.chunks(ROWS_PER_INSERT) {
+        match insert_rows(&mut tx, chunk).await {
+            Ok(()) => {}
+            // A failed statement is rolled back alone; the transaction goes on, and the
+            // chunk is retried row by row to isolate the rows MySQL refuses.
+            Err(e) if is_permanent(&e) => {
+                for delta in chunk {
+                    match insert_rows(&mut tx, std::slice::from_ref(delta)).await {
+                        Ok(()) => {}
+                        Err(e) if is_permanent(&e) => {
+                            insert_dead_letter(&mut tx, &batch.id, delta, &e.to_string()).await?;
+                            dead_letters += 1;
+                        }
+                        Err(e) => return Err(e),
+                    }
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    sqlx::query("UPDATE export_seq SET flushes = flushes + 1 WHERE id = 1")
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(FlushOutcome::Committed {
+        rows: batch.deltas.len() - dead_letters,
+        dead_letters,
+    })
+}
+
+async fn insert_rows(tx: &mut Transaction<'_, MySql>, deltas: &[Delta]) -> Result<(), sqlx::Error> {
+    let mut insert = QueryBuilder::<MySql>::new(
+        "INSERT INTO events_count \
+         (event_date, event_label, entity_id, event_counter, events, min_value, max_value) ",
+    );
+    insert.push_values(deltas, |mut row, delta| {
+        row.push_bind(bucket_date(delta))
+            .push_bind(&*delta.label)
+            .push_bind(delta.entity_id)
+            .push_bind(delta.totals.sum)
+            .push_bind(delta.totals.events)
+            .push_bind(delta.totals.min)
+            .push_bind(delta.totals.max);
+    });
+    insert
+        .build()
+        .persistent(deltas.len() == ROWS_PER_INSERT || deltas.len() == 1)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+async fn insert_dead_letter(
+    tx: &mut Transaction<'_, MySql>,
+    batch_id: &str,
+    delta: &Delta,
+    error: &str,
+) -> Result<(), sqlx::Error> {
+    tracing::error!(batch_id, label = %delta.label, entity_id = delta.entity_id, error, "delta moved to dead_letters");
+    sqlx::query(
+        "INSERT INTO dead_letters (batch_id, event_date, event_label, entity_id, event_counter, \
+         events, min_value, max_value, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(batch_id)
+    .bind(bucket_date(delta))
+    .bind(delta.label.as_bytes())
+    .bind(delta.entity_id)
+    .bind(delta.totals.sum)
+    .bind(delta.totals.events)
+    .bind(delta.totals.min)
+    .bind(delta.totals.max)
+    .bind(error)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+fn bucket_date(delta: &Delta) -> chrono::NaiveDateTime {
+    chrono::DateTime::from_timestamp(delta.bucket.unix_seconds(), 0)
+        .unwrap_or_default()
+        .naive_utc()
+}
+
+/// A refusal of the data itself (SQLSTATE class 22, data exception, or 23, integrity
+/// constraint): retrying cannot help. Everything else (lost connections, lock waits,
+/// deadlocks, a server shutting down) is worth retrying.
+fn is_permanent(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Database(e) => {
+            matches!(e.code().as_deref(), Some(code) if code.starts_with("22") || code.starts_with("23"))
+        }
+        _ => false,
+    }
+}

@@ -1,0 +1,10 @@
+//! API tests: the real gatherer, on port 0, against the real MySQL.
+
+// Test code: a failed unwrap is a failed test, with its location.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod exactly_once;
+mod helpers;
+mod ingest;
+mod outage;
+mod process;

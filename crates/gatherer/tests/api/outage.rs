@@ -1,0 +1,181 @@
+//! Guarantee 3, MySQL outage: the gatherer reaches MySQL through a proxy the test can
+//! cut. While it is cut, events are still accepted up to `max_pending_events`, then
+//! refused with 503 and `Retry-After`; readiness follows; when MySQL is back everything
+//! acknowledged lands exactly once.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinHandle;
+
+use secrecy::ExposeSecret;
+
+use crate::helpers::{poll_until, server_url, spawn_app_with, table_totals};
+
+/// A TCP forwarder to MySQL that can refuse and drop connections, like a stopped server.
+struct CuttableProxy {
+    port: u16,
+    up: Arc<AtomicBool>,
+    connections: Arc<Mutex<Vec<JoinHandle<()>>>>,
+    accept: JoinHandle<()>,
+}
+
+impl CuttableProxy {
+    async fn start(upstream: String) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let up = Arc::new(AtomicBool::new(true));
+        let connections: Arc<Mutex<Vec<JoinHandle<()>>>> = Arc::default();
+        let accept = tokio::spawn({
+            let up = up.clone();
+            let connections = connections.clone();
+            async move {
+                while let Ok((mut client, _)) = listener.accept().await {
+                    if !up.load(Ordering::SeqCst) {
+                        drop(client);
+                        continue;
+                    }
+                    let upstream = upstream.clone();
+                    connections.lock().unwrap().push(tokio::spawn(async move {
+                        if let Ok(mut server) = TcpStream::connect(upstream).await {
+                            let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                        }
+                    }));
+                }
+            }
+        });
+        CuttableProxy {
+            port,
+            up,
+            connections,
+            accept,
+        }
+    }
+
+    /// MySQL "stops": open connections are dropped, new ones closed at once.
+    fn cut(&self) {
+        self.up.store(false, Ordering::SeqCst);
+        for connection in self.connections.lock().unwrap().drain(..) {
+            connection.abort();
+        }
+    }
+
+    fn restore(&self) {
+        self.up.store(true, Ordering::SeqCst);
+    }
+}
+
+impl Drop for CuttableProxy {
+    fn drop(&mut self) {
+        self.accept.abort();
+        self.cut();
+    }
+}
+
+#[tokio::test]
+async fn an_outage_turns_into_backpressure_and_loses_nothing() {
+    let real = server_url();
+    let upstream = real
+        .trim_start_matches("mysql://")
+        .rsplit('@')
+        .next()
+        .unwrap()
+        .to_owned();
+    let proxy = CuttableProxy::start(upstream).await;
+    let via_proxy = format!("mysql://root@127.0.0.1:{}", proxy.port);
+    let mut app = spawn_app_with(|s| {
+        let direct = s.database.url.expose_secret().to_owned();
+        s.database.url = direct.replacen(&real, &via_proxy, 1).into();
+        s.ingest.max_pending_events = 1_000;
+    })
+    .await;
+    let pool = app.db.pool().await;
+    let event = |value: i64| json!({"label": "outage", "id": value % 7, "value": value});
+
+    let first: Vec<Value> = (1..=100).map(event).collect();
+    assert_eq!(
+        app.post_gather(json!(first).to_string(), None)
+            .await
+            .status(),
+        200
+    );
+    let mut acknowledged: (i128, u64) = ((1..=100).sum::<i64>().into(), 100);
+    poll_until(Duration::from_secs(10), "first events flushed", || async {
+        (table_totals(&pool).await == acknowledged).then_some(())
+    })
+    .await;
+
+    proxy.cut();
+    // Accepted while the backlog has room, then refused whole with 503 + Retry-After.
+    let mut value = 100;
+    let refused = loop {
+        let batch: Vec<Value> = (value + 1..=value + 150).map(event).collect();
+        let response = app.post_gather(json!(batch).to_string(), None).await;
+        if response.status() == 503 {
+            break response;
+        }
+        assert_eq!(response.status(), 200);
+        acknowledged.0 += i128::from((value + 1..=value + 150).sum::<i64>());
+        acknowledged.1 += 150;
+        value += 150;
+        assert!(
+            acknowledged.1 <= 1_100,
+            "the bound of 1 000 pending events was not enforced"
+        );
+    };
+    assert_eq!(refused.headers()["retry-after"], "1");
+    assert_eq!(acknowledged.1, 1_000, "100 flushed + 900 pending");
+    // A batch that does not fit is refused whole; single events still fit up to the bound.
+    loop {
+        value += 1;
+        let response = app.post_gather(event(value).to_string(), None).await;
+        if response.status() == 503 {
+            break;
+        }
+        assert_eq!(response.status(), 200);
+        acknowledged.0 += i128::from(value);
+        acknowledged.1 += 1;
+    }
+    assert_eq!(
+        acknowledged.1 - 100,
+        1_000,
+        "pending stops exactly at max_pending_events"
+    );
+    let ready = app.get("/health/ready").await;
+    assert_eq!(ready.status(), 503);
+    let ready: Value = ready.json().await.unwrap();
+    assert_eq!(ready["pending"], acknowledged.1 - 100);
+    poll_until(
+        Duration::from_secs(15),
+        "readiness to report the database down",
+        || async {
+            let ready: Value = app.get("/health/ready").await.json().await.ok()?;
+            (ready["database"] == "down").then_some(())
+        },
+    )
+    .await;
+
+    proxy.restore();
+    poll_until(
+        Duration::from_secs(30),
+        "the backlog to land after the outage",
+        || async { (table_totals(&pool).await == acknowledged).then_some(()) },
+    )
+    .await;
+    poll_until(Duration::from_secs(10), "readiness to return", || async {
+        (app.get("/health/ready").await.status() == 200).then_some(())
+    })
+    .await;
+    assert_eq!(
+        app.post_gather(event(1).to_string(), None).await.status(),
+        200
+    );
+    acknowledged.0 += 1;
+    acknowledged.1 += 1;
+    let report = app.shutdown().await;
+    assert_eq!(report.unflushed_events, 0);
+    assert_eq!(table_totals(&pool).await, acknowledged);
+}
