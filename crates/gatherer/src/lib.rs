@@ -3,6 +3,7 @@
 
 pub mod bucket;
 pub mod configuration;
+pub mod export;
 pub mod flusher;
 pub mod ingest;
 pub mod routes;

@@ -2,8 +2,9 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
-use clap::{Parser, ValueEnum};
+use clap::{Parser, Subcommand, ValueEnum};
 use gatherer::configuration::Settings;
 use gatherer::startup::Application;
 use gatherer::telemetry;
@@ -23,6 +24,27 @@ struct Cli {
     /// Log format.
     #[arg(long, value_enum, default_value_t = LogFormat::Human, global = true)]
     log_format: LogFormat,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the service (the default).
+    Serve,
+    /// Delete old rows of events_count in small batches, never one a consumer has not read.
+    Prune {
+        /// Delete rows whose bucket is older than this (e.g. 30d).
+        #[arg(long, value_parser = humantime::parse_duration)]
+        older_than: Duration,
+        /// Never delete a row with an id above this: the lowest iterator your consumers
+        /// (the analyser's cursor) have reached.
+        #[arg(long)]
+        keep_after_iterator: u64,
+        /// Rows per DELETE statement.
+        #[arg(long, default_value_t = 5_000)]
+        batch_rows: u32,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -48,6 +70,23 @@ async fn main() -> ExitCode {
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let settings = Settings::load(cli.config.as_deref(), cli.port)
         .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
+    if let Some(Command::Prune {
+        older_than,
+        keep_after_iterator,
+        batch_rows,
+    }) = cli.command
+    {
+        let cutoff = chrono::Utc::now() - chrono::Duration::from_std(older_than)?;
+        let pool = gatherer::store::connect(&settings.database).await?;
+        let report =
+            gatherer::store::prune(&pool, cutoff, keep_after_iterator, batch_rows.max(1)).await?;
+        tracing::info!(rows = report.rows, flush_batches = report.batches, %cutoff, keep_after_iterator, "pruned");
+        println!(
+            "deleted {} rows of events_count and {} flush_batches ids",
+            report.rows, report.batches
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
     let app = Application::build(settings).await?;
     let report = app.run_until_stopped(shutdown_signal()).await?;
     Ok(if report.unflushed_events == 0 {

@@ -17,8 +17,11 @@ use sqlx::migrate::MigrateDatabase;
 use sqlx::mysql::{MySqlConnectOptions, MySqlPoolOptions};
 use sqlx::{MySql, MySqlPool, QueryBuilder, Transaction};
 
+use protocol::{ExportPage, ExportRow};
+
 use crate::bucket::Delta;
 use crate::configuration::DatabaseSettings;
+use crate::export::{self, ExportQuery};
 
 /// Rows per INSERT statement: 7 placeholders a row stays far below MySQL's 65 535 per
 /// statement, and a few hundred KiB stay far below `max_allowed_packet`.
@@ -231,4 +234,138 @@ fn is_permanent(error: &sqlx::Error) -> bool {
         }
         _ => false,
     }
+}
+
+/// Columns of an export row, in `SELECT` order.
+type ExportRecord = (u64, chrono::NaiveDateTime, Vec<u8>, i64, i64, u32, i64, i64);
+
+/// The SQL of one export page; `EXPLAIN` of it is checked by the tests to use the
+/// primary key, so a page costs the same at row 10 and at row 10 million.
+pub fn export_sql(query: &ExportQuery) -> String {
+    let mut sql = String::from(
+        "SELECT ec_id, event_date, event_label, entity_id, event_counter, events, min_value, max_value \
+         FROM events_count WHERE ec_id > ? AND ec_id <= ?",
+    );
+    if query.from.is_some() {
+        sql.push_str(" AND event_date >= ?");
+    }
+    if query.to.is_some() {
+        sql.push_str(" AND event_date < ?");
+    }
+    sql.push_str(" ORDER BY ec_id LIMIT ?");
+    sql
+}
+
+/// One export page, read in one snapshot: the highest committed id and the rows up to it.
+pub async fn export_page(pool: &MySqlPool, query: &ExportQuery) -> Result<ExportPage, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    let (max_committed,): (Option<u64>,) = sqlx::query_as("SELECT MAX(ec_id) FROM events_count")
+        .fetch_one(&mut *tx)
+        .await?;
+    let max_committed = max_committed.unwrap_or(0);
+    let upper = if query.has_time_filter() {
+        query
+            .iterator
+            .saturating_add(query.scan_span())
+            .min(max_committed)
+    } else {
+        max_committed
+    };
+    let sql = export_sql(query);
+    let mut select = sqlx::query_as::<_, ExportRecord>(&sql)
+        .bind(query.iterator)
+        .bind(upper);
+    if let Some(from) = query.from {
+        select = select.bind(from.naive_utc());
+    }
+    if let Some(to) = query.to {
+        select = select.bind(to.naive_utc());
+    }
+    let records = select.bind(query.limit).fetch_all(&mut *tx).await?;
+    tx.commit().await?;
+
+    let full = records.len() == query.limit as usize;
+    let last_row_id = records.last().map(|r| r.0);
+    let (next_iterator, has_more) = export::next_iterator(query, last_row_id, full, max_committed);
+    let rows = records
+        .into_iter()
+        .map(
+            |(ec_id, date, label, entity_id, event_counter, events, min_value, max_value)| {
+                ExportRow {
+                    ec_id,
+                    event_date: date.and_utc(),
+                    // Labels were validated as UTF-8 before they were written.
+                    label: String::from_utf8(label)
+                        .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()),
+                    entity_id,
+                    event_counter,
+                    events,
+                    min_value,
+                    max_value,
+                }
+            },
+        )
+        .collect();
+    Ok(ExportPage {
+        rows,
+        next_iterator,
+        has_more,
+    })
+}
+
+/// What a prune removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PruneReport {
+    pub rows: u64,
+    pub batches: u64,
+}
+
+/// Deletes `events_count` rows older than `older_than` whose id is at most
+/// `keep_after_iterator`, in small autocommitted batches so that flushes never wait long;
+/// rows a consumer has not read yet (ids above the iterator) are never touched. Also
+/// forgets `flush_batches` ids older than the cutoff: retries happen within minutes.
+pub async fn prune(
+    pool: &MySqlPool,
+    older_than: chrono::DateTime<chrono::Utc>,
+    keep_after_iterator: u64,
+    batch_rows: u32,
+) -> Result<PruneReport, sqlx::Error> {
+    let mut report = PruneReport::default();
+    let mut conn = pool.acquire().await?;
+    // No gap locks: concurrent flushes insert at the end of the table unhindered.
+    sqlx::query("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
+        .execute(&mut *conn)
+        .await?;
+    loop {
+        let deleted = sqlx::query(
+            "DELETE FROM events_count WHERE ec_id <= ? AND event_date < ? ORDER BY ec_id LIMIT ?",
+        )
+        .bind(keep_after_iterator)
+        .bind(older_than.naive_utc())
+        .bind(batch_rows)
+        .execute(&mut *conn)
+        .await?
+        .rows_affected();
+        report.rows += deleted;
+        if deleted < u64::from(batch_rows) {
+            break;
+        }
+    }
+    loop {
+        let deleted = sqlx::query("DELETE FROM flush_batches WHERE created_at < ? LIMIT ?")
+            .bind(older_than.naive_utc())
+            .bind(batch_rows)
+            .execute(&mut *conn)
+            .await?
+            .rows_affected();
+        report.batches += deleted;
+        if deleted < u64::from(batch_rows) {
+            break;
+        }
+    }
+    // The pooled connection goes back with its default isolation level.
+    sqlx::query("SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        .execute(&mut *conn)
+        .await?;
+    Ok(report)
 }

@@ -1,5 +1,6 @@
 //! HTTP handlers, one module per route group, and the helpers they share.
 
+pub mod export;
 pub mod health;
 pub mod info;
 pub mod ingest;

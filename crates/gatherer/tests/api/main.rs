@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod exactly_once;
+mod export;
 mod helpers;
 mod ingest;
 mod outage;

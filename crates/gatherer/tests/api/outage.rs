@@ -158,6 +158,22 @@ async fn an_outage_turns_into_backpressure_and_loses_nothing() {
     )
     .await;
 
+    // Keep MySQL away until the buckets holding the outage's events have closed and their
+    // flush has failed at least once: the flusher must retry them, not drop them.
+    let flush_failed_by = chrono::Utc::now().timestamp_millis() / 2_000 * 2_000 + 2_000 + 1_500;
+    poll_until(
+        Duration::from_secs(10),
+        "the outage's buckets to close",
+        || async { (chrono::Utc::now().timestamp_millis() >= flush_failed_by).then_some(()) },
+    )
+    .await;
+    let ready: Value = app.get("/health/ready").await.json().await.unwrap();
+    assert_eq!(ready["database"], "down");
+    assert_eq!(
+        table_totals(&pool).await.1,
+        100,
+        "nothing can land while MySQL is away"
+    );
     proxy.restore();
     poll_until(
         Duration::from_secs(30),
