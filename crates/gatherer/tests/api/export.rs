@@ -328,3 +328,50 @@ async fn export_never_skips_rows_committed_out_of_order() {
     assert_eq!(in_table.len(), 4 * 20 * 403);
     app.shutdown().await;
 }
+
+#[tokio::test]
+async fn prune_keeps_every_row_a_consumer_has_not_read() {
+    let mut app = spawn_app().await;
+    let pool = app.db.pool().await;
+    seed(&pool).await; // ten rows, five days old
+    let ids: Vec<u64> = sqlx::query_scalar("SELECT ec_id FROM events_count ORDER BY ec_id")
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    let recent = chrono::Utc::now().timestamp();
+    store::insert_batch(
+        &pool,
+        &Batch::new("recent".into(), vec![delta(recent, "fresh", 1, 7)]),
+    )
+    .await
+    .unwrap();
+    let keep_after = ids[5];
+
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_gatherer"))
+        .args([
+            "prune",
+            "--older-than",
+            "1d",
+            "--keep-after-iterator",
+            &keep_after.to_string(),
+            "--batch-rows",
+            "2",
+        ])
+        .env_remove("DATABASE_URL")
+        .env("GATHERER__DATABASE__URL", &app.db.url)
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(String::from_utf8_lossy(&output.stdout).contains("deleted 6 rows"));
+
+    // The old rows a consumer has read are gone; unread old rows and recent rows remain.
+    let left = follow(&app, "limit=100").await;
+    assert_eq!(left[..4], ids[6..]);
+    assert_eq!(left.len(), 5);
+    app.shutdown().await;
+}

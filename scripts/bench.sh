@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Benchmarks: each starts what it measures and prints its figures as ratios against a
+# baseline measured in the same run. Needs MySQL (see scripts/mysql.sh).
+#
+#   scripts/bench.sh            everything
+#   scripts/bench.sh export     one part
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/mysql.sh
+ensure_mysql
+export BENCH_MYSQL_URL="${BENCH_MYSQL_URL:-mysql://root@$MYSQL_HOST:$MYSQL_PORT}"
+parts=("${@:-export}")
+
+for part in "${parts[@]}"; do
+  case $part in
+    export)
+      echo "== export: rows/s, page cost by depth, cost of the ordering lock"
+      cargo bench -p gatherer --bench export
+      ;;
+    *)
+      echo "unknown part: $part" >&2
+      exit 2
+      ;;
+  esac
+done
