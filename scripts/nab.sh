@@ -37,8 +37,11 @@ for f in "${files[@]}"; do inputs+=("$data/$f"); done
 
 # One process over all files: detector time is measured inside, apart from CSV parsing.
 # shellcheck disable=SC2086
-bench="$("$bin" --method "$method" --root "$data" --out-dir "$out" --prefix "${detector}_" \
-  --bench ${DETECT_ARGS:-} "${inputs[@]}" 2>&1 >/dev/null)"
+if ! bench="$("$bin" --method "$method" --root "$data" --out-dir "$out" --prefix "${detector}_" \
+  --bench ${DETECT_ARGS:-} "${inputs[@]}" 2>&1 >/dev/null)"; then
+  echo "$bench" >&2
+  exit 1
+fi
 
 echo "series: ${#files[@]}"
 python3 "$NAB_DIR/nab_score.py" "$out" --data-root "$NAB_DIR/data" --json "$out/scores.json"

@@ -129,6 +129,134 @@ pub struct Readiness {
     pub reason: Option<String>,
 }
 
+/// One anomaly as the analyser serves it at `/api/v1/state`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Anomaly {
+    pub id: u64,
+    pub dataset: String,
+    pub label: String,
+    pub entity_id: i64,
+    /// `count`, `events`, `avg`, `min`, `max` or `population`.
+    pub metric: String,
+    /// `warning` or `alarm`.
+    pub severity: String,
+    /// The check that fired: `three_sigma`, `last_point`, `auto`, `population`.
+    pub method: String,
+    pub period_start: DateTime<Utc>,
+    pub period_end: DateTime<Utc>,
+    pub observed: f64,
+    pub expected: f64,
+    pub deviation: f64,
+    /// `open`, `approved` or `dismissed`.
+    pub status: String,
+    pub detected_at: DateTime<Utc>,
+    pub decided_by: Option<String>,
+    pub decided_at: Option<DateTime<Utc>>,
+    pub comment: Option<String>,
+}
+
+/// `meta` of `/api/v1/state`: where the analyser stands.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StateMeta {
+    /// The export iterator processed so far.
+    pub iterator: u64,
+    /// Seconds between now and the newest event judged, or null before any.
+    pub lag_seconds: Option<f64>,
+    /// Series the analyser follows.
+    pub series: u64,
+    pub last_pull_at: Option<DateTime<Utc>>,
+    /// `up` or `down`: whether the last pull reached the gatherer.
+    pub gatherer: String,
+}
+
+/// Reply of `GET /api/v1/state`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StateReply {
+    pub ok: bool,
+    pub data: Vec<Anomaly>,
+    pub meta: StateMeta,
+}
+
+/// Reply of `POST /api/v1/pull`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PullReply {
+    pub ok: bool,
+    pub rows: u64,
+    pub iterator: u64,
+    pub duration_ms: u64,
+}
+
+/// One step of a series, for charts (`GET /api/v1/series`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SeriesPoint {
+    pub step_start: DateTime<Utc>,
+    /// Sum of values.
+    pub count: f64,
+    pub events: u64,
+    pub min: Option<i64>,
+    pub max: Option<i64>,
+}
+
+/// Reply of `GET /api/v1/series`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SeriesReply {
+    pub ok: bool,
+    pub dataset: String,
+    pub label: String,
+    pub entity_id: i64,
+    pub time_step_seconds: u64,
+    pub points: Vec<SeriesPoint>,
+}
+
+/// Body of approve / dismiss.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Verdict {
+    #[serde(default)]
+    pub comment: Option<String>,
+}
+
+/// One outlier of a report, in the product brief's shape.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ReportOutlier {
+    pub outlier_period_start: DateTime<Utc>,
+    pub outlier_period_end: DateTime<Utc>,
+    /// `label (metric)`.
+    pub metric: String,
+    /// The entity id.
+    pub attribute: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ReportResult {
+    pub warnings: Vec<ReportOutlier>,
+    pub alarms: Vec<ReportOutlier>,
+}
+
+/// `GET /api/v1/report?dataset=`: a dataset's check over its last `time_ago`, in the
+/// product brief's shape.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Report {
+    #[serde(rename = "siteId")]
+    pub site_id: String,
+    pub method: String,
+    #[serde(rename = "checkTimeStart")]
+    pub check_time_start: DateTime<Utc>,
+    #[serde(rename = "checkTimeEnd")]
+    pub check_time_end: DateTime<Utc>,
+    #[serde(rename = "TimeAgo")]
+    pub time_ago: String,
+    #[serde(rename = "TimeStep")]
+    pub time_step: String,
+    #[serde(rename = "DateStart")]
+    pub date_start: DateTime<Utc>,
+    #[serde(rename = "DateEnd")]
+    pub date_end: DateTime<Utc>,
+    #[serde(rename = "Result")]
+    pub result: ReportResult,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -145,6 +273,39 @@ mod tests {
             back.contains(r#""event_date":"2026-11-23T10:00:02Z""#),
             "{back}"
         );
+    }
+
+    #[test]
+    fn report_uses_the_briefs_field_names() {
+        let at = DateTime::from_timestamp(0, 0).unwrap();
+        let report = Report {
+            site_id: "shop".into(),
+            method: "three_sigma".into(),
+            check_time_start: at,
+            check_time_end: at,
+            time_ago: "30m".into(),
+            time_step: "1m".into(),
+            date_start: at,
+            date_end: at,
+            result: ReportResult {
+                warnings: vec![],
+                alarms: vec![ReportOutlier {
+                    outlier_period_start: at,
+                    outlier_period_end: at,
+                    metric: "checkout (count)".into(),
+                    attribute: "42".into(),
+                }],
+            },
+        };
+        let json = serde_json::to_value(&report).unwrap();
+        for key in ["siteId", "method", "checkTimeStart", "checkTimeEnd", "TimeAgo", "TimeStep", "DateStart", "DateEnd"] {
+            assert!(json.get(key).is_some(), "{key} missing: {json}");
+        }
+        let alarm = &json["Result"]["Alarms"][0];
+        for key in ["OutlierPeriodStart", "OutlierPeriodEnd", "Metric", "Attribute"] {
+            assert!(alarm.get(key).is_some(), "{key} missing: {alarm}");
+        }
+        assert_eq!(json["Result"]["Warnings"], serde_json::json!([]));
     }
 
     #[test]

@@ -1,0 +1,702 @@
+//! `auto`: the streaming detector of the analyser.
+//!
+//! One [`AutoDetector`] per series; [`AutoDetector::update`] takes each step's timestamp and
+//! value in time order and returns a [`Score`] at once (causal, one pass, a few hundred
+//! bytes to a few KB of state whatever the series' length). How it works, in short (the
+//! long version is `docs/DETECT.md`):
+//!
+//! 1. **Forecasts.** Several forecasters run side by side: a fast and a slow robust level
+//!    (exponential smoothing on winsorised errors), and additive Holt-Winters models with
+//!    a daily and a weekly profile (phase from the timestamp, so gaps do not shift them).
+//!    Each tracks its own robust error scale and its recent accuracy; the most accurate
+//!    ready forecaster is the one believed.
+//!    Counts (non-negative integers) are measured in units of `sqrt(expected)`, so the
+//!    busy hours of a daily rhythm do not look noisier than the quiet ones.
+//! 2. **Deviation.** The residual is standardised (`z`); a short exponential mean of `z`
+//!    (a persistent shift adds up before any single step is extreme) competes with it.
+//! 3. **Likelihood.** That deviation is turned into a tail probability against the series'
+//!    own history of deviations ([`crate::likelihood`]: decayed histogram plus a fitted
+//!    exponential tail), so a heavy-tailed series does not alarm more often than a tame one
+//!    and one threshold fits every series. When a seasonal forecaster takes over, the
+//!    history judged by the worse one is mostly forgotten.
+//! 4. **New territory.** A value beyond the (slowly forgetting) range seen so far, by a
+//!    good share of the range and by more than the noise, is surprising however noisy the
+//!    series is inside its range: a record among `n` steps has probability about `1 / n`.
+//! 5. **Verdict and score.** The larger of the two surprises (`-log10 p`) is compared with
+//!    `-log10` of the target rates (`warning_rate`, `alarm_rate`); `score` is the same
+//!    number divided by 12 and clamped to `[0, 1]`. Right after a detection the *score* is
+//!    held back for a while unless something stronger comes (a continuing anomaly is not
+//!    news: the benchmark rewards the first detection and charges for every later one),
+//!    while the *verdict* keeps flagging the steps that stay abnormal.
+
+use crate::likelihood::Likelihood;
+use crate::season::Profile;
+use crate::Verdict;
+
+/// `-log10 p` at which `score` reaches 1.
+const SCORE_FULL_SCALE: f64 = 12.0;
+/// Scale of a residual's mean absolute deviation to a standard deviation (sqrt(pi / 2)).
+const MAD_TO_SD: f64 = 1.253_314_137;
+
+/// Knobs of the detector's internals: fixed defaults, adjustable for experiments.
+///
+/// Not part of the stable interface; `detect-csv --param name=value` sets them by name.
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct Tuning {
+    /// Smoothing rate of the fast level forecaster.
+    pub fast_alpha: f64,
+    /// Smoothing rate of the slow level forecaster.
+    pub slow_alpha: f64,
+    /// Rate at which a seasonal forecaster's offset follows its errors.
+    pub season_level_alpha: f64,
+    /// Rate at which a seasonal profile bin learns (per visit).
+    pub season_alpha: f64,
+    /// Rate of the robust error scale (mean absolute deviation).
+    pub scale_alpha: f64,
+    /// Rate of the accuracy that picks the believed forecaster.
+    pub perf_alpha: f64,
+    /// Errors are winsorised at this many standard deviations before learning.
+    pub clip: f64,
+    /// Rate of the short mean of `z` that catches persistent shifts.
+    pub short_alpha: f64,
+    /// Steps before any score is given.
+    pub warmup: f64,
+    /// Effective number of steps the likelihood and the range remember.
+    pub memory: f64,
+    /// Steps' worth of belief in the Gaussian prior of the likelihood.
+    pub prior_weight: f64,
+    /// Quantile above which the likelihood fits an exponential tail.
+    pub tail_share: f64,
+    /// Share of likelihood history kept when a seasonal forecaster takes over.
+    pub switch_shrink: f64,
+    /// Share of the range a record must exceed it by to count as new territory.
+    pub range_min_excess: f64,
+    /// Extra `-log10 p` per unit of range share beyond `range_min_excess`.
+    pub range_gain: f64,
+    /// A record must also exceed the range by this many noise standard deviations.
+    pub range_min_sd: f64,
+    /// 1 to measure non-negative integer series in Poisson units, 0 not to.
+    pub counts: f64,
+    /// Subtracted from the range surprise (a calibration margin).
+    pub range_offset: f64,
+    /// Steps the score is held back after a detection.
+    pub refractory: f64,
+    /// `-log10 p` of the score that starts a hold-back.
+    pub detect_level: f64,
+    /// 1 to run the weekly forecaster, 0 not to.
+    pub use_week: f64,
+    /// 1 to run the daily forecaster, 0 not to.
+    pub use_day: f64,
+}
+
+impl Default for Tuning {
+    fn default() -> Self {
+        Tuning {
+            fast_alpha: 0.8,
+            slow_alpha: 0.05,
+            season_level_alpha: 0.1,
+            season_alpha: 0.2,
+            scale_alpha: 0.01,
+            perf_alpha: 0.005,
+            clip: 4.0,
+            short_alpha: 0.25,
+            warmup: 60.0,
+            memory: 20000.0,
+            prior_weight: 50.0,
+            tail_share: 0.01,
+            switch_shrink: 0.05,
+            range_min_excess: 0.05,
+            range_gain: 10.0,
+            range_min_sd: 2.0,
+            counts: 1.0,
+            range_offset: 0.0,
+            refractory: 100.0,
+            detect_level: 3.0,
+            use_week: 1.0,
+            use_day: 1.0,
+        }
+    }
+}
+
+impl Tuning {
+    /// Sets a knob by name; `false` for an unknown name.
+    pub fn set(&mut self, name: &str, value: f64) -> bool {
+        let slot = match name {
+            "fast_alpha" => &mut self.fast_alpha,
+            "slow_alpha" => &mut self.slow_alpha,
+            "season_level_alpha" => &mut self.season_level_alpha,
+            "season_alpha" => &mut self.season_alpha,
+            "scale_alpha" => &mut self.scale_alpha,
+            "perf_alpha" => &mut self.perf_alpha,
+            "clip" => &mut self.clip,
+            "short_alpha" => &mut self.short_alpha,
+            "warmup" => &mut self.warmup,
+            "memory" => &mut self.memory,
+            "prior_weight" => &mut self.prior_weight,
+            "tail_share" => &mut self.tail_share,
+            "switch_shrink" => &mut self.switch_shrink,
+            "range_min_excess" => &mut self.range_min_excess,
+            "range_gain" => &mut self.range_gain,
+            "range_min_sd" => &mut self.range_min_sd,
+            "counts" => &mut self.counts,
+            "range_offset" => &mut self.range_offset,
+            "refractory" => &mut self.refractory,
+            "detect_level" => &mut self.detect_level,
+            "use_week" => &mut self.use_week,
+            "use_day" => &mut self.use_day,
+            _ => return false,
+        };
+        *slot = value;
+        true
+    }
+}
+
+/// Settings of the `auto` method.
+#[derive(Debug, Clone, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct AutoConfig {
+    /// Share of judged steps of normal data that may raise a warning (default 1.5e-3).
+    pub warning_rate: f64,
+    /// Share of judged steps of normal data that may raise an alarm (default 2e-4).
+    pub alarm_rate: f64,
+    #[doc(hidden)]
+    pub tuning: Tuning,
+}
+
+impl Default for AutoConfig {
+    fn default() -> Self {
+        AutoConfig {
+            warning_rate: 1.5e-3,
+            alarm_rate: 2e-4,
+            tuning: Tuning::default(),
+        }
+    }
+}
+
+impl AutoConfig {
+    /// The defaults with a dataset's `auto_warning_rate` / `auto_alarm_rate`.
+    pub fn with_rates(warning_rate: f64, alarm_rate: f64) -> Self {
+        AutoConfig {
+            warning_rate,
+            alarm_rate,
+            ..AutoConfig::default()
+        }
+    }
+}
+
+/// The result of one [`AutoDetector::update`].
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct Score {
+    /// Anomaly score in `[0, 1]`, comparable across series: `-log10` of the calibrated tail
+    /// probability divided by 12, held back right after a detection.
+    pub score: f64,
+    /// Warning / alarm according to the configured rates.
+    pub verdict: Verdict,
+    /// What the believed forecaster expected.
+    pub expected: f64,
+    /// Standardised residual `(value - expected) / scale` (signed).
+    pub deviation: f64,
+}
+
+/// Robust error statistics of one forecaster.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+struct ErrorTrack {
+    /// Exponential mean of |winsorised error| (a mean absolute deviation).
+    mad: f64,
+    /// Exponential mean of |error| over a longer horizon: accuracy for model choice.
+    perf: f64,
+    updates: u32,
+}
+
+impl ErrorTrack {
+    fn sd(&self) -> f64 {
+        self.mad * MAD_TO_SD
+    }
+
+    /// Winsorises the error of forecast `expected` at `clip` standard deviations, learns
+    /// from it, returns it clipped. The spread is tracked in `noise` units.
+    fn learn(&mut self, err: f64, expected: f64, noise: Noise, tuning: &Tuning) -> f64 {
+        let unit = noise.unit(expected);
+        let e = err / unit;
+        let sd = self.sd().max(noise.floor(expected));
+        let bound = tuning.clip * sd;
+        let clipped = if self.updates < 8 {
+            e
+        } else {
+            e.clamp(-bound, bound)
+        };
+        self.updates = self.updates.saturating_add(1);
+        let a = tuning.scale_alpha.max(1.0 / f64::from(self.updates));
+        self.mad += a * (clipped.abs() - self.mad);
+        let p = tuning.perf_alpha.max(1.0 / f64::from(self.updates));
+        self.perf += p * (err.abs().min(2.0 * bound * unit) - self.perf);
+        clipped * unit
+    }
+
+    /// The standardised deviation of `value` from forecast `expected`.
+    fn z(&self, value: f64, expected: f64, noise: Noise) -> f64 {
+        (value - expected) / (noise.unit(expected) * self.sd().max(noise.floor(expected)))
+    }
+}
+
+/// How the noise of a series scales: counts (non-negative integers) have Poisson-like noise
+/// that grows with the square root of the level, so their residuals are measured in units
+/// of `sqrt(expected)` (Pearson residuals) and a daily rhythm does not make the busy hours
+/// look noisy; anything else in its own units.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Noise {
+    counts: bool,
+}
+
+impl Noise {
+    fn unit(self, expected: f64) -> f64 {
+        if self.counts {
+            expected.max(1.0).sqrt()
+        } else {
+            1.0
+        }
+    }
+
+    /// Smallest spread in `unit`s: no division by zero on flat lines, and for counts the
+    /// Poisson noise that even a perfect forecast cannot beat (somewhat under-dispersed).
+    fn floor(self, expected: f64) -> f64 {
+        if self.counts {
+            0.6
+        } else {
+            1e-6 * expected.abs().max(1e-3)
+        }
+    }
+}
+
+/// A level forecaster: robust exponential smoothing.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+struct LevelModel {
+    level: f64,
+    err: ErrorTrack,
+}
+
+impl LevelModel {
+    fn learn(&mut self, x: f64, alpha: f64, tuning: &Tuning, noise: Noise) {
+        let e = self.err.learn(x - self.level, self.level, noise, tuning);
+        self.level += alpha * e;
+    }
+}
+
+/// A seasonal forecaster: the value learnt for this phase of the period (a profile of raw
+/// values, smoothed across periods) plus a short-term offset, the recent mean deviation
+/// from the profile. The offset follows a level shift within a few steps while the profile
+/// keeps the shape; unlike classic Holt-Winters, the level never absorbs the shape.
+#[derive(Debug, Clone, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+struct SeasonModel {
+    offset: f64,
+    profile: Profile,
+    first_ts: i64,
+    err: ErrorTrack,
+}
+
+impl SeasonModel {
+    fn new(period: i64, dt: i64, max_bins: i64, first_ts: i64) -> Self {
+        let steps = period / dt;
+        let bins = steps.clamp(1, max_bins);
+        SeasonModel {
+            offset: 0.0,
+            profile: Profile::new(period, bins as usize, steps > bins),
+            first_ts,
+            err: ErrorTrack::default(),
+        }
+    }
+
+    fn forecast(&self, ts: i64) -> f64 {
+        self.profile.get(ts) + self.offset
+    }
+
+    /// Believable once two full periods have passed and the phase has been seen twice.
+    fn ready(&self, ts: i64) -> bool {
+        ts - self.first_ts >= 2 * self.profile.period()
+            && self.profile.ready_at(ts, 2)
+            && self.err.updates > 16
+    }
+
+    fn learn(&mut self, ts: i64, x: f64, tuning: &Tuning, noise: Noise) {
+        if !self.profile.ready_at(ts, 1) {
+            self.profile.update(ts, x, 1.0);
+            return;
+        }
+        let base = self.profile.get(ts);
+        let e = self
+            .err
+            .learn(x - base - self.offset, base + self.offset, noise, tuning);
+        let xc = base + self.offset + e;
+        self.offset += tuning.season_level_alpha * (xc - base - self.offset);
+        self.profile.update(ts, xc, tuning.season_alpha);
+    }
+}
+
+const DAY: i64 = 86_400;
+const WEEK: i64 = 7 * DAY;
+/// Steps used to estimate the sampling interval before the seasonal models are set up.
+const DT_SAMPLES: usize = 15;
+
+/// The `auto` detector's state for one series. Plain data: `Clone` it to snapshot.
+#[derive(Debug, Clone, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct AutoDetector {
+    config: AutoConfig,
+    steps: u64,
+    last_ts: i64,
+    deltas: Vec<i64>,
+    dt: f64,
+    integer_valued: bool,
+    fast: LevelModel,
+    slow: LevelModel,
+    daily: Option<SeasonModel>,
+    weekly: Option<SeasonModel>,
+    short_z: f64,
+    /// The highest-numbered forecaster (fast, slow, daily, weekly) believed so far.
+    best_model_seen: u8,
+    /// Slowly forgetting extremes of the values seen: a step beyond them by a good part of
+    /// the range is new territory, however noisy the series is inside it.
+    lowest: f64,
+    highest: f64,
+    likelihood: Likelihood,
+    refractory_left: f64,
+    refractory_peak: f64,
+}
+
+impl AutoDetector {
+    /// A detector for a new series.
+    pub fn new(config: AutoConfig) -> Self {
+        let likelihood = Likelihood::new(
+            config.tuning.memory,
+            config.tuning.prior_weight,
+            config.tuning.tail_share,
+        );
+        AutoDetector {
+            config,
+            steps: 0,
+            last_ts: 0,
+            deltas: Vec::with_capacity(DT_SAMPLES),
+            dt: 0.0,
+            integer_valued: true,
+            fast: LevelModel::default(),
+            slow: LevelModel::default(),
+            daily: None,
+            weekly: None,
+            short_z: 0.0,
+            best_model_seen: 1,
+            lowest: f64::INFINITY,
+            highest: f64::NEG_INFINITY,
+            likelihood,
+            refractory_left: 0.0,
+            refractory_peak: 0.0,
+        }
+    }
+
+    /// The configuration it runs with.
+    pub fn config(&self) -> &AutoConfig {
+        &self.config
+    }
+
+    /// Bytes of state held for this series (the struct and its heap buffers): what keeping
+    /// one more series costs the analyser.
+    pub fn state_bytes(&self) -> usize {
+        std::mem::size_of::<Self>()
+            + self.deltas.capacity() * std::mem::size_of::<i64>()
+            + self.daily.as_ref().map_or(0, |m| m.profile.heap_bytes())
+            + self.weekly.as_ref().map_or(0, |m| m.profile.heap_bytes())
+    }
+
+    /// `-log10` of the warning and alarm rates: the calibrated surprise needed for each.
+    fn thresholds(&self) -> (f64, f64) {
+        let w = -self.config.warning_rate.clamp(1e-300, 1.0).log10();
+        let a = -self.config.alarm_rate.clamp(1e-300, 1.0).log10();
+        (w, a.max(w))
+    }
+
+    fn noise(&self) -> Noise {
+        Noise {
+            counts: self.integer_valued && self.config.tuning.counts > 0.0,
+        }
+    }
+
+    fn setup_seasons(&mut self, ts: i64) {
+        let mut d = self.deltas.clone();
+        d.sort_unstable();
+        let dt = d.get(d.len() / 2).copied().unwrap_or(0);
+        self.dt = dt as f64;
+        if dt <= 0 {
+            return;
+        }
+        let t = &self.config.tuning;
+        if t.use_day > 0.0 && dt * 8 <= DAY {
+            self.daily = Some(SeasonModel::new(DAY, dt, 288, ts));
+        }
+        if t.use_week > 0.0 && dt * 28 <= WEEK {
+            self.weekly = Some(SeasonModel::new(WEEK, dt, 336, ts));
+        }
+        self.deltas = Vec::new();
+    }
+
+    /// Surprise of a value outside the range seen so far, in `-log10 p` units: a record
+    /// among `n` steps has probability about `1 / n`, and one that exceeds the old range by
+    /// a large share of its width is far rarer.
+    /// `noise_sd` is the current forecaster's noise: a record by less than
+    /// `range_min_sd` of it is within noise, not new territory.
+    fn range_novelty(&mut self, value: f64, noise_sd: f64) -> f64 {
+        let t = &self.config.tuning;
+        let range = self.highest - self.lowest;
+        let mut surprise = 0.0;
+        if range.is_finite() && range > 0.0 {
+            let beyond = (value - self.highest).max(self.lowest - value);
+            let excess = beyond / range;
+            if excess > t.range_min_excess && beyond > t.range_min_sd * noise_sd {
+                let n = (self.steps as f64).min(t.memory).max(1.0);
+                surprise =
+                    n.log10() - t.range_offset + t.range_gain * (excess - t.range_min_excess);
+            }
+        }
+        let forget = 1.0 / t.memory;
+        let mid = self.slow.level;
+        if self.steps as f64 >= t.warmup * 0.5 {
+            self.highest = value.max(self.highest - forget * (self.highest - mid).max(0.0));
+            self.lowest = value.min(self.lowest + forget * (mid - self.lowest).max(0.0));
+        } else {
+            self.highest = self.highest.max(value);
+            self.lowest = self.lowest.min(value);
+        }
+        surprise
+    }
+
+    /// Judges `value` at `ts` (seconds; non-decreasing), then learns from it.
+    pub fn update(&mut self, ts: i64, value: f64) -> Score {
+        if !value.is_finite() {
+            return Score::default();
+        }
+        if self.steps == 0 {
+            self.fast.level = value;
+            self.slow.level = value;
+        } else if self.deltas.len() < DT_SAMPLES && self.daily.is_none() && self.dt == 0.0 {
+            if ts > self.last_ts {
+                self.deltas.push(ts - self.last_ts);
+            }
+            if self.deltas.len() == DT_SAMPLES {
+                self.setup_seasons(ts);
+            }
+        }
+        self.integer_valued &= value >= 0.0 && value.fract() == 0.0;
+
+        // 1. Forecasts, and the most accurate ready one.
+        let mut best = (self.fast.level, self.fast.err, self.fast.err.perf, 0u8);
+        if self.slow.err.perf < best.2 {
+            best = (self.slow.level, self.slow.err, self.slow.err.perf, 1);
+        }
+        for (m, id) in [(&self.daily, 2), (&self.weekly, 3)] {
+            if let Some(m) = m {
+                if m.ready(ts) && m.err.perf < best.2 {
+                    best = (m.forecast(ts), m.err, m.err.perf, id);
+                }
+            }
+        }
+        let (expected, track, _, chosen) = best;
+        if chosen > self.best_model_seen {
+            // A seasonal model takes over for the first time: the surprises of the steps
+            // before it were judged by a worse forecaster, so they count for little now.
+            if self.best_model_seen >= 1 || chosen >= 2 {
+                self.likelihood.shrink(self.config.tuning.switch_shrink);
+            }
+            self.best_model_seen = chosen;
+        }
+        let z = track.z(value, expected, self.noise());
+
+        // 2. Surprise: this step alone, or the recent run of residuals.
+        let noise_sd = self.noise().unit(expected) * track.sd();
+        let novelty = self.range_novelty(value, noise_sd);
+        let t = &self.config.tuning;
+        let a = t.short_alpha;
+        self.short_z += a * (z.clamp(-50.0, 50.0) - self.short_z);
+        let short_norm = self.short_z / (a / (2.0 - a)).sqrt();
+        let raw = z.abs().max(short_norm.abs()).min(1e4);
+
+        // 3. Likelihood against this series' own history.
+        let warm = self.steps as f64 >= t.warmup;
+        let point = self.likelihood.calibrate(raw);
+        let calibrated = if warm { point.max(novelty) } else { 0.0 };
+        if self.steps as f64 >= t.warmup * 0.5 {
+            self.likelihood.learn(raw);
+        }
+
+        // 4. Verdict, and the score held back after a detection.
+        let (warn, alarm) = self.thresholds();
+        let verdict = if calibrated >= alarm {
+            Verdict::Alarm
+        } else if calibrated >= warn {
+            Verdict::Warning
+        } else {
+            Verdict::None
+        };
+        let mut shown = calibrated;
+        if self.refractory_left > 0.0 {
+            self.refractory_left -= 1.0;
+            if calibrated <= self.refractory_peak {
+                shown = 0.0;
+            }
+        }
+        if shown >= t.detect_level {
+            self.refractory_left = t.refractory;
+            self.refractory_peak = shown;
+        }
+
+        // Learn.
+        let noise = self.noise();
+        let (fa, sa) = (t.fast_alpha, t.slow_alpha);
+        let tuning = self.config.tuning;
+        self.fast.learn(value, fa, &tuning, noise);
+        self.slow.learn(value, sa, &tuning, noise);
+        for m in [&mut self.daily, &mut self.weekly].into_iter().flatten() {
+            m.learn(ts, value, &tuning, noise);
+        }
+        self.steps += 1;
+        self.last_ts = ts;
+
+        Score {
+            score: (shown / SCORE_FULL_SCALE).clamp(0.0, 1.0),
+            verdict,
+            expected,
+            deviation: z,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// A small deterministic noise source (xorshift), uniform in [-1, 1).
+    fn noise(state: &mut u64) -> f64 {
+        *state ^= *state << 13;
+        *state ^= *state >> 7;
+        *state ^= *state << 17;
+        (*state >> 11) as f64 / (1u64 << 52) as f64 - 1.0
+    }
+
+    #[test]
+    fn a_flat_line_is_quiet_and_a_step_off_it_is_an_alarm() {
+        let mut det = AutoDetector::new(AutoConfig::default());
+        for i in 0..500 {
+            let s = det.update(i * 300, 42.5);
+            assert_eq!(s.verdict, Verdict::None);
+            assert!(s.score < 0.01);
+        }
+        let s = det.update(500 * 300, 43.5);
+        assert_eq!(s.verdict, Verdict::Alarm);
+        assert!(s.score > 0.5);
+        assert_eq!(s.expected, 42.5);
+    }
+
+    #[test]
+    fn a_spike_in_a_noisy_daily_wave_is_found_and_the_wave_is_not() {
+        let mut det = AutoDetector::new(AutoConfig::default());
+        let mut rng = 0x1234_5678_u64;
+        let step = 300;
+        let wave = |i: i64| {
+            50.0 + 30.0 * (i as f64 * step as f64 / 86_400.0 * std::f64::consts::TAU).sin()
+        };
+        let mut quiet = 0;
+        for i in 0..288 * 6 {
+            let s = det.update(i * step, wave(i) + 2.0 * noise(&mut rng));
+            if i > 288 * 3 && s.verdict == Verdict::Alarm {
+                quiet += 1;
+            }
+        }
+        assert!(quiet <= 1, "{quiet} alarms on a clean wave");
+        let i = 288 * 6;
+        let s = det.update(i * step, wave(i) + 25.0);
+        assert_eq!(s.verdict, Verdict::Alarm, "{s:?}");
+    }
+
+    #[test]
+    fn the_daily_forecaster_takes_over_once_it_knows_the_shape() {
+        let mut det = AutoDetector::new(AutoConfig::default());
+        // A square wave: high from 08:00 to 18:00.
+        let level = |ts: i64| {
+            if (8..18).contains(&(ts % 86_400 / 3600)) {
+                80.0
+            } else {
+                20.0
+            }
+        };
+        let mut late_alarms = 0;
+        for i in 0..288 * 7 {
+            let ts = i * 300;
+            let s = det.update(ts, level(ts));
+            if i > 288 * 3 && s.verdict != Verdict::None {
+                late_alarms += 1;
+            }
+        }
+        assert_eq!(late_alarms, 0);
+        // The shape is known: 80 at 10:00 is expected, 20 at 10:00 is not.
+        let ts = 288 * 7 * 300 + 10 * 3600;
+        assert!((det.clone().update(ts, 80.0).expected - 80.0).abs() < 1.0);
+        assert_eq!(det.update(ts, 20.0).verdict, Verdict::Alarm);
+    }
+
+    #[test]
+    fn non_finite_values_are_ignored() {
+        let mut det = AutoDetector::new(AutoConfig::default());
+        for i in 0..100 {
+            det.update(i * 60, 10.0 + (i % 3) as f64);
+        }
+        let before = det.clone();
+        assert_eq!(det.update(100 * 60, f64::NAN), Score::default());
+        assert_eq!(det, before);
+    }
+
+    #[test]
+    fn a_clone_is_a_snapshot_that_resumes_identically() {
+        let mut rng = 99_u64;
+        let mut det = AutoDetector::new(AutoConfig::default());
+        for i in 0..1000 {
+            det.update(i * 60, 100.0 + 10.0 * noise(&mut rng));
+        }
+        let mut copy = det.clone();
+        for i in 1000..1100 {
+            let v = 100.0 + 10.0 * noise(&mut rng);
+            assert_eq!(det.update(i * 60, v), copy.update(i * 60, v));
+        }
+    }
+
+    #[test]
+    fn stricter_rates_never_give_more_verdicts() {
+        let mut rng = 7_u64;
+        let mut loose = AutoDetector::new(AutoConfig::with_rates(1e-2, 1e-3));
+        let mut strict = AutoDetector::new(AutoConfig::with_rates(1e-4, 1e-5));
+        for i in 0..3000 {
+            let v = 20.0 + 5.0 * noise(&mut rng).powi(3) * 10.0;
+            assert!(strict.update(i * 60, v).verdict <= loose.update(i * 60, v).verdict);
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn scores_stay_in_the_unit_interval(
+            values in proptest::collection::vec(-1e12f64..1e12, 1..400),
+            gaps in proptest::collection::vec(0i64..100_000, 1..400),
+        ) {
+            let mut det = AutoDetector::new(AutoConfig::default());
+            let mut ts = 1_400_000_000;
+            for (i, v) in values.iter().enumerate() {
+                ts += gaps[i % gaps.len()];
+                let s = det.update(ts, *v);
+                prop_assert!((0.0..=1.0).contains(&s.score), "{:?}", s);
+            }
+            prop_assert!(det.state_bytes() < 16 * 1024);
+        }
+    }
+}
