@@ -1,5 +1,7 @@
 //! Logging: a tracing subscriber writing human-readable lines (default) or JSON.
 
+use std::io::IsTerminal;
+
 use tracing_subscriber::EnvFilter;
 
 /// Installs the global subscriber. `RUST_LOG` overrides the default `info` filter.
