@@ -17,7 +17,7 @@ done
 
 ensure_mysql
 export DATABASE_URL="${DATABASE_URL:-mysql://root@$MYSQL_HOST:$MYSQL_PORT/pulse}"
-cargo build --release -p gatherer
+cargo build --release -p gatherer -p analyser
 bin=${CARGO_TARGET_DIR:-target}/release
 
 pids=()

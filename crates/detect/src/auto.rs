@@ -15,20 +15,27 @@
 //! 2. **Deviation.** The residual is standardised (`z`); a short exponential mean of `z`
 //!    (a persistent shift adds up before any single step is extreme) competes with it.
 //! 3. **Likelihood.** That deviation is turned into a tail probability against the series'
-//!    own history of deviations ([`crate::likelihood`]: decayed histogram plus a fitted
-//!    exponential tail), so a heavy-tailed series does not alarm more often than a tame one
-//!    and one threshold fits every series. When a seasonal forecaster takes over, the
-//!    history judged by the worse one is mostly forgotten.
+//!    own history of deviations *on the same side* of the forecast ([`crate::likelihood`]:
+//!    decayed histogram plus a fitted exponential tail, one for deviations above and one
+//!    for deviations below), so a heavy-tailed series does not alarm more often than a tame
+//!    one, one threshold fits every series, and a CPU series whose spikes go up is still
+//!    surprised by a dip. When a seasonal forecaster takes over, the history judged by the
+//!    worse one is mostly forgotten.
 //! 4. **New territory.** A value beyond the (slowly forgetting) range seen so far, by a
 //!    good share of the range and by more than the noise, is surprising however noisy the
 //!    series is inside its range: a record among `n` steps has probability about `1 / n`.
-//! 5. **Verdict and score.** The larger of the two surprises (`-log10 p`) is compared with
-//!    `-log10` of the target rates (`warning_rate`, `alarm_rate`); `score` is the same
-//!    number divided by 12 and clamped to `[0, 1]`. Right after a detection the *score* is
-//!    held back for a while unless something stronger comes (a continuing anomaly is not
-//!    news: the benchmark rewards the first detection and charges for every later one),
-//!    while the *verdict* keeps flagging the steps that stay abnormal.
+//! 5. **Verdict.** The larger of the two surprises (`-log10 p`) is compared with `-log10`
+//!    of the target rates (`warning_rate`, `alarm_rate`).
+//! 6. **Score.** The same surprise plus half the contextual novelty ([`crate::context`]: has
+//!    the series moved like this before?), divided by 12 and clamped to `[0, 1]`. Right
+//!    after a detection the *score* is held back for a while unless something clearly
+//!    stronger comes, or until the series has been calm for a few steps (a continuing
+//!    anomaly is not news: the benchmark rewards the first detection and charges for every
+//!    later one), while the *verdict* keeps flagging the steps that stay abnormal. The
+//!    verdict never uses the contextual channel, so its calibration to the target rates
+//!    (tests/auto_counts.rs) does not depend on it.
 
+use crate::context::{ContextNovelty, ContextSettings};
 use crate::likelihood::Likelihood;
 use crate::season::Profile;
 use crate::Verdict;
@@ -85,10 +92,38 @@ pub struct Tuning {
     pub refractory: f64,
     /// `-log10 p` of the score that starts a hold-back.
     pub detect_level: f64,
+    /// During a hold-back, a step must beat the held peak by this much (`-log10 p`) to be
+    /// shown: a run that keeps rising by a hair is one event, not several.
+    pub refractory_margin: f64,
+    /// A hold-back ends early after this many calm steps in a row (surprise below
+    /// `calm_level`): the anomaly is over, the next one is news. 0 never ends it early.
+    pub calm_steps: f64,
+    /// `-log10 p` below which a step counts as calm.
+    pub calm_level: f64,
     /// 1 to run the weekly forecaster, 0 not to.
     pub use_week: f64,
     /// 1 to run the daily forecaster, 0 not to.
     pub use_day: f64,
+    /// Weight of the contextual novelty added to the score (not the verdict); 0 turns the
+    /// contextual channel off.
+    pub context_weight: f64,
+    /// Quantisation levels of the contextual channel.
+    pub context_levels: f64,
+    /// Longest context, in steps.
+    pub context_order: f64,
+    /// Steps after which the contextual grid is frozen.
+    pub context_grid_after: f64,
+    /// Bits of the seen-context set.
+    pub context_bits: f64,
+    /// Effective number of steps the contextual calibration remembers.
+    pub context_memory: f64,
+    /// An alarm must also be this many noise units from the forecast at this very step: a
+    /// rare value for the series that is still within ordinary noise (a first evening's
+    /// new low), or a run of small residuals while a forecaster lags, is at most a
+    /// warning. The verdict only; the score does not use it.
+    pub alarm_min_z: f64,
+    /// The floor for a warning, on the step or on the recent run of residuals.
+    pub warning_min_z: f64,
 }
 
 impl Default for Tuning {
@@ -114,13 +149,35 @@ impl Default for Tuning {
             range_offset: 0.0,
             refractory: 100.0,
             detect_level: 3.0,
+            refractory_margin: 1.0,
+            calm_steps: 20.0,
+            calm_level: 1.0,
             use_week: 1.0,
             use_day: 1.0,
+            context_weight: 0.5,
+            context_levels: 8.0,
+            context_order: 6.0,
+            context_grid_after: 300.0,
+            context_bits: 8192.0,
+            context_memory: 5000.0,
+            alarm_min_z: 4.5,
+            warning_min_z: 2.5,
         }
     }
 }
 
 impl Tuning {
+    fn context(&self) -> ContextSettings {
+        ContextSettings {
+            levels: self.context_levels,
+            order: self.context_order.clamp(2.0, 64.0) as usize,
+            grid_after: self.context_grid_after.clamp(0.0, 1e9) as u32,
+            start: self.warmup.clamp(0.0, 1e9) as u32,
+            bits: self.context_bits.clamp(64.0, 1e7) as usize,
+            memory: self.context_memory,
+        }
+    }
+
     /// Sets a knob by name; `false` for an unknown name.
     pub fn set(&mut self, name: &str, value: f64) -> bool {
         let slot = match name {
@@ -144,8 +201,19 @@ impl Tuning {
             "range_offset" => &mut self.range_offset,
             "refractory" => &mut self.refractory,
             "detect_level" => &mut self.detect_level,
+            "refractory_margin" => &mut self.refractory_margin,
+            "calm_steps" => &mut self.calm_steps,
+            "calm_level" => &mut self.calm_level,
             "use_week" => &mut self.use_week,
             "use_day" => &mut self.use_day,
+            "context_weight" => &mut self.context_weight,
+            "context_levels" => &mut self.context_levels,
+            "context_order" => &mut self.context_order,
+            "context_grid_after" => &mut self.context_grid_after,
+            "context_bits" => &mut self.context_bits,
+            "context_memory" => &mut self.context_memory,
+            "alarm_min_z" => &mut self.alarm_min_z,
+            "warning_min_z" => &mut self.warning_min_z,
             _ => return false,
         };
         *slot = value;
@@ -191,7 +259,8 @@ impl AutoConfig {
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct Score {
     /// Anomaly score in `[0, 1]`, comparable across series: `-log10` of the calibrated tail
-    /// probability divided by 12, held back right after a detection.
+    /// probability plus half the contextual novelty, divided by 12, held back right after a
+    /// detection. For ranking (the benchmark); the verdict is what the rates calibrate.
     pub score: f64,
     /// Warning / alarm according to the configured rates.
     pub verdict: Verdict,
@@ -364,19 +433,28 @@ pub struct AutoDetector {
     /// the range is new territory, however noisy the series is inside it.
     lowest: f64,
     highest: f64,
-    likelihood: Likelihood,
+    /// Calibration of deviations above and below the forecast, kept apart: a series whose
+    /// spikes go up (busy CPU) says nothing about how rare a dip is, and vice versa.
+    likelihood: [Likelihood; 2],
+    /// Has the series moved like this before (score only).
+    context: Option<ContextNovelty>,
     refractory_left: f64,
     refractory_peak: f64,
+    /// Calm steps in a row during a hold-back.
+    calm_run: f64,
 }
 
 impl AutoDetector {
     /// A detector for a new series.
     pub fn new(config: AutoConfig) -> Self {
-        let likelihood = Likelihood::new(
+        let side = Likelihood::new(
             config.tuning.memory,
             config.tuning.prior_weight,
             config.tuning.tail_share,
         );
+        let likelihood = [side.clone(), side];
+        let context = (config.tuning.context_weight > 0.0)
+            .then(|| ContextNovelty::new(&config.tuning.context()));
         AutoDetector {
             config,
             steps: 0,
@@ -393,8 +471,10 @@ impl AutoDetector {
             lowest: f64::INFINITY,
             highest: f64::NEG_INFINITY,
             likelihood,
+            context,
             refractory_left: 0.0,
             refractory_peak: 0.0,
+            calm_run: 0.0,
         }
     }
 
@@ -410,6 +490,7 @@ impl AutoDetector {
             + self.deltas.capacity() * std::mem::size_of::<i64>()
             + self.daily.as_ref().map_or(0, |m| m.profile.heap_bytes())
             + self.weekly.as_ref().map_or(0, |m| m.profile.heap_bytes())
+            + self.context.as_ref().map_or(0, ContextNovelty::heap_bytes)
     }
 
     /// `-log10` of the warning and alarm rates: the calibrated surprise needed for each.
@@ -438,7 +519,7 @@ impl AutoDetector {
             self.daily = Some(SeasonModel::new(DAY, dt, 288, ts));
         }
         if t.use_week > 0.0 && dt * 28 <= WEEK {
-            self.weekly = Some(SeasonModel::new(WEEK, dt, 336, ts));
+            self.weekly = Some(SeasonModel::new(WEEK, dt, 168, ts));
         }
         self.deltas = Vec::new();
     }
@@ -471,6 +552,19 @@ impl AutoDetector {
             self.lowest = self.lowest.min(value);
         }
         surprise
+    }
+
+    /// `-log10 p` of a deviation `u` above (`up`) or below the forecast: the tail of its own
+    /// side, weighted by how often that side comes up, on the two-sided scale (a symmetric
+    /// series gets what one shared calibration would give).
+    fn side_surprise(&self, up: bool, u: f64) -> f64 {
+        let t = &self.config.tuning;
+        let [down, upper] = &self.likelihood;
+        let (this, other) = if up { (upper, down) } else { (down, upper) };
+        let (n, m) = (this.weight(), other.weight());
+        // Share of steps on this side, with half a prior step each way.
+        let share = (n + t.prior_weight * 0.5) / (n + m + t.prior_weight);
+        this.calibrate(u) - (2.0 * share).log10()
     }
 
     /// Judges `value` at `ts` (seconds; non-decreasing), then learns from it.
@@ -508,7 +602,9 @@ impl AutoDetector {
             // A seasonal model takes over for the first time: the surprises of the steps
             // before it were judged by a worse forecaster, so they count for little now.
             if self.best_model_seen >= 1 || chosen >= 2 {
-                self.likelihood.shrink(self.config.tuning.switch_shrink);
+                for side in &mut self.likelihood {
+                    side.shrink(self.config.tuning.switch_shrink);
+                }
             }
             self.best_model_seen = chosen;
         }
@@ -521,34 +617,60 @@ impl AutoDetector {
         let a = t.short_alpha;
         self.short_z += a * (z.clamp(-50.0, 50.0) - self.short_z);
         let short_norm = self.short_z / (a / (2.0 - a)).sqrt();
-        let raw = z.abs().max(short_norm.abs()).min(1e4);
+        let signed = if z.abs() >= short_norm.abs() {
+            z
+        } else {
+            short_norm
+        };
+        let raw = signed.abs().min(1e4);
 
-        // 3. Likelihood against this series' own history.
+        // 3. Likelihood against this series' own history of deviations on the same side.
         let warm = self.steps as f64 >= t.warmup;
-        let point = self.likelihood.calibrate(raw);
+        let point = self.side_surprise(signed >= 0.0, raw);
         let calibrated = if warm { point.max(novelty) } else { 0.0 };
         if self.steps as f64 >= t.warmup * 0.5 {
-            self.likelihood.learn(raw);
+            let side = usize::from(signed >= 0.0);
+            self.likelihood[side].learn(raw);
+            self.likelihood[1 - side].age();
         }
 
         // 4. Verdict, and the score held back after a detection.
         let (warn, alarm) = self.thresholds();
-        let verdict = if calibrated >= alarm {
+        let verdict = if calibrated >= alarm && z.abs() >= t.alarm_min_z {
             Verdict::Alarm
-        } else if calibrated >= warn {
+        } else if calibrated >= warn && raw >= t.warning_min_z {
             Verdict::Warning
         } else {
             Verdict::None
         };
+        // The score adds the contextual novelty: a deviation that also breaks the series'
+        // usual pattern is more likely an anomaly than one that does not.
         let mut shown = calibrated;
+        if let Some(context) = &mut self.context {
+            let novelty = context.update(value, &t.context());
+            if warm {
+                shown += t.context_weight * novelty;
+            }
+        }
         if self.refractory_left > 0.0 {
             self.refractory_left -= 1.0;
-            if calibrated <= self.refractory_peak {
+            self.calm_run = if calibrated < t.calm_level {
+                self.calm_run + 1.0
+            } else {
+                0.0
+            };
+            if t.calm_steps > 0.0 && self.calm_run >= t.calm_steps {
+                self.refractory_left = 0.0;
+            }
+            // To show through, the forecasters' surprise alone must beat the held peak
+            // (which included the contextual novelty) by the margin.
+            if calibrated <= self.refractory_peak + t.refractory_margin {
                 shown = 0.0;
             }
         }
         if shown >= t.detect_level {
             self.refractory_left = t.refractory;
+            self.calm_run = 0.0;
             self.refractory_peak = shown;
         }
 
@@ -645,6 +767,27 @@ mod tests {
         let ts = 288 * 7 * 300 + 10 * 3600;
         assert!((det.clone().update(ts, 80.0).expected - 80.0).abs() < 1.0);
         assert_eq!(det.update(ts, 20.0).verdict, Verdict::Alarm);
+    }
+
+    #[test]
+    fn a_series_whose_spikes_go_up_is_still_surprised_by_a_dip_of_the_same_size() {
+        let mut det = AutoDetector::new(AutoConfig::default());
+        let mut rng = 0x5EED_u64;
+        for i in 0..3000 {
+            // Ordinary spikes go up, one step in 40; a dip as deep happened three times.
+            let v = if i % 40 == 7 {
+                60.0
+            } else if i == 150 || i == 900 || i == 1700 {
+                40.0
+            } else {
+                50.0 + noise(&mut rng)
+            };
+            det.update(i * 60, v);
+        }
+        let spike = det.clone().update(3000 * 60, 60.0);
+        let dip = det.update(3000 * 60, 40.0);
+        assert!(dip.score > spike.score + 0.1, "{dip:?} vs {spike:?}");
+        assert!(dip.verdict > spike.verdict, "{dip:?} vs {spike:?}");
     }
 
     #[test]

@@ -17,6 +17,7 @@
 //! also derive `Serialize` and `Deserialize`, so the analyser can snapshot them.
 
 pub mod auto;
+mod context;
 pub mod level;
 mod likelihood;
 pub mod population;

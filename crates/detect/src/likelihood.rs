@@ -128,9 +128,13 @@ impl Likelihood {
         self.unit /= factor.clamp(1e-6, 1.0);
     }
 
-    /// Adds deviation `u` to the history.
-    pub(crate) fn learn(&mut self, u: f64) {
+    /// One step passes without a deviation for this history: older steps fade.
+    pub(crate) fn age(&mut self) {
         self.unit /= self.decay;
+        self.renormalise();
+    }
+
+    fn renormalise(&mut self) {
         if self.unit > 1e30 {
             for w in self.hist.iter_mut() {
                 *w = (f64::from(*w) / self.unit) as f32;
@@ -138,6 +142,12 @@ impl Likelihood {
             self.total /= self.unit;
             self.unit = 1.0;
         }
+    }
+
+    /// Adds deviation `u` to the history.
+    pub(crate) fn learn(&mut self, u: f64) {
+        self.unit /= self.decay;
+        self.renormalise();
         let b = bin_of(u);
         self.hist[b] = (f64::from(self.hist[b]) + self.unit) as f32;
         self.total += self.unit;

@@ -182,7 +182,10 @@ impl Flusher {
         FlushReport { unflushed_events }
     }
 
+    /// Cuts deltas into batches, oldest bucket first: ids then follow time within a flush,
+    /// so a consumer reading a backfill page by page sees its buckets in order.
     fn enqueue(&mut self, mut deltas: Vec<Delta>) {
+        deltas.sort_unstable_by_key(|d| d.bucket);
         while !deltas.is_empty() {
             let rest = deltas.split_off(deltas.len().min(self.max_rows_per_batch));
             let id = format!("{}-{}", self.instance, self.next_sequence);

@@ -298,11 +298,25 @@ mod tests {
             },
         };
         let json = serde_json::to_value(&report).unwrap();
-        for key in ["siteId", "method", "checkTimeStart", "checkTimeEnd", "TimeAgo", "TimeStep", "DateStart", "DateEnd"] {
+        for key in [
+            "siteId",
+            "method",
+            "checkTimeStart",
+            "checkTimeEnd",
+            "TimeAgo",
+            "TimeStep",
+            "DateStart",
+            "DateEnd",
+        ] {
             assert!(json.get(key).is_some(), "{key} missing: {json}");
         }
         let alarm = &json["Result"]["Alarms"][0];
-        for key in ["OutlierPeriodStart", "OutlierPeriodEnd", "Metric", "Attribute"] {
+        for key in [
+            "OutlierPeriodStart",
+            "OutlierPeriodEnd",
+            "Metric",
+            "Attribute",
+        ] {
             assert!(alarm.get(key).is_some(), "{key} missing: {alarm}");
         }
         assert_eq!(json["Result"]["Warnings"], serde_json::json!([]));

@@ -43,20 +43,28 @@ impl TestDb {
 }
 
 impl Drop for TestDb {
+    /// Drops the database. Sessions still using it (a pool whose runtime ended, a
+    /// transaction a dropped future left open) are killed first, so that the drop never
+    /// waits on their metadata locks.
     fn drop(&mut self) {
         let name = self.name.clone();
         let server = server_url();
         // Drop runs outside async context: a short-lived runtime on its own thread.
         let _ = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()?;
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
             runtime.block_on(async {
-                let options = MySqlConnectOptions::from_str(&server)?;
-                let mut conn = options.connect().await?;
-                sqlx::query(&format!("DROP DATABASE IF EXISTS `{name}`"))
-                    .execute(&mut conn)
-                    .await?;
+                let mut conn = MySqlConnectOptions::from_str(&server)?.connect().await?;
+                let sessions: Vec<u64> = sqlx::query_scalar(
+                    "SELECT id FROM information_schema.processlist WHERE db = ? AND id <> CONNECTION_ID()",
+                )
+                .bind(&name)
+                .fetch_all(&mut conn)
+                .await?;
+                for id in sessions {
+                    let _ = sqlx::query(&format!("KILL {id}")).execute(&mut conn).await;
+                }
+                sqlx::query("SET SESSION lock_wait_timeout = 10").execute(&mut conn).await?;
+                sqlx::query(&format!("DROP DATABASE IF EXISTS `{name}`")).execute(&mut conn).await?;
                 conn.close().await?;
                 Ok::<_, sqlx::Error>(())
             })?;

@@ -1,0 +1,379 @@
+//! Typed settings: defaults that work on a developer's machine, overridden by a TOML file
+//! (`--config`), then by `ANALYSER__SECTION__KEY` environment variables and `--port`.
+//! Secrets (the database URL, tokens, passwords) never appear in `Debug` output.
+
+use std::path::Path;
+use std::time::Duration;
+
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Figment;
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    pub server: ServerSettings,
+    pub database: DatabaseSettings,
+    pub gatherer: GathererSettings,
+    pub shard: ShardSettings,
+    pub auth: AuthSettings,
+    #[serde(default)]
+    pub datasets: Vec<DatasetSettings>,
+    pub notify: NotifySettings,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSettings {
+    pub host: String,
+    pub port: u16,
+    /// HTTP worker threads; 0 = one per core.
+    pub workers: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseSettings {
+    pub url: SecretString,
+    pub max_connections: u32,
+    #[serde(with = "humantime_serde")]
+    pub connect_timeout: Duration,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GathererSettings {
+    /// Base URL of the gatherer whose export this analyser follows.
+    pub url: String,
+    /// Bearer token for the export, when the gatherer requires one.
+    pub export_token: SecretString,
+    /// How often the analyser pulls on its own.
+    #[serde(with = "humantime_serde")]
+    pub poll_interval: Duration,
+    /// Rows per export page (at most 10 000).
+    pub page_size: u32,
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
+}
+
+/// This replica's share of the labels: those whose FNV-1a hash mod `count` is `index`.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ShardSettings {
+    pub index: u32,
+    pub count: u32,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthSettings {
+    /// Optional file of `name:$argon2id$…` lines (e.g. a mounted Kubernetes Secret).
+    pub users_file: String,
+    #[serde(default)]
+    pub users: Vec<UserSettings>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserSettings {
+    pub name: String,
+    /// An argon2 PHC string (`$argon2id$…`), as printed by `analyser hash-password`.
+    #[serde(default)]
+    pub password_hash: Option<SecretString>,
+    /// A plain password, for development only.
+    #[serde(default)]
+    pub password: Option<SecretString>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NotifySettings {
+    /// Slack-style incoming webhook for new alarms; empty = off.
+    pub webhook_url: String,
+}
+
+/// Which detector judges a dataset's count series.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Method {
+    ThreeSigma,
+    LastPoint,
+    Auto,
+}
+
+impl Method {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Method::ThreeSigma => "three_sigma",
+            Method::LastPoint => "last_point",
+            Method::Auto => "auto",
+        }
+    }
+}
+
+/// One dataset of the product brief: which series, at which step, judged how.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatasetSettings {
+    pub name: String,
+    /// Labels in the dataset; empty = all.
+    #[serde(default)]
+    pub labels: Vec<String>,
+    /// Entity ids in the dataset; empty = all.
+    #[serde(default)]
+    pub entities: Vec<i64>,
+    #[serde(default = "defaults::time_step", with = "humantime_serde")]
+    pub time_step: Duration,
+    /// The trailing window the baseline is learnt from; default 30 × `time_step`.
+    #[serde(default, with = "humantime_serde")]
+    pub time_ago: Option<Duration>,
+    #[serde(default = "defaults::method")]
+    pub method: Method,
+    #[serde(default = "defaults::min_count_per_step")]
+    pub min_count_per_step: f64,
+    #[serde(default = "defaults::warning_multiplier")]
+    pub warning_multiplier: f64,
+    #[serde(default = "defaults::alarm_multiplier")]
+    pub alarm_multiplier: f64,
+    #[serde(default = "defaults::auto_warning_rate")]
+    pub auto_warning_rate: f64,
+    #[serde(default = "defaults::auto_alarm_rate")]
+    pub auto_alarm_rate: f64,
+    /// With no new rows for this long, the dataset's clock follows wall time.
+    #[serde(default = "defaults::idle_after", with = "humantime_serde")]
+    pub idle_after: Duration,
+    /// A step is judged once the clock passes its end plus this.
+    #[serde(default = "defaults::allowed_lateness", with = "humantime_serde")]
+    pub allowed_lateness: Duration,
+    /// A series with no events for this long is forgotten.
+    #[serde(default = "defaults::series_ttl", with = "humantime_serde")]
+    pub series_ttl: Duration,
+}
+
+mod defaults {
+    use super::Method;
+    use std::time::Duration;
+    pub fn time_step() -> Duration {
+        Duration::from_secs(60)
+    }
+    pub fn method() -> Method {
+        Method::Auto
+    }
+    pub fn min_count_per_step() -> f64 {
+        30.0
+    }
+    pub fn warning_multiplier() -> f64 {
+        2.0
+    }
+    pub fn alarm_multiplier() -> f64 {
+        3.0
+    }
+    pub fn auto_warning_rate() -> f64 {
+        1.5e-3
+    }
+    pub fn auto_alarm_rate() -> f64 {
+        2e-4
+    }
+    pub fn idle_after() -> Duration {
+        Duration::from_secs(30)
+    }
+    pub fn allowed_lateness() -> Duration {
+        Duration::from_secs(10)
+    }
+    pub fn series_ttl() -> Duration {
+        Duration::from_secs(7 * 86_400)
+    }
+}
+
+impl DatasetSettings {
+    /// A dataset over every label and entity, with the defaults.
+    pub fn all(name: &str) -> Self {
+        DatasetSettings {
+            name: name.to_owned(),
+            labels: Vec::new(),
+            entities: Vec::new(),
+            time_step: defaults::time_step(),
+            time_ago: None,
+            method: defaults::method(),
+            min_count_per_step: defaults::min_count_per_step(),
+            warning_multiplier: defaults::warning_multiplier(),
+            alarm_multiplier: defaults::alarm_multiplier(),
+            auto_warning_rate: defaults::auto_warning_rate(),
+            auto_alarm_rate: defaults::auto_alarm_rate(),
+            idle_after: defaults::idle_after(),
+            allowed_lateness: defaults::allowed_lateness(),
+            series_ttl: defaults::series_ttl(),
+        }
+    }
+
+    pub fn step_seconds(&self) -> i64 {
+        self.time_step.as_secs() as i64
+    }
+
+    pub fn time_ago(&self) -> Duration {
+        self.time_ago.unwrap_or(self.time_step * 30)
+    }
+
+    /// `n`: steps in the baseline window.
+    pub fn window_steps(&self) -> usize {
+        (self.time_ago().as_secs() / self.time_step.as_secs().max(1)) as usize
+    }
+}
+
+/// The defaults, as a TOML document.
+pub const DEFAULTS: &str = r#"
+[server]
+host = "127.0.0.1"
+port = 31116
+workers = 0
+
+[database]
+url = "mysql://root@127.0.0.1:3306/pulse_analyser"
+max_connections = 8
+connect_timeout = "10s"
+
+[gatherer]
+url = "http://127.0.0.1:31115"
+export_token = ""
+poll_interval = "2s"
+page_size = 5000
+request_timeout = "30s"
+
+[shard]
+index = 0
+count = 1
+
+[auth]
+users_file = ""
+
+[notify]
+webhook_url = ""
+"#;
+
+impl Settings {
+    /// Loads the settings: defaults, then `file`, then the environment, then `port`.
+    pub fn load(file: Option<&Path>, port: Option<u16>) -> Result<Settings, Box<figment::Error>> {
+        let mut figment = Figment::from(Toml::string(DEFAULTS));
+        if let Some(file) = file {
+            if !file.exists() {
+                let message = format!("config file {} does not exist", file.display());
+                return Err(Box::new(figment::Error::from(message)));
+            }
+            figment = figment.merge(Toml::file(file));
+        }
+        figment = figment.merge(Env::prefixed("ANALYSER__").split("__"));
+        if let Some(port) = port {
+            figment = figment.merge(Serialized::default("server.port", port));
+        }
+        let mut settings: Settings = figment.extract().map_err(Box::new)?;
+        if settings.datasets.is_empty() {
+            settings.datasets.push(DatasetSettings::all("all"));
+        }
+        settings
+            .validate()
+            .map_err(|e| Box::new(figment::Error::from(e)))?;
+        Ok(settings)
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        if self.shard.count == 0 || self.shard.index >= self.shard.count {
+            return Err("shard.index must be below shard.count (and count at least 1)".into());
+        }
+        if !(1..=10_000).contains(&self.gatherer.page_size) {
+            return Err("gatherer.page_size must be between 1 and 10000".into());
+        }
+        if self.gatherer.poll_interval.is_zero() {
+            return Err("gatherer.poll_interval must be positive".into());
+        }
+        if !self.database.url.expose_secret().starts_with("mysql://") {
+            return Err("database.url must start with mysql://".into());
+        }
+        let mut names = std::collections::HashSet::new();
+        for d in &self.datasets {
+            let at = format!("dataset {:?}", d.name);
+            if d.name.is_empty() || d.name.len() > 64 || !names.insert(d.name.as_str()) {
+                return Err(format!("{at}: names must be unique, 1 to 64 characters"));
+            }
+            if d.time_step.as_secs() == 0 || d.time_step.subsec_nanos() != 0 {
+                return Err(format!("{at}: time_step must be a whole number of seconds"));
+            }
+            let steps = d.time_ago().as_secs() / d.time_step.as_secs();
+            if d.time_ago().as_secs() % d.time_step.as_secs() != 0 || !(2..=10_000).contains(&steps)
+            {
+                return Err(format!(
+                    "{at}: time_ago must be 2 to 10000 whole time_steps"
+                ));
+            }
+            if !(d.warning_multiplier > 0.0 && d.alarm_multiplier >= d.warning_multiplier) {
+                return Err(format!(
+                    "{at}: need 0 < warning_multiplier <= alarm_multiplier"
+                ));
+            }
+            let rates = [d.auto_warning_rate, d.auto_alarm_rate];
+            if !rates.iter().all(|r| *r > 0.0 && *r < 0.5)
+                || d.auto_alarm_rate > d.auto_warning_rate
+            {
+                return Err(format!(
+                    "{at}: need 0 < auto_alarm_rate <= auto_warning_rate < 0.5"
+                ));
+            }
+            if d.min_count_per_step < 0.0 {
+                return Err(format!("{at}: min_count_per_step must not be negative"));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_follow_the_contract_with_one_dataset_over_everything() {
+        let settings = Settings::load(None, None).unwrap();
+        assert_eq!(settings.server.port, 31116);
+        assert_eq!(settings.gatherer.poll_interval, Duration::from_secs(2));
+        assert_eq!(settings.datasets.len(), 1);
+        let all = &settings.datasets[0];
+        assert_eq!(all.time_step, Duration::from_secs(60));
+        assert_eq!(all.window_steps(), 30);
+        assert_eq!(all.method, Method::Auto);
+    }
+
+    #[test]
+    fn datasets_and_users_come_from_the_file_and_secrets_do_not_print() {
+        let dir = std::env::temp_dir().join(format!("analyser-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("analyser.toml");
+        std::fs::write(
+            &file,
+            r#"
+[[auth.users]]
+name = "analyst"
+password = "hunter2"
+
+[[datasets]]
+name = "shop"
+labels = ["checkout"]
+time_step = "1m"
+time_ago = "30m"
+method = "three_sigma"
+"#,
+        )
+        .unwrap();
+        let settings = Settings::load(Some(&file), Some(0)).unwrap();
+        assert_eq!(settings.datasets[0].name, "shop");
+        assert_eq!(settings.datasets[0].method, Method::ThreeSigma);
+        assert_eq!(settings.auth.users[0].name, "analyst");
+        assert!(!format!("{settings:?}").contains("hunter2"));
+        std::fs::write(
+            &file,
+            "[[datasets]]\nname = \"x\"\ntime_step = \"1m\"\ntime_ago = \"90s\"\n",
+        )
+        .unwrap();
+        assert!(Settings::load(Some(&file), None).is_err());
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}

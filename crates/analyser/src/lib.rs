@@ -1,0 +1,15 @@
+//! The Pulse analyser: follows the gatherer's export, judges every series step by step
+//! with `detect`, keeps what it found in MySQL, and serves it to analysts.
+
+pub mod auth;
+pub mod clock;
+pub mod configuration;
+pub mod gatherer_client;
+pub mod judge;
+pub mod notify;
+pub mod pull;
+pub mod routes;
+pub mod shard;
+pub mod startup;
+pub mod state;
+pub mod store;

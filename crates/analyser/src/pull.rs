@@ -1,0 +1,304 @@
+//! One pull cycle: follow the gatherer's export from the stored cursor until caught up,
+//! sum the rows into each dataset's steps, judge the steps the clock completed, and
+//! commit cursor, step totals, clocks and anomalies of each page in one transaction.
+//!
+//! Pulls never overlap: in this process the [`Engine`] sits behind a mutex, and across
+//! processes (the service, a cron `analyser pull`, another replica of the same shard) a
+//! MySQL named lock that includes the shard serialises them. The in-memory model is a
+//! cache of what is committed: whenever the stored cursor is not the one this process
+//! last committed (another process pulled, or a commit failed), it is rebuilt from the
+//! database, so a restart neither loses nor repeats anything.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Instant;
+
+use chrono::{DateTime, Utc};
+use detect::level::StepTotals;
+use sqlx::{Acquire, MySqlPool};
+
+use crate::configuration::{DatasetSettings, ShardSettings};
+use crate::gatherer_client::{ClientError, GathererClient};
+use crate::judge::{Change, DatasetModel};
+use crate::store::{self, ExactTotals};
+
+/// Steps of stored history replayed into the detectors on start, in baseline windows.
+const REPLAY_WINDOWS: i64 = 4;
+/// Step totals are kept for this many baseline windows (charts, restarts).
+const KEEP_WINDOWS: i64 = 8;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PullError {
+    #[error("another pull of shard {0} is running")]
+    Busy(String),
+    #[error(transparent)]
+    Gatherer(#[from] ClientError),
+    #[error("analyser database: {0}")]
+    Database(#[from] sqlx::Error),
+}
+
+/// What one pull did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PullOutcome {
+    /// Export rows read (all shards' rows count: they were read).
+    pub rows: u64,
+    pub iterator: u64,
+    pub judged_steps: u64,
+    pub late_rows: u64,
+    pub new_anomalies: u64,
+}
+
+/// The analyser's detection state for one shard, and the means to advance it.
+#[derive(Debug)]
+pub struct Engine {
+    pool: MySqlPool,
+    client: GathererClient,
+    shard: ShardSettings,
+    page_size: u32,
+    datasets: Vec<DatasetSettings>,
+    models: Vec<DatasetModel>,
+    cursor: u64,
+    loaded: bool,
+    last_prune: Option<Instant>,
+}
+
+impl Engine {
+    pub fn new(
+        pool: MySqlPool,
+        client: GathererClient,
+        shard: ShardSettings,
+        page_size: u32,
+        datasets: Vec<DatasetSettings>,
+    ) -> Self {
+        Engine {
+            pool,
+            client,
+            shard,
+            page_size,
+            datasets,
+            models: Vec::new(),
+            cursor: 0,
+            loaded: false,
+            last_prune: None,
+        }
+    }
+
+    pub fn cursor(&self) -> u64 {
+        self.cursor
+    }
+
+    pub fn series(&self) -> u64 {
+        self.models.iter().map(|m| m.series_count() as u64).sum()
+    }
+
+    /// The newest event any dataset has seen, unix seconds.
+    pub fn latest_event(&self) -> Option<i64> {
+        self.models
+            .iter()
+            .filter_map(|m| m.clock.latest_event)
+            .max()
+    }
+
+    /// Reads the export until caught up, judging and committing page by page.
+    pub async fn pull(&mut self, now: fn() -> DateTime<Utc>) -> Result<PullOutcome, PullError> {
+        let shard_key = self.shard.key();
+        let mut lock = self.pool.acquire().await?;
+        let lock_name = format!("pulse_analyser_pull:{shard_key}");
+        let got: Option<i64> = sqlx::query_scalar("SELECT GET_LOCK(?, 10)")
+            .bind(&lock_name)
+            .fetch_one(&mut *lock)
+            .await?;
+        if got != Some(1) {
+            return Err(PullError::Busy(shard_key));
+        }
+        let result = self.pull_locked(&shard_key, now).await;
+        if result.is_err() {
+            // What is in memory may be ahead of what committed: rebuild next time.
+            self.loaded = false;
+        }
+        let _ = sqlx::query("SELECT RELEASE_LOCK(?)")
+            .bind(&lock_name)
+            .execute(&mut *lock)
+            .await;
+        result
+    }
+
+    async fn pull_locked(
+        &mut self,
+        shard_key: &str,
+        now: fn() -> DateTime<Utc>,
+    ) -> Result<PullOutcome, PullError> {
+        let stored_cursor = store::load_cursor(&self.pool, shard_key).await?;
+        if !self.loaded || stored_cursor != self.cursor {
+            self.rebuild(shard_key).await?;
+        }
+        let mut outcome = PullOutcome {
+            iterator: self.cursor,
+            ..PullOutcome::default()
+        };
+        loop {
+            let page = self.client.page(self.cursor, self.page_size).await?;
+            let now = now();
+            let mut exact: Vec<HashMap<(&str, i64, i64), ExactTotals>> =
+                vec![HashMap::new(); self.models.len()];
+            let mut seen: Vec<Option<(i64, i64)>> = vec![None; self.models.len()];
+            for row in &page.rows {
+                if !self.shard.owns(&row.label) {
+                    continue;
+                }
+                let date = row.event_date.timestamp();
+                let delta = StepTotals {
+                    sum: row.event_counter as f64,
+                    events: u64::from(row.events),
+                    min: row.min_value as f64,
+                    max: row.max_value as f64,
+                };
+                let row_exact = ExactTotals {
+                    sum: i128::from(row.event_counter),
+                    events: u64::from(row.events),
+                    min: row.min_value,
+                    max: row.max_value,
+                };
+                for (i, model) in self.models.iter_mut().enumerate() {
+                    if !model.params.selects(&row.label, row.entity_id) {
+                        continue;
+                    }
+                    if model.add_row(&row.label, row.entity_id, date, &delta) {
+                        outcome.late_rows += 1;
+                    }
+                    let step = model.params.rules.step_of(date);
+                    exact[i]
+                        .entry((row.label.as_str(), row.entity_id, step))
+                        .and_modify(|t| t.merge(&row_exact))
+                        .or_insert(row_exact);
+                    seen[i] =
+                        Some(seen[i].map_or((date, date), |(lo, hi)| (lo.min(date), hi.max(date))));
+                }
+            }
+
+            let mut tx = self.pool.begin().await?;
+            let conn = tx.acquire().await?;
+            let now_ms = now.timestamp_millis();
+            for (i, model) in self.models.iter_mut().enumerate() {
+                if let Some((earliest, latest)) = seen[i] {
+                    let rules = model.params.rules;
+                    model.clock.saw_rows(earliest, latest, now_ms, &rules);
+                    let totals: Vec<(&str, i64, i64, ExactTotals)> = exact[i]
+                        .iter()
+                        .map(|(&(label, entity, step), t)| (label, entity, step, *t))
+                        .collect();
+                    store::add_step_totals(&mut *conn, &model.name, &totals).await?;
+                }
+                let before = model.clock;
+                while let Some(step) = model.clock.next_complete_step(now_ms, &model.params.rules) {
+                    let changes = model.judge_step(step);
+                    outcome.judged_steps += 1;
+                    for change in &changes {
+                        if let Some(id) =
+                            store::apply_change(&mut *conn, &model.name, change, now).await?
+                        {
+                            outcome.new_anomalies += 1;
+                            if let Change::New { finding, .. } = change {
+                                model.assign_id(finding, id);
+                            }
+                        }
+                    }
+                }
+                if model.clock != before {
+                    store::save_clock(&mut *conn, &model.name, shard_key, &model.clock).await?;
+                }
+            }
+            store::save_cursor(
+                &mut *conn,
+                shard_key,
+                page.next_iterator,
+                page.rows.len() as u64,
+            )
+            .await?;
+            tx.commit().await?;
+            self.cursor = page.next_iterator;
+            outcome.rows += page.rows.len() as u64;
+            outcome.iterator = self.cursor;
+            if !page.has_more {
+                break;
+            }
+        }
+        self.prune_old_totals().await?;
+        Ok(outcome)
+    }
+
+    /// Rebuilds the in-memory model from what is committed: cursor, clocks, the last
+    /// windows of step totals (replayed into the detectors) and the anomalies that may
+    /// still grow.
+    async fn rebuild(&mut self, shard_key: &str) -> Result<(), sqlx::Error> {
+        self.cursor = store::load_cursor(&self.pool, shard_key).await?;
+        let mut models = Vec::with_capacity(self.datasets.len());
+        for settings in &self.datasets {
+            let clock = store::load_clock(&self.pool, &settings.name, shard_key).await?;
+            let mut model = DatasetModel::new(settings, clock);
+            if let Some(judged_until) = clock.judged_until {
+                let step = model.params.rules.step;
+                let from = judged_until - REPLAY_WINDOWS * model.params.n as i64 * step;
+                let stored = store::load_step_totals(&self.pool, &settings.name, from).await?;
+                let mut by_step: BTreeMap<i64, Vec<(String, i64, StepTotals)>> = BTreeMap::new();
+                for row in stored {
+                    if !self.shard.owns(&row.label) {
+                        continue;
+                    }
+                    let totals = StepTotals {
+                        sum: row.totals.sum as f64,
+                        events: row.totals.events,
+                        min: row.totals.min as f64,
+                        max: row.totals.max as f64,
+                    };
+                    if row.step_start >= judged_until {
+                        model.add_row(&row.label, row.entity_id, row.step_start, &totals);
+                    } else {
+                        by_step.entry(row.step_start).or_default().push((
+                            row.label,
+                            row.entity_id,
+                            totals,
+                        ));
+                    }
+                }
+                if let Some(&first) = by_step.keys().next() {
+                    let mut s = first;
+                    while s < judged_until {
+                        model.replay_step(s, by_step.get(&s).map_or(&[][..], Vec::as_slice));
+                        s += step;
+                    }
+                }
+                for (label, entity_id, metric, open) in
+                    store::load_open_anomalies(&self.pool, &settings.name, judged_until).await?
+                {
+                    if self.shard.owns(&label) {
+                        model.restore_open(&label, entity_id, metric, open);
+                    }
+                }
+            }
+            models.push(model);
+        }
+        self.models = models;
+        self.loaded = true;
+        tracing::info!(
+            cursor = self.cursor,
+            series = self.series(),
+            "detection state rebuilt from the database"
+        );
+        Ok(())
+    }
+
+    /// Forgets step totals older than a few windows, at most once a minute.
+    async fn prune_old_totals(&mut self) -> Result<(), sqlx::Error> {
+        if self.last_prune.is_some_and(|t| t.elapsed().as_secs() < 60) {
+            return Ok(());
+        }
+        self.last_prune = Some(Instant::now());
+        for model in &self.models {
+            if let Some(judged_until) = model.clock.judged_until {
+                let keep = KEEP_WINDOWS * model.params.n as i64 * model.params.rules.step;
+                store::prune_step_totals(&self.pool, &model.name, judged_until - keep).await?;
+            }
+        }
+        Ok(())
+    }
+}

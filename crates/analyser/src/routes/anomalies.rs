@@ -1,0 +1,60 @@
+//! `POST /api/v1/anomalies/{id}/approve` and `/dismiss`: an analyst's verdict, with who
+//! decided it, when, and an optional comment.
+
+use actix_web::{post, web, HttpMessage, HttpRequest, HttpResponse};
+use protocol::Verdict;
+
+use super::{Analyst, ApiError};
+use crate::state::AppState;
+use crate::store;
+
+async fn decide(
+    req: HttpRequest,
+    path: web::Path<String>,
+    body: web::Bytes,
+    state: web::Data<AppState>,
+    status: &str,
+) -> Result<HttpResponse, ApiError> {
+    let id: u64 = path
+        .parse()
+        .map_err(|_| ApiError::bad("id", format!("{:?} is not an anomaly id", path.as_str())))?;
+    let verdict: Verdict = if body.iter().all(u8::is_ascii_whitespace) {
+        Verdict::default()
+    } else {
+        serde_json::from_slice(&body)
+            .map_err(|e| ApiError::bad("body", format!("expected {{\"comment\": \"…\"}}: {e}")))?
+    };
+    if verdict.comment.as_ref().is_some_and(|c| c.len() > 10_000) {
+        return Err(ApiError::bad("comment", "longer than 10 000 bytes"));
+    }
+    let user = req
+        .extensions()
+        .get::<Analyst>()
+        .map_or_else(|| "anonymous".to_owned(), |a| a.0.clone());
+    match store::decide(&state.pool, id, status, &user, verdict.comment.as_deref()).await? {
+        Some(anomaly) => {
+            Ok(HttpResponse::Ok().json(serde_json::json!({"ok": true, "data": anomaly})))
+        }
+        None => Err(ApiError::NotFound(format!("no anomaly with id {id}"))),
+    }
+}
+
+#[post("/api/v1/anomalies/{id}/approve")]
+pub async fn approve(
+    req: HttpRequest,
+    path: web::Path<String>,
+    body: web::Bytes,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    decide(req, path, body, state, "approved").await
+}
+
+#[post("/api/v1/anomalies/{id}/dismiss")]
+pub async fn dismiss(
+    req: HttpRequest,
+    path: web::Path<String>,
+    body: web::Bytes,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    decide(req, path, body, state, "dismissed").await
+}

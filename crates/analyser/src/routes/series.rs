@@ -1,0 +1,95 @@
+//! `GET /api/v1/series`: one series' step totals, for charts. Read from the analyser's own
+//! step totals: a chart never costs the gatherer anything.
+
+use actix_web::{get, web, HttpResponse};
+use chrono::Utc;
+use protocol::{SeriesPoint, SeriesReply};
+use serde::Deserialize;
+
+use super::{parse_time, pick_dataset, ApiError};
+use crate::state::AppState;
+use crate::store;
+
+#[derive(Debug, Deserialize)]
+pub struct SeriesParams {
+    dataset: Option<String>,
+    label: Option<String>,
+    entity_id: Option<String>,
+    from: Option<String>,
+    to: Option<String>,
+}
+
+#[get("/api/v1/series")]
+pub async fn series(
+    params: web::Query<SeriesParams>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let dataset = pick_dataset(&state, params.dataset.as_deref())?;
+    let label = params
+        .label
+        .clone()
+        .ok_or_else(|| ApiError::bad("label", "required"))?;
+    let entity_id: i64 = params
+        .entity_id
+        .as_deref()
+        .ok_or_else(|| ApiError::bad("entity_id", "required"))?
+        .parse()
+        .map_err(|_| ApiError::bad("entity_id", "not an integer"))?;
+    let to = match &params.to {
+        Some(text) => parse_time("to", text)?,
+        None => Utc::now(),
+    };
+    let from = match &params.from {
+        Some(text) => parse_time("from", text)?,
+        None => to - chrono::Duration::from_std(dataset.time_ago() * 4).unwrap_or_default(),
+    };
+    if from > to {
+        return Err(ApiError::bad("from", "from is after to"));
+    }
+    let step = dataset.step_seconds();
+    let from_step = from.timestamp().div_euclid(step) * step;
+    let rows = store::series_totals(
+        &state.pool,
+        &dataset.name,
+        &label,
+        entity_id,
+        from_step,
+        to.timestamp(),
+    )
+    .await?;
+    // Steps without rows are zeros, as the detector sees them.
+    let mut points = Vec::new();
+    let mut rows = rows.into_iter().peekable();
+    let mut s = from_step;
+    while s < to.timestamp() && points.len() < 100_000 {
+        let point = match rows.peek() {
+            Some(row) if row.step_start == s => {
+                let row = rows.next().unwrap_or_else(|| unreachable!("peeked"));
+                SeriesPoint {
+                    step_start: store::date(s).and_utc(),
+                    count: row.totals.sum as f64,
+                    events: row.totals.events,
+                    min: Some(row.totals.min),
+                    max: Some(row.totals.max),
+                }
+            }
+            _ => SeriesPoint {
+                step_start: store::date(s).and_utc(),
+                count: 0.0,
+                events: 0,
+                min: None,
+                max: None,
+            },
+        };
+        points.push(point);
+        s += step;
+    }
+    Ok(HttpResponse::Ok().json(SeriesReply {
+        ok: true,
+        dataset: dataset.name.clone(),
+        label,
+        entity_id,
+        time_step_seconds: step as u64,
+        points,
+    }))
+}

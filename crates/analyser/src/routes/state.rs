@@ -1,0 +1,97 @@
+//! `GET /api/v1/state`: the anomalies, filtered, newest first, with where the analyser
+//! stands.
+
+use actix_web::{get, web, HttpResponse};
+use chrono::Utc;
+use protocol::{StateMeta, StateReply};
+use serde::Deserialize;
+
+use super::{parse_time, ApiError};
+use crate::state::AppState;
+use crate::store::{self, AnomalyFilter};
+
+#[derive(Debug, Deserialize)]
+pub struct StateParams {
+    dataset: Option<String>,
+    label: Option<String>,
+    entity_id: Option<String>,
+    severity: Option<String>,
+    status: Option<String>,
+    since: Option<String>,
+    limit: Option<String>,
+}
+
+impl StateParams {
+    fn filter(&self) -> Result<AnomalyFilter, ApiError> {
+        let entity_id =
+            match &self.entity_id {
+                None => None,
+                Some(text) => Some(text.parse().map_err(|_| {
+                    ApiError::bad("entity_id", format!("{text:?} is not an integer"))
+                })?),
+            };
+        if let Some(severity) = &self.severity {
+            if !["warning", "alarm"].contains(&severity.as_str()) {
+                return Err(ApiError::bad("severity", "expected warning or alarm"));
+            }
+        }
+        if let Some(status) = &self.status {
+            if !["open", "approved", "dismissed"].contains(&status.as_str()) {
+                return Err(ApiError::bad(
+                    "status",
+                    "expected open, approved or dismissed",
+                ));
+            }
+        }
+        let limit = match &self.limit {
+            None => 100,
+            Some(text) => match text.parse::<u32>() {
+                Ok(n) if (1..=1000).contains(&n) => n,
+                _ => {
+                    return Err(ApiError::bad(
+                        "limit",
+                        format!("{text:?} is not between 1 and 1000"),
+                    ))
+                }
+            },
+        };
+        Ok(AnomalyFilter {
+            dataset: self.dataset.clone(),
+            label: self.label.clone(),
+            entity_id,
+            severity: self.severity.clone(),
+            status: self.status.clone(),
+            since: self
+                .since
+                .as_deref()
+                .map(|t| parse_time("since", t))
+                .transpose()?,
+            until: None,
+            limit,
+        })
+    }
+}
+
+#[get("/api/v1/state")]
+pub async fn state(
+    params: web::Query<StateParams>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let filter = params.filter()?;
+    let data = store::anomalies(&state.pool, &filter).await?;
+    let status = state.status();
+    let lag_seconds = status
+        .latest_event
+        .map(|latest| (Utc::now().timestamp_millis() as f64 / 1000.0 - latest as f64).max(0.0));
+    Ok(HttpResponse::Ok().json(StateReply {
+        ok: true,
+        data,
+        meta: StateMeta {
+            iterator: status.iterator,
+            lag_seconds,
+            series: status.series,
+            last_pull_at: status.last_pull_at,
+            gatherer: if status.gatherer_up { "up" } else { "down" }.to_owned(),
+        },
+    }))
+}

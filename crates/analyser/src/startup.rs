@@ -1,0 +1,196 @@
+//! Wiring: database, engine, pull timer, notifier and HTTP server, built from
+//! [`Settings`]. [`Application::build`] binds (port 0 in tests, read back with
+//! [`Application::port`]); [`Application::run_until_stopped`] serves until the shutdown
+//! future resolves.
+
+use std::future::Future;
+use std::net::{SocketAddr, TcpListener};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use actix_web::dev::Server;
+use actix_web::middleware::from_fn;
+use actix_web::{web, App, HttpServer};
+use anyhow::Context;
+use tracing_actix_web::TracingLogger;
+
+use crate::auth::Users;
+use crate::configuration::Settings;
+use crate::gatherer_client::GathererClient;
+use crate::notify::Notifier;
+use crate::pull::{Engine, PullError};
+use crate::routes;
+use crate::state::{AppState, PullStatus};
+use crate::store;
+
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+pub struct Application {
+    address: SocketAddr,
+    server: Server,
+    state: web::Data<AppState>,
+    poll_interval: Duration,
+    notifier: Option<Notifier>,
+}
+
+impl std::fmt::Debug for Application {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Application")
+            .field("address", &self.address)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Connects, and builds the engine the service and the `pull` command share.
+pub async fn build_state(settings: &Settings, insecure_no_auth: bool) -> anyhow::Result<AppState> {
+    let users = if insecure_no_auth {
+        tracing::warn!("--insecure-no-auth: the API is open to anyone who can reach it");
+        None
+    } else {
+        let users = Users::load(&settings.auth)?;
+        if users.is_empty() {
+            anyhow::bail!(
+                "no users configured: add [[auth.users]] or auth.users_file (hash a password with \
+                 `analyser hash-password`), or start with --insecure-no-auth"
+            );
+        }
+        Some(users)
+    };
+    let pool = store::connect(&settings.database).await?;
+    let client = GathererClient::new(&settings.gatherer)?;
+    let engine = Engine::new(
+        pool.clone(),
+        client,
+        settings.shard,
+        settings.gatherer.page_size,
+        settings.datasets.clone(),
+    );
+    Ok(AppState {
+        pool,
+        engine: tokio::sync::Mutex::new(engine),
+        status: Mutex::new(PullStatus::default()),
+        users,
+        datasets: settings.datasets.clone(),
+        shard: settings.shard,
+        notify: Arc::default(),
+    })
+}
+
+impl Application {
+    pub async fn build(settings: Settings, insecure_no_auth: bool) -> anyhow::Result<Application> {
+        let state = web::Data::new(build_state(&settings, insecure_no_auth).await?);
+        let notifier = if settings.notify.webhook_url.is_empty() {
+            None
+        } else {
+            Some(Notifier::new(
+                state.pool.clone(),
+                settings.notify.webhook_url.clone(),
+                state.notify.clone(),
+            )?)
+        };
+        let listener = TcpListener::bind((settings.server.host.as_str(), settings.server.port))
+            .with_context(|| {
+                format!(
+                    "cannot bind {}:{}",
+                    settings.server.host, settings.server.port
+                )
+            })?;
+        let address = listener.local_addr()?;
+        let app_state = state.clone();
+        let mut server = HttpServer::new(move || {
+            App::new()
+                .wrap(from_fn(routes::require_auth))
+                .wrap(TracingLogger::default())
+                .app_data(app_state.clone())
+                .app_data(web::QueryConfig::default().error_handler(|e, _| {
+                    let message = format!("bad query string: {e}");
+                    actix_web::error::InternalError::from_response(
+                        e,
+                        actix_web::HttpResponse::BadRequest()
+                            .json(protocol::ErrorReply::new(message)),
+                    )
+                    .into()
+                }))
+                .service(routes::health::live)
+                .service(routes::health::ready)
+                .service(routes::state::state)
+                .service(routes::series::series)
+                .service(routes::report::report)
+                .service(routes::anomalies::approve)
+                .service(routes::anomalies::dismiss)
+                .service(routes::pull::pull)
+                .default_service(web::to(routes::not_found))
+        })
+        .disable_signals()
+        .shutdown_timeout(5);
+        if settings.server.workers > 0 {
+            server = server.workers(settings.server.workers);
+        }
+        let server = server.listen(listener)?.run();
+        Ok(Application {
+            address,
+            server,
+            state,
+            poll_interval: settings.gatherer.poll_interval,
+            notifier,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.address.port()
+    }
+
+    /// Serves and pulls on the timer until `shutdown` resolves.
+    pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+        tracing::info!("listening on {}", self.address);
+        let handle = self.server.handle();
+        let mut server = tokio::spawn(self.server);
+        let timer = tokio::spawn(pull_on_timer(self.state.clone(), self.poll_interval));
+        let notifier = self.notifier.map(|n| tokio::spawn(n.run()));
+        let server_result = tokio::select! {
+            () = shutdown => None,
+            result = &mut server => Some(result),
+        };
+        tracing::info!("shutting down");
+        timer.abort();
+        if let Some(notifier) = notifier {
+            notifier.abort();
+        }
+        // A pull in progress commits page by page: waiting for the engine lets the
+        // current page finish rather than cutting it (it would roll back cleanly anyway).
+        let _ = tokio::time::timeout(Duration::from_secs(10), self.state.engine.lock()).await;
+        match server_result {
+            None => {
+                handle.stop(true).await;
+                Ok(())
+            }
+            Some(result) => result
+                .context("HTTP server task failed")?
+                .context("HTTP server failed"),
+        }
+    }
+}
+
+/// Pulls every `interval` until caught up; on failure, backs off up to 30 s.
+async fn pull_on_timer(state: web::Data<AppState>, interval: Duration) {
+    let mut wait = Duration::ZERO;
+    loop {
+        tokio::time::sleep(wait).await;
+        match state.pull().await {
+            Ok(outcome) => {
+                if outcome.rows > 0 || outcome.judged_steps > 0 {
+                    tracing::debug!(?outcome, "pulled");
+                }
+                wait = interval;
+            }
+            Err(PullError::Busy(shard)) => {
+                tracing::debug!(shard, "another process is pulling this shard");
+                wait = interval;
+            }
+            Err(error) => {
+                wait = (wait * 2).clamp(interval, MAX_BACKOFF);
+                tracing::warn!(%error, retry_in = ?wait, "pull failed");
+            }
+        }
+    }
+}

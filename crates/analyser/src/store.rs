@@ -1,0 +1,555 @@
+//! Everything the analyser says to its own MySQL database: cursor, dataset clocks, step
+//! totals, anomalies. The pull writes a page's worth of all four in one transaction, so a
+//! restart resumes exactly where the last commit left off.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use anyhow::Context;
+use chrono::{DateTime, NaiveDateTime, Utc};
+use secrecy::ExposeSecret;
+use sqlx::migrate::MigrateDatabase;
+use sqlx::mysql::{MySqlConnectOptions, MySqlPoolOptions};
+use sqlx::{MySql, MySqlConnection, MySqlPool, QueryBuilder};
+
+use crate::clock::DatasetClock;
+use crate::configuration::DatabaseSettings;
+use crate::judge::{Change, Metric, OpenAnomaly, Severity};
+
+/// Creates the database if missing, connects and migrates, waiting up to
+/// `connect_timeout` for a database that is still starting.
+pub async fn connect(settings: &DatabaseSettings) -> anyhow::Result<MySqlPool> {
+    let url = settings.url.expose_secret();
+    let options =
+        MySqlConnectOptions::from_str(url).context("database.url is not a valid MySQL URL")?;
+    let deadline = tokio::time::Instant::now() + settings.connect_timeout;
+    loop {
+        let attempt = async {
+            if !MySql::database_exists(url).await? {
+                // Another replica may create it at the same moment: IF NOT EXISTS semantics.
+                let _ = MySql::create_database(url).await;
+            }
+            let pool = MySqlPoolOptions::new()
+                .max_connections(settings.max_connections.max(2))
+                .acquire_timeout(Duration::from_secs(5))
+                .connect_with(options.clone())
+                .await?;
+            sqlx::migrate!("../../migrations/analyser")
+                .run(&pool)
+                .await?;
+            Ok::<_, anyhow::Error>(pool)
+        };
+        match attempt.await {
+            Ok(pool) => return Ok(pool),
+            Err(e) if tokio::time::Instant::now() >= deadline => {
+                return Err(e.context(format!(
+                    "database unreachable at {}:{} after {:?}",
+                    options.get_host(),
+                    options.get_port(),
+                    settings.connect_timeout
+                )))
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(500)).await,
+        }
+    }
+}
+
+pub fn date(seconds: i64) -> NaiveDateTime {
+    DateTime::from_timestamp(seconds, 0)
+        .unwrap_or_default()
+        .naive_utc()
+}
+
+fn seconds(date: NaiveDateTime) -> i64 {
+    date.and_utc().timestamp()
+}
+
+/// Exact totals of one (dataset, series, step), as stored: the sum may exceed i64.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExactTotals {
+    pub sum: i128,
+    pub events: u64,
+    pub min: i64,
+    pub max: i64,
+}
+
+impl ExactTotals {
+    pub fn merge(&mut self, other: &ExactTotals) {
+        self.sum += other.sum;
+        self.events += other.events;
+        self.min = self.min.min(other.min);
+        self.max = self.max.max(other.max);
+    }
+}
+
+/// A row of `step_totals`, read back.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredTotals {
+    pub label: String,
+    pub entity_id: i64,
+    pub step_start: i64,
+    pub totals: ExactTotals,
+}
+
+pub async fn load_cursor(pool: &MySqlPool, shard: &str) -> Result<u64, sqlx::Error> {
+    let cursor: Option<u64> = sqlx::query_scalar("SELECT iterator FROM cursors WHERE shard = ?")
+        .bind(shard)
+        .fetch_optional(pool)
+        .await?;
+    Ok(cursor.unwrap_or(0))
+}
+
+pub async fn save_cursor(
+    conn: &mut MySqlConnection,
+    shard: &str,
+    iterator: u64,
+    rows: u64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO cursors (shard, iterator, rows_seen, updated_at) VALUES (?, ?, ?, NOW(3)) \
+         ON DUPLICATE KEY UPDATE iterator = VALUES(iterator), rows_seen = rows_seen + VALUES(rows_seen), \
+         updated_at = NOW(3)",
+    )
+    .bind(shard)
+    .bind(iterator)
+    .bind(rows)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+pub async fn load_clock(
+    pool: &MySqlPool,
+    dataset: &str,
+    shard: &str,
+) -> Result<DatasetClock, sqlx::Error> {
+    let row: Option<(Option<NaiveDateTime>, Option<NaiveDateTime>, Option<NaiveDateTime>)> = sqlx::query_as(
+        "SELECT latest_event, last_row_at, judged_until FROM dataset_clocks WHERE dataset = ? AND shard = ?",
+    )
+    .bind(dataset)
+    .bind(shard)
+    .fetch_optional(pool)
+    .await?;
+    Ok(row.map_or_else(
+        DatasetClock::default,
+        |(latest, last_row_at, judged_until)| DatasetClock {
+            latest_event: latest.map(seconds),
+            last_row_at_ms: last_row_at.map(|d| d.and_utc().timestamp_millis()),
+            judged_until: judged_until.map(seconds),
+        },
+    ))
+}
+
+pub async fn save_clock(
+    conn: &mut MySqlConnection,
+    dataset: &str,
+    shard: &str,
+    clock: &DatasetClock,
+) -> Result<(), sqlx::Error> {
+    let last_row_at = clock
+        .last_row_at_ms
+        .and_then(DateTime::from_timestamp_millis)
+        .map(|d| d.naive_utc());
+    sqlx::query(
+        "INSERT INTO dataset_clocks (dataset, shard, latest_event, last_row_at, judged_until) VALUES (?, ?, ?, ?, ?) \
+         ON DUPLICATE KEY UPDATE latest_event = VALUES(latest_event), last_row_at = VALUES(last_row_at), \
+         judged_until = VALUES(judged_until)",
+    )
+    .bind(dataset)
+    .bind(shard)
+    .bind(clock.latest_event.map(date))
+    .bind(last_row_at)
+    .bind(clock.judged_until.map(date))
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Adds a page's totals to `step_totals` (several rows of one key are summed).
+pub async fn add_step_totals(
+    conn: &mut MySqlConnection,
+    dataset: &str,
+    totals: &[(&str, i64, i64, ExactTotals)],
+) -> Result<(), sqlx::Error> {
+    // 8 placeholders a row: 1 000 rows stay far below MySQL's 65 535.
+    for chunk in totals.chunks(1_000) {
+        let mut insert = QueryBuilder::<MySql>::new(
+            "INSERT INTO step_totals (dataset, event_label, entity_id, step_start, value_sum, events, min_value, max_value) ",
+        );
+        insert.push_values(chunk, |mut row, (label, entity_id, step, t)| {
+            row.push_bind(dataset)
+                .push_bind(*label)
+                .push_bind(*entity_id)
+                .push_bind(date(*step))
+                .push_bind(t.sum.to_string())
+                .push_bind(t.events)
+                .push_bind(t.min)
+                .push_bind(t.max);
+        });
+        insert.push(
+            " ON DUPLICATE KEY UPDATE value_sum = value_sum + VALUES(value_sum), events = events + VALUES(events), \
+             min_value = LEAST(min_value, VALUES(min_value)), max_value = GREATEST(max_value, VALUES(max_value))",
+        );
+        insert.build().execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+type TotalsRecord = (Vec<u8>, i64, NaiveDateTime, String, u64, i64, i64);
+
+/// Step totals of a dataset from `since` (a step start) on, in step order.
+pub async fn load_step_totals(
+    pool: &MySqlPool,
+    dataset: &str,
+    since: i64,
+) -> Result<Vec<StoredTotals>, sqlx::Error> {
+    let records: Vec<TotalsRecord> = sqlx::query_as(
+        "SELECT event_label, entity_id, step_start, CAST(value_sum AS CHAR), events, min_value, max_value \
+         FROM step_totals WHERE dataset = ? AND step_start >= ? ORDER BY step_start, event_label, entity_id",
+    )
+    .bind(dataset)
+    .bind(date(since))
+    .fetch_all(pool)
+    .await?;
+    Ok(records.into_iter().map(stored).collect())
+}
+
+fn stored((label, entity_id, step, sum, events, min, max): TotalsRecord) -> StoredTotals {
+    StoredTotals {
+        label: String::from_utf8_lossy(&label).into_owned(),
+        entity_id,
+        step_start: seconds(step),
+        totals: ExactTotals {
+            sum: sum.parse().unwrap_or_default(),
+            events,
+            min,
+            max,
+        },
+    }
+}
+
+/// One series' step totals between two step starts, for charts.
+pub async fn series_totals(
+    pool: &MySqlPool,
+    dataset: &str,
+    label: &str,
+    entity_id: i64,
+    from: i64,
+    to: i64,
+) -> Result<Vec<StoredTotals>, sqlx::Error> {
+    let records: Vec<TotalsRecord> = sqlx::query_as(
+        "SELECT event_label, entity_id, step_start, CAST(value_sum AS CHAR), events, min_value, max_value \
+         FROM step_totals WHERE dataset = ? AND event_label = ? AND entity_id = ? AND step_start >= ? AND step_start < ? \
+         ORDER BY step_start",
+    )
+    .bind(dataset)
+    .bind(label)
+    .bind(entity_id)
+    .bind(date(from))
+    .bind(date(to))
+    .fetch_all(pool)
+    .await?;
+    Ok(records.into_iter().map(stored).collect())
+}
+
+/// Forgets step totals older than `before`, in small batches.
+pub async fn prune_step_totals(
+    pool: &MySqlPool,
+    dataset: &str,
+    before: i64,
+) -> Result<u64, sqlx::Error> {
+    let mut total = 0;
+    loop {
+        let deleted =
+            sqlx::query("DELETE FROM step_totals WHERE dataset = ? AND step_start < ? LIMIT 5000")
+                .bind(dataset)
+                .bind(date(before))
+                .execute(pool)
+                .await?
+                .rows_affected();
+        total += deleted;
+        if deleted < 5000 {
+            return Ok(total);
+        }
+    }
+}
+
+/// Anomalies of a dataset that ended at or after `since`: they may still grow.
+pub async fn load_open_anomalies(
+    pool: &MySqlPool,
+    dataset: &str,
+    since: i64,
+) -> Result<Vec<(String, i64, Metric, OpenAnomaly)>, sqlx::Error> {
+    type OpenRecord = (
+        u64,
+        Vec<u8>,
+        i64,
+        String,
+        String,
+        NaiveDateTime,
+        f64,
+        f64,
+        f64,
+    );
+    let rows: Vec<OpenRecord> = sqlx::query_as(
+        "SELECT id, event_label, entity_id, metric, severity, period_end, observed, expected, deviation FROM anomalies \
+         WHERE dataset = ? AND period_end >= ? ORDER BY id",
+    )
+    .bind(dataset)
+    .bind(date(since))
+    .fetch_all(pool)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .filter_map(
+            |(
+                id,
+                label,
+                entity_id,
+                metric,
+                severity,
+                period_end,
+                observed,
+                expected,
+                deviation,
+            )| {
+                let metric = parse_metric(&metric)?;
+                let open = OpenAnomaly {
+                    id,
+                    period_end: seconds(period_end),
+                    severity: Severity::parse(&severity)?,
+                    observed,
+                    deviation,
+                    expected,
+                };
+                Some((
+                    String::from_utf8_lossy(&label).into_owned(),
+                    entity_id,
+                    metric,
+                    open,
+                ))
+            },
+        )
+        .collect())
+}
+
+pub fn parse_metric(text: &str) -> Option<Metric> {
+    Some(match text {
+        "count" => Metric::Count,
+        "events" => Metric::Events,
+        "avg" => Metric::Avg,
+        "min" => Metric::Min,
+        "max" => Metric::Max,
+        "population" => Metric::Population,
+        _ => return None,
+    })
+}
+
+/// Writes one change; returns the id of a new anomaly.
+pub async fn apply_change(
+    conn: &mut MySqlConnection,
+    dataset: &str,
+    change: &Change,
+    detected_at: DateTime<Utc>,
+) -> Result<Option<u64>, sqlx::Error> {
+    match change {
+        Change::New {
+            finding,
+            period_start,
+            period_end,
+        } => {
+            let result = sqlx::query(
+                "INSERT INTO anomalies (dataset, event_label, entity_id, metric, severity, method, period_start, \
+                 period_end, observed, expected, deviation, detected_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            )
+            .bind(dataset)
+            .bind(&*finding.label)
+            .bind(finding.entity_id)
+            .bind(finding.metric.as_str())
+            .bind(finding.severity.as_str())
+            .bind(finding.method)
+            .bind(date(*period_start))
+            .bind(date(*period_end))
+            .bind(finding.observed)
+            .bind(finding.expected)
+            .bind(finding.deviation)
+            .bind(detected_at.naive_utc())
+            .execute(conn)
+            .await?;
+            Ok(Some(result.last_insert_id()))
+        }
+        Change::Grow {
+            id,
+            period_end,
+            severity,
+            observed,
+            deviation,
+        } => {
+            sqlx::query("UPDATE anomalies SET period_end = ?, severity = ?, observed = ?, deviation = ? WHERE id = ?")
+                .bind(date(*period_end))
+                .bind(severity.as_str())
+                .bind(observed)
+                .bind(deviation)
+                .bind(id)
+            .execute(conn)
+            .await?;
+            Ok(None)
+        }
+    }
+}
+
+/// Filters of `/api/v1/state`.
+#[derive(Debug, Default, Clone)]
+pub struct AnomalyFilter {
+    pub dataset: Option<String>,
+    pub label: Option<String>,
+    pub entity_id: Option<i64>,
+    pub severity: Option<String>,
+    pub status: Option<String>,
+    /// Anomalies that ended at or after this.
+    pub since: Option<DateTime<Utc>>,
+    /// Anomalies that started before this (reports).
+    pub until: Option<DateTime<Utc>>,
+    pub limit: u32,
+}
+
+#[derive(Debug, sqlx::FromRow)]
+struct AnomalyRecord {
+    id: u64,
+    dataset: Vec<u8>,
+    event_label: Vec<u8>,
+    entity_id: i64,
+    metric: String,
+    severity: String,
+    method: String,
+    period_start: NaiveDateTime,
+    period_end: NaiveDateTime,
+    observed: f64,
+    expected: f64,
+    deviation: f64,
+    status: String,
+    detected_at: NaiveDateTime,
+    decided_by: Option<String>,
+    decided_at: Option<NaiveDateTime>,
+    comment: Option<String>,
+}
+
+const ANOMALY_COLUMNS: &str =
+    "id, dataset, event_label, entity_id, metric, severity, method, period_start, period_end, \
+     observed, expected, deviation, status, detected_at, decided_by, decided_at, comment";
+
+fn anomaly(r: AnomalyRecord) -> protocol::Anomaly {
+    protocol::Anomaly {
+        id: r.id,
+        dataset: String::from_utf8_lossy(&r.dataset).into_owned(),
+        label: String::from_utf8_lossy(&r.event_label).into_owned(),
+        entity_id: r.entity_id,
+        metric: r.metric,
+        severity: r.severity,
+        method: r.method,
+        period_start: r.period_start.and_utc(),
+        period_end: r.period_end.and_utc(),
+        observed: r.observed,
+        expected: r.expected,
+        deviation: r.deviation,
+        status: r.status,
+        detected_at: r.detected_at.and_utc(),
+        decided_by: r.decided_by,
+        decided_at: r.decided_at.map(|d| d.and_utc()),
+        comment: r.comment,
+    }
+}
+
+/// Anomalies matching the filter, newest first.
+pub async fn anomalies(
+    pool: &MySqlPool,
+    filter: &AnomalyFilter,
+) -> Result<Vec<protocol::Anomaly>, sqlx::Error> {
+    let mut select = QueryBuilder::<MySql>::new(format!(
+        "SELECT {ANOMALY_COLUMNS} FROM anomalies WHERE 1 = 1"
+    ));
+    if let Some(dataset) = &filter.dataset {
+        select.push(" AND dataset = ").push_bind(dataset);
+    }
+    if let Some(label) = &filter.label {
+        select.push(" AND event_label = ").push_bind(label);
+    }
+    if let Some(entity_id) = filter.entity_id {
+        select.push(" AND entity_id = ").push_bind(entity_id);
+    }
+    if let Some(severity) = &filter.severity {
+        select.push(" AND severity = ").push_bind(severity);
+    }
+    if let Some(status) = &filter.status {
+        select.push(" AND status = ").push_bind(status);
+    }
+    if let Some(since) = filter.since {
+        select
+            .push(" AND period_end >= ")
+            .push_bind(since.naive_utc());
+    }
+    if let Some(until) = filter.until {
+        select
+            .push(" AND period_start < ")
+            .push_bind(until.naive_utc());
+    }
+    select
+        .push(" ORDER BY id DESC LIMIT ")
+        .push_bind(filter.limit);
+    let records: Vec<AnomalyRecord> = select.build_query_as().fetch_all(pool).await?;
+    Ok(records.into_iter().map(anomaly).collect())
+}
+
+pub async fn anomaly_by_id(
+    pool: &MySqlPool,
+    id: u64,
+) -> Result<Option<protocol::Anomaly>, sqlx::Error> {
+    let record: Option<AnomalyRecord> = sqlx::query_as(&format!(
+        "SELECT {ANOMALY_COLUMNS} FROM anomalies WHERE id = ?"
+    ))
+    .bind(id)
+    .fetch_optional(pool)
+    .await?;
+    Ok(record.map(anomaly))
+}
+
+/// Records an analyst's verdict; `None` when there is no such anomaly.
+pub async fn decide(
+    pool: &MySqlPool,
+    id: u64,
+    status: &str,
+    user: &str,
+    comment: Option<&str>,
+) -> Result<Option<protocol::Anomaly>, sqlx::Error> {
+    sqlx::query("UPDATE anomalies SET status = ?, decided_by = ?, decided_at = NOW(3), comment = ? WHERE id = ?")
+        .bind(status)
+        .bind(user)
+        .bind(comment)
+        .bind(id)
+        .execute(pool)
+        .await?;
+    anomaly_by_id(pool, id).await
+}
+
+/// Alarms not yet posted to the webhook (oldest first).
+pub async fn alarms_to_notify(
+    pool: &MySqlPool,
+    limit: u32,
+) -> Result<Vec<protocol::Anomaly>, sqlx::Error> {
+    let records: Vec<AnomalyRecord> = sqlx::query_as(&format!(
+        "SELECT {ANOMALY_COLUMNS} FROM anomalies WHERE notified_at IS NULL AND severity = 'alarm' \
+         AND status = 'open' ORDER BY id LIMIT ?"
+    ))
+    .bind(limit)
+    .fetch_all(pool)
+    .await?;
+    Ok(records.into_iter().map(anomaly).collect())
+}
+
+pub async fn mark_notified(pool: &MySqlPool, id: u64) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE anomalies SET notified_at = NOW(3) WHERE id = ?")
+        .bind(id)
+        .execute(pool)
+        .await?;
+    Ok(())
+}

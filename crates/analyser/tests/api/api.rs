@@ -1,0 +1,239 @@
+//! The analysts' API: authentication, filters, verdicts, and clear errors.
+
+use analyser::configuration::Method;
+use serde_json::{json, Value};
+
+use crate::helpers::{shop, Analyser, Gatherer, PASSWORD, USER};
+use crate::scenarios::flood;
+
+async fn analyser_with_flood() -> (Gatherer, Analyser) {
+    let gatherer = Gatherer::start().await;
+    gatherer.post(&flood().1).await;
+    gatherer.flushed().await;
+    let analyser = Analyser::start(&gatherer.url, vec![shop(&["checkout"], Method::Auto)]).await;
+    analyser.pull().await;
+    (gatherer, analyser)
+}
+
+#[tokio::test]
+async fn everything_but_health_asks_for_basic_auth_without_saying_which_half_was_wrong() {
+    let gatherer = Gatherer::start().await;
+    let analyser = Analyser::start(&gatherer.url, vec![shop(&["checkout"], Method::Auto)]).await;
+    let url = |path: &str| format!("{}{path}", analyser.url);
+    let anonymous = analyser
+        .client
+        .get(url("/api/v1/state"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anonymous.status(), 401);
+    assert_eq!(
+        anonymous.headers()["www-authenticate"],
+        "Basic realm=\"analyser\""
+    );
+    let body: Value = anonymous.json().await.unwrap();
+    assert_eq!(body["ok"], false);
+    let wrong_password = analyser
+        .client
+        .get(url("/api/v1/state"))
+        .basic_auth(USER, Some("nope"))
+        .send()
+        .await
+        .unwrap();
+    let unknown_user = analyser
+        .client
+        .get(url("/api/v1/state"))
+        .basic_auth("mallory", Some(PASSWORD))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong_password.status(), 401);
+    assert_eq!(unknown_user.status(), 401);
+    assert_eq!(
+        wrong_password.text().await.unwrap(),
+        unknown_user.text().await.unwrap()
+    );
+    for path in [
+        "/api/v1/series?label=a&entity_id=1",
+        "/api/v1/report?dataset=shop",
+    ] {
+        assert_eq!(
+            analyser
+                .client
+                .get(url(path))
+                .send()
+                .await
+                .unwrap()
+                .status(),
+            401,
+            "{path}"
+        );
+    }
+    assert_eq!(
+        analyser
+            .client
+            .post(url("/api/v1/pull"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+    assert_eq!(
+        analyser
+            .client
+            .get(url("/health/live"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(
+        analyser
+            .client
+            .get(url("/health/ready"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let state = analyser.state("").await;
+    assert_eq!(state["ok"], true);
+    assert_eq!(state["meta"]["gatherer"], "up");
+}
+
+#[tokio::test]
+async fn failed_logins_are_rate_limited_per_client() {
+    let gatherer = Gatherer::start().await;
+    let analyser = Analyser::start(&gatherer.url, vec![shop(&["checkout"], Method::Auto)]).await;
+    let attempt = || {
+        analyser
+            .client
+            .get(format!("{}/api/v1/state", analyser.url))
+            .basic_auth(USER, Some("guess"))
+            .send()
+    };
+    for _ in 0..analyser::auth::MAX_FAILURES {
+        assert_eq!(attempt().await.unwrap().status(), 401);
+    }
+    let limited = attempt().await.unwrap();
+    assert_eq!(limited.status(), 429);
+    assert!(limited.headers().contains_key("retry-after"));
+}
+
+#[tokio::test]
+async fn bad_parameters_get_400_naming_them_and_unknown_things_404() {
+    let gatherer = Gatherer::start().await;
+    let analyser = Analyser::start(&gatherer.url, vec![shop(&["checkout"], Method::Auto)]).await;
+    for (path, parameter) in [
+        ("/api/v1/state?severity=bad", "severity"),
+        ("/api/v1/state?status=closed", "status"),
+        ("/api/v1/state?limit=0", "limit"),
+        ("/api/v1/state?limit=1001", "limit"),
+        ("/api/v1/state?entity_id=x", "entity_id"),
+        ("/api/v1/state?since=yesterday", "since"),
+        ("/api/v1/series?entity_id=1", "label"),
+        ("/api/v1/series?label=a", "entity_id"),
+        ("/api/v1/series?label=a&entity_id=1&from=20&to=10", "from"),
+    ] {
+        let response = analyser.get(path).send().await.unwrap();
+        assert_eq!(response.status(), 400, "{path}");
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["parameter"], parameter, "{path}: {body}");
+    }
+    for path in ["/api/v1/report?dataset=nope", "/api/v1/nothing"] {
+        assert_eq!(
+            analyser.get(path).send().await.unwrap().status(),
+            404,
+            "{path}"
+        );
+    }
+    let response = analyser
+        .post("/api/v1/anomalies/999999/approve")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 404);
+    let response = analyser
+        .post("/api/v1/anomalies/abc/approve")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400);
+}
+
+#[tokio::test]
+async fn approve_and_dismiss_keep_who_when_and_why_and_state_filters_by_them() {
+    let (_gatherer, analyser) = analyser_with_flood().await;
+    let alarms = analyser
+        .state("severity=alarm&label=checkout&entity_id=3")
+        .await;
+    let ids: Vec<u64> = alarms["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["id"].as_u64().unwrap())
+        .collect();
+    assert!(ids.len() >= 2, "{alarms}");
+
+    let approved: Value = analyser
+        .post(&format!("/api/v1/anomalies/{}/approve", ids[0]))
+        .json(&json!({"comment": "bot confirmed"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(approved["data"]["status"], "approved");
+    assert_eq!(approved["data"]["decided_by"], USER);
+    assert_eq!(approved["data"]["comment"], "bot confirmed");
+    assert!(approved["data"]["decided_at"].is_string());
+    let dismissed = analyser
+        .post(&format!("/api/v1/anomalies/{}/dismiss", ids[1]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(dismissed.status(), 200);
+
+    let open = analyser
+        .state("status=open&entity_id=3&severity=alarm")
+        .await;
+    assert!(open["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|a| a["id"] != ids[0] && a["id"] != ids[1]));
+    let approved = analyser.state("status=approved").await;
+    assert_eq!(approved["data"][0]["id"], ids[0]);
+
+    // A page elsewhere cannot make an analyst's browser decide.
+    let forged = analyser
+        .post(&format!("/api/v1/anomalies/{}/dismiss", ids[0]))
+        .header("origin", "http://evil.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), 403);
+    assert_eq!(
+        analyser.state("status=approved").await["data"][0]["id"],
+        ids[0]
+    );
+}
+
+#[tokio::test]
+async fn state_meta_says_where_the_analyser_stands() {
+    let (_gatherer, analyser) = analyser_with_flood().await;
+    let state = analyser.state("limit=1").await;
+    assert_eq!(state["data"].as_array().unwrap().len(), 1);
+    let meta = &state["meta"];
+    assert!(meta["iterator"].as_u64().unwrap() > 0);
+    assert_eq!(meta["series"], 6);
+    assert_eq!(meta["gatherer"], "up");
+    assert!(meta["last_pull_at"].is_string());
+    // The newest event is about two and a half minutes old.
+    let lag = meta["lag_seconds"].as_f64().unwrap();
+    assert!((100.0..400.0).contains(&lag), "{lag}");
+}

@@ -1,0 +1,316 @@
+//! End-to-end harness: the real gatherer and analyser on port 0, each on its own fresh
+//! MySQL database (dropped afterwards), and seeded synthetic traffic.
+
+use std::future::Future;
+use std::str::FromStr;
+use std::time::Duration;
+
+use analyser::configuration::{DatasetSettings, Method, Settings, UserSettings};
+use secrecy::SecretString;
+use serde_json::Value;
+use sqlx::mysql::MySqlConnectOptions;
+use sqlx::{ConnectOptions, Connection, MySqlPool};
+
+pub const USER: &str = "analyst";
+pub const PASSWORD: &str = "correct horse";
+
+pub fn server_url() -> String {
+    std::env::var("TEST_MYSQL_URL").unwrap_or_else(|_| "mysql://root@127.0.0.1:3306".to_owned())
+}
+
+/// A database name for one test; dropped when this value is.
+pub struct TestDb {
+    pub name: String,
+    pub url: String,
+}
+
+impl TestDb {
+    pub fn new(prefix: &str) -> Self {
+        use std::hash::{BuildHasher, RandomState};
+        let name = format!(
+            "{prefix}_{:016x}",
+            RandomState::new().hash_one(std::time::SystemTime::now())
+        );
+        let url = format!("{}/{}", server_url(), name);
+        TestDb { name, url }
+    }
+
+    pub async fn pool(&self) -> MySqlPool {
+        MySqlPool::connect(&self.url)
+            .await
+            .expect("connect to the test database")
+    }
+}
+
+impl Drop for TestDb {
+    /// Drops the database. Sessions still using it (a pool whose runtime ended, a
+    /// transaction a dropped future left open) are killed first, so that the drop never
+    /// waits on their metadata locks.
+    fn drop(&mut self) {
+        let name = self.name.clone();
+        let server = server_url();
+        // Drop runs outside async context: a short-lived runtime on its own thread.
+        let _ = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            runtime.block_on(async {
+                let mut conn = MySqlConnectOptions::from_str(&server)?.connect().await?;
+                let sessions: Vec<u64> = sqlx::query_scalar(
+                    "SELECT id FROM information_schema.processlist WHERE db = ? AND id <> CONNECTION_ID()",
+                )
+                .bind(&name)
+                .fetch_all(&mut conn)
+                .await?;
+                for id in sessions {
+                    let _ = sqlx::query(&format!("KILL {id}")).execute(&mut conn).await;
+                }
+                sqlx::query("SET SESSION lock_wait_timeout = 10").execute(&mut conn).await?;
+                sqlx::query(&format!("DROP DATABASE IF EXISTS `{name}`")).execute(&mut conn).await?;
+                conn.close().await?;
+                Ok::<_, sqlx::Error>(())
+            })?;
+            Ok::<_, Box<dyn std::error::Error + Send + Sync>>(())
+        })
+        .join();
+    }
+}
+
+/// A gatherer in this process that accepts backfill up to two days old.
+pub struct Gatherer {
+    pub url: String,
+    /// Held so that the database lives as long as the gatherer.
+    _db: TestDb,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Gatherer {
+    pub async fn start() -> Self {
+        let db = TestDb::new("pulse_test_g");
+        let mut settings = gatherer::configuration::Settings::load(None, Some(0)).unwrap();
+        settings.server.workers = 2;
+        settings.database.url = SecretString::from(db.url.clone());
+        settings.ingest.max_event_age = Duration::from_secs(2 * 86_400);
+        let app = gatherer::startup::Application::build(settings)
+            .await
+            .unwrap();
+        let url = format!("http://127.0.0.1:{}", app.port());
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(app.run_until_stopped(async {
+            let _ = stopped.await;
+        }));
+        Gatherer {
+            url,
+            _db: db,
+            stop: Some(stop),
+        }
+    }
+
+    /// Posts events as NDJSON, 20 000 a request.
+    pub async fn post(&self, events: &[Value]) {
+        let client = reqwest::Client::new();
+        for chunk in events.chunks(20_000) {
+            let body: String = chunk.iter().map(|e| format!("{e}\n")).collect();
+            let response = client
+                .post(format!("{}/gather", self.url))
+                .header("content-type", "application/x-ndjson")
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), 200);
+            let reply: Value = response.json().await.unwrap();
+            assert_eq!(reply["rejected"], serde_json::json!([]), "{reply}");
+        }
+    }
+
+    /// Waits until every accepted event is in MySQL.
+    pub async fn flushed(&self) {
+        let client = reqwest::Client::new();
+        poll_until(Duration::from_secs(30), "the gatherer to flush", || async {
+            let ready: Value = client
+                .get(format!("{}/health/ready", self.url))
+                .send()
+                .await
+                .ok()?
+                .json()
+                .await
+                .ok()?;
+            (ready["pending"] == 0).then_some(())
+        })
+        .await;
+    }
+}
+
+impl Drop for Gatherer {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// The dataset of the scenarios: 1-minute steps over 30 minutes, `auto`.
+pub fn shop(labels: &[&str], method: Method) -> DatasetSettings {
+    DatasetSettings {
+        labels: labels.iter().map(|l| l.to_string()).collect(),
+        time_step: Duration::from_secs(60),
+        time_ago: Some(Duration::from_secs(1800)),
+        method,
+        ..DatasetSettings::all("shop")
+    }
+}
+
+pub fn analyser_settings(
+    db: &TestDb,
+    gatherer_url: &str,
+    datasets: Vec<DatasetSettings>,
+) -> Settings {
+    let mut settings = Settings::load(None, Some(0)).unwrap();
+    settings.server.workers = 2;
+    settings.database.url = SecretString::from(db.url.clone());
+    settings.gatherer.url = gatherer_url.to_owned();
+    // Pulls are triggered by the tests; the timer's first pull finds nothing.
+    settings.gatherer.poll_interval = Duration::from_secs(3600);
+    settings.auth.users = vec![UserSettings {
+        name: USER.into(),
+        password: Some(PASSWORD.to_owned().into()),
+        password_hash: None,
+    }];
+    settings.datasets = datasets;
+    settings
+}
+
+/// An analyser in this process.
+pub struct Analyser {
+    pub url: String,
+    pub client: reqwest::Client,
+    pub db: TestDb,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Analyser {
+    pub async fn start(gatherer_url: &str, datasets: Vec<DatasetSettings>) -> Self {
+        let db = TestDb::new("pulse_test_a");
+        let settings = analyser_settings(&db, gatherer_url, datasets);
+        Self::start_with(db, settings).await
+    }
+
+    pub async fn start_with(db: TestDb, settings: Settings) -> Self {
+        let app = analyser::startup::Application::build(settings, false)
+            .await
+            .unwrap();
+        let url = format!("http://127.0.0.1:{}", app.port());
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(app.run_until_stopped(async {
+            let _ = stopped.await;
+        }));
+        Analyser {
+            url,
+            client: reqwest::Client::new(),
+            db,
+            stop: Some(stop),
+        }
+    }
+
+    pub fn get(&self, path: &str) -> reqwest::RequestBuilder {
+        self.client
+            .get(format!("{}{path}", self.url))
+            .basic_auth(USER, Some(PASSWORD))
+    }
+
+    pub fn post(&self, path: &str) -> reqwest::RequestBuilder {
+        self.client
+            .post(format!("{}{path}", self.url))
+            .basic_auth(USER, Some(PASSWORD))
+    }
+
+    /// Runs a pull now; returns its reply.
+    pub async fn pull(&self) -> Value {
+        let response = self.post("/api/v1/pull").send().await.unwrap();
+        assert_eq!(response.status(), 200);
+        response.json().await.unwrap()
+    }
+
+    pub async fn state(&self, query: &str) -> Value {
+        let response = self
+            .get(&format!("/api/v1/state?{query}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        response.json().await.unwrap()
+    }
+}
+
+impl Drop for Analyser {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+pub async fn poll_until<T, F, Fut>(timeout: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A small seeded generator (xorshift64*), so scenarios are the same on every run.
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Self {
+        Rng(seed.max(1))
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    pub fn uniform(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    /// Poisson by inversion for small means, normal approximation above 50.
+    pub fn poisson(&mut self, mean: f64) -> u64 {
+        if mean > 50.0 {
+            let z = (-2.0 * self.uniform().max(1e-12).ln()).sqrt()
+                * (std::f64::consts::TAU * self.uniform()).cos();
+            return (mean + z * mean.sqrt()).round().max(0.0) as u64;
+        }
+        let (limit, mut product, mut k) = ((-mean).exp(), self.uniform(), 0);
+        while product > limit {
+            product *= self.uniform();
+            k += 1;
+        }
+        k
+    }
+}
+
+/// The start of the step `minutes_ago` minutes before now, unix seconds.
+pub fn minutes_ago(minutes: i64) -> i64 {
+    let now = chrono::Utc::now().timestamp();
+    (now - minutes * 60).div_euclid(60) * 60
+}
+
+/// `count` events of one (label, entity) stamped at `ts`, each with `value`.
+pub fn events(label: &str, entity: i64, ts: i64, count: u64, value: i64, out: &mut Vec<Value>) {
+    for _ in 0..count {
+        out.push(serde_json::json!({"label": label, "id": entity, "value": value, "ts": ts}));
+    }
+}

@@ -1,0 +1,11 @@
+//! API tests: the real analyser (and gatherer), on port 0, against the real MySQL.
+
+// Test code: a failed unwrap is a failed test, with its location.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod api;
+mod cli;
+mod helpers;
+mod notify;
+mod restart;
+mod scenarios;
