@@ -9,13 +9,22 @@ cd "$(dirname "$0")/.."
 source scripts/mysql.sh
 ensure_mysql
 export BENCH_MYSQL_URL="${BENCH_MYSQL_URL:-mysql://root@$MYSQL_HOST:$MYSQL_PORT}"
-parts=("${@:-export}")
+parts=("${@:-export analyser}")
+[[ $# -eq 0 ]] && parts=(export analyser)
 
 for part in "${parts[@]}"; do
   case $part in
     export)
       echo "== export: rows/s, page cost by depth, cost of the ordering lock"
       cargo bench -p gatherer --bench export
+      ;;
+    analyser)
+      echo "== analyser: pull throughput, /api/v1/state latency, live detection latency"
+      cargo bench -p analyser --bench analyser
+      ;;
+    detect)
+      echo "== detect: points/s of auto and three_sigma against a plain EWMA baseline"
+      cargo bench -p detect --bench detect
       ;;
     *)
       echo "unknown part: $part" >&2

@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
-# Start the whole system: MySQL (if none answers), then the services, which create their
-# databases and run their migrations on start. Ctrl-C stops everything gracefully.
+# Start the whole system: MySQL (if none answers), then the gatherer (:31115) and the
+# analyser (:31116), which create their databases and run their migrations on start.
+# Ctrl-C stops everything gracefully.
 #
-#   scripts/run.sh          gatherer on :31115
-#   scripts/run.sh --demo   the same, plus demo traffic
+#   scripts/run.sh          gatherer + analyser
+#   scripts/run.sh --demo   the same, plus demo traffic with an anomaly every few minutes
+#
+# The analyser's settings live in var/analyser.toml, created on first start with the user
+# "analyst" and a generated password (printed below). Edit it to add datasets or users.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/mysql.sh
@@ -17,8 +21,28 @@ done
 
 ensure_mysql
 export DATABASE_URL="${DATABASE_URL:-mysql://root@$MYSQL_HOST:$MYSQL_PORT/pulse}"
+export ANALYSER__DATABASE__URL="${ANALYSER__DATABASE__URL:-${DATABASE_URL%/*}/pulse_analyser}"
 cargo build --release -p gatherer -p analyser
 bin=${CARGO_TARGET_DIR:-target}/release
+
+mkdir -p var
+if [[ ! -f var/analyser.toml ]]; then
+  password=$(head -c 12 /dev/urandom | base64 | tr -d '/+=')
+  cat > var/analyser.toml <<TOML
+# The analyser's settings for scripts/run.sh (see README, "Configuration").
+[[auth.users]]
+name = "analyst"
+password = "$password"   # development only: use password_hash (analyser hash-password) for real
+
+[[datasets]]
+name = "shop"
+labels = ["checkout", "price", "visit"]
+time_step = "1m"
+time_ago = "30m"
+method = "auto"
+TOML
+fi
+password=$(sed -n 's/^password = "\([^"]*\)".*/\1/p' var/analyser.toml | head -n 1)
 
 pids=()
 stop() {
@@ -28,21 +52,22 @@ stop() {
 }
 trap stop INT TERM EXIT
 
+# The demo backfills three hours of history: the gatherer must accept events that old.
+[[ $demo == true ]] && export GATHERER__INGEST__MAX_EVENT_AGE="${GATHERER__INGEST__MAX_EVENT_AGE:-4h}"
 "$bin/gatherer" &
 pids+=($!)
+until curl -sf http://127.0.0.1:31115/health/ready >/dev/null; do sleep 0.2; done
+"$bin/analyser" --config var/analyser.toml &
+pids+=($!)
+until curl -sf http://127.0.0.1:31116/health/ready >/dev/null; do sleep 0.2; done
 if [[ $demo == true ]]; then
-  echo "demo traffic: posting random events to http://127.0.0.1:31115/gather" >&2
-  until curl -sf http://127.0.0.1:31115/health/ready >/dev/null; do sleep 0.2; done
-  (
-    while sleep 0.2; do
-      body=""
-      for _ in $(seq 20); do
-        body+="{\"label\":\"label$((RANDOM % 5))\",\"id\":$((RANDOM % 10)),\"value\":$((RANDOM % 100))}"$'\n'
-      done
-      curl -s -o /dev/null -H 'content-type: application/x-ndjson' --data-binary "$body" \
-        http://127.0.0.1:31115/gather || true
-    done
-  ) &
+  "$bin/pulse-demo" &
   pids+=($!)
 fi
+cat >&2 <<TXT
+
+  gatherer   http://127.0.0.1:31115   (curl localhost:31115/gather -d '{"label":"checkout","id":1,"value":1}')
+  analyser   http://127.0.0.1:31116   user: analyst   password: $password
+             curl -u analyst:$password localhost:31116/api/v1/state
+TXT
 wait "${pids[0]}"
