@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 source scripts/mysql.sh
 ensure_mysql
 export BENCH_MYSQL_URL="${BENCH_MYSQL_URL:-mysql://root@$MYSQL_HOST:$MYSQL_PORT}"
-parts=("${@:-export analyser}")
+parts=("$@")
 [[ $# -eq 0 ]] && parts=(export analyser)
 
 for part in "${parts[@]}"; do

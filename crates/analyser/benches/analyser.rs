@@ -220,11 +220,24 @@ async fn main() -> anyhow::Result<()> {
             .json(&events);
         async move { request.send().await.map(|_| ()) }
     };
-    // Three minutes of history, two events a second for each of 5 entities.
+    // Noisy traffic: 0 to 2 events per entity every 250 ms (4 a second on average).
+    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+    let mut noisy = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        (seed % 3) as usize
+    };
+    // Three minutes of history at the same rate, for each of 5 entities.
     let now = chrono::Utc::now().timestamp();
-    let history: Vec<_> = (now - 180..now)
-        .flat_map(|ts| (1..=5).flat_map(move |e| [event(e, Some(ts)), event(e, Some(ts))]))
-        .collect();
+    let mut history = Vec::new();
+    for ts in now - 180..now {
+        for e in 1..=5 {
+            for _ in 0..(0..4).map(|_| noisy()).sum::<usize>() {
+                history.push(event(e, Some(ts)));
+            }
+        }
+    }
     post(history).await?;
     let app = analyser::startup::Application::build(settings, false).await?;
     let base = format!("http://127.0.0.1:{}", app.port());
@@ -240,11 +253,11 @@ async fn main() -> anyhow::Result<()> {
         tick.tick().await;
         let now = chrono::Utc::now();
         let flooding = now.timestamp() >= flood_step;
-        let events: Vec<_> = (1..=5)
-            .flat_map(|e| {
-                std::iter::repeat_n(event(e, None), if flooding && e == 3 { 10 } else { 1 })
-            })
-            .collect();
+        let mut events = Vec::new();
+        for e in 1..=5 {
+            let count = if flooding && e == 3 { 10 } else { noisy() };
+            events.extend(std::iter::repeat_n(event(e, None), count));
+        }
         post(events).await?;
         if now.timestamp() >= flood_step {
             let state: serde_json::Value = client
@@ -254,7 +267,15 @@ async fn main() -> anyhow::Result<()> {
                 .await?
                 .json()
                 .await?;
-            if state["data"].as_array().is_some_and(|a| !a.is_empty()) {
+            let flood_alarm = state["data"].as_array().is_some_and(|alarms| {
+                alarms.iter().any(|a| {
+                    a["period_start"]
+                        .as_str()
+                        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+                        .is_some_and(|t| t.timestamp() >= flood_step)
+                })
+            });
+            if flood_alarm {
                 break chrono::Utc::now().timestamp_millis() as f64 / 1000.0;
             }
         }

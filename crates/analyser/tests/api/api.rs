@@ -237,3 +237,32 @@ async fn state_meta_says_where_the_analyser_stands() {
     let lag = meta["lag_seconds"].as_f64().unwrap();
     assert!((100.0..400.0).contains(&lag), "{lag}");
 }
+
+#[tokio::test]
+async fn a_gatherer_that_is_down_is_reported_not_fatal() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", closed.local_addr().unwrap());
+    drop(closed);
+    let analyser = Analyser::start(&url, vec![shop(&["checkout"], Method::Auto)]).await;
+    let response = analyser.post("/api/v1/pull").send().await.unwrap();
+    assert_eq!(response.status(), 502);
+    let body: Value = response.json().await.unwrap();
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("gatherer unreachable"),
+        "{body}"
+    );
+    let state = analyser.state("").await;
+    assert_eq!(state["meta"]["gatherer"], "down");
+    assert_eq!(state["meta"]["iterator"], 0);
+    // Ready means the analyser's own database answers: it still serves analysts.
+    let ready = analyser
+        .client
+        .get(format!("{}/health/ready", analyser.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), 200);
+}
