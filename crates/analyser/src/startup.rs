@@ -73,6 +73,7 @@ pub async fn build_state(settings: &Settings, insecure_no_auth: bool) -> anyhow:
         datasets: settings.datasets.clone(),
         shard: settings.shard,
         notify: Arc::default(),
+        state_cache: Default::default(),
     })
 }
 

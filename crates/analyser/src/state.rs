@@ -1,7 +1,10 @@
 //! What the HTTP handlers and the timer share: the detection engine (one pull at a time),
 //! the last pull's status, the users, and the datasets.
 
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use sqlx::MySqlPool;
@@ -31,6 +34,55 @@ pub struct AppState {
     pub datasets: Vec<DatasetSettings>,
     pub shard: ShardSettings,
     pub notify: Arc<Notify>,
+    /// Answers of `/api/v1/state` by query, see [`StateCache`].
+    pub state_cache: StateCache,
+}
+
+/// Recent answers of `/api/v1/state`, as JSON, by query.
+///
+/// Dashboards poll the same few queries, and the answer only changes when a pull or a
+/// verdict commits: those bump the version, which empties the cache at once. Writes by
+/// other processes (another shard's replica, a cron `analyser pull`) show within
+/// [`StateCache::MAX_AGE`].
+#[derive(Debug, Default)]
+pub struct StateCache {
+    version: AtomicU64,
+    pages: Mutex<HashMap<String, CachedPage>>,
+}
+
+/// (version it was computed at, when, the JSON of `data`).
+type CachedPage = (u64, Instant, Arc<str>);
+
+impl StateCache {
+    pub const MAX_AGE: Duration = Duration::from_secs(1);
+    const MAX_ENTRIES: usize = 1_000;
+
+    pub fn invalidate(&self) {
+        self.version.fetch_add(1, Ordering::AcqRel);
+    }
+
+    pub fn get(&self, key: &str) -> Option<Arc<str>> {
+        let version = self.version.load(Ordering::Acquire);
+        let pages = self.pages.lock().unwrap_or_else(|e| e.into_inner());
+        pages
+            .get(key)
+            .filter(|(v, at, _)| *v == version && at.elapsed() < Self::MAX_AGE)
+            .map(|(_, _, json)| json.clone())
+    }
+
+    /// Stores an answer computed at `version` (read before the query ran, so an answer
+    /// racing a commit is never kept as current).
+    pub fn put(&self, key: String, version: u64, json: Arc<str>) {
+        let mut pages = self.pages.lock().unwrap_or_else(|e| e.into_inner());
+        if pages.len() >= Self::MAX_ENTRIES {
+            pages.clear();
+        }
+        pages.insert(key, (version, Instant::now(), json));
+    }
+
+    pub fn version(&self) -> u64 {
+        self.version.load(Ordering::Acquire)
+    }
 }
 
 impl AppState {
@@ -45,8 +97,13 @@ impl AppState {
         status.series = engine.series();
         status.latest_event = engine.latest_event();
         drop(status);
-        if result.as_ref().is_ok_and(|o| o.new_anomalies > 0) {
-            self.notify.notify_one();
+        if let Ok(outcome) = &result {
+            if outcome.judged_steps > 0 || outcome.late_rows > 0 {
+                self.state_cache.invalidate();
+            }
+            if outcome.new_anomalies > 0 {
+                self.notify.notify_one();
+            }
         }
         result
     }

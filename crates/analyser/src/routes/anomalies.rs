@@ -31,7 +31,9 @@ async fn decide(
         .extensions()
         .get::<Analyst>()
         .map_or_else(|| "anonymous".to_owned(), |a| a.0.clone());
-    match store::decide(&state.pool, id, status, &user, verdict.comment.as_deref()).await? {
+    let decided = store::decide(&state.pool, id, status, &user, verdict.comment.as_deref()).await?;
+    state.state_cache.invalidate();
+    match decided {
         Some(anomaly) => {
             Ok(HttpResponse::Ok().json(serde_json::json!({"ok": true, "data": anomaly})))
         }

@@ -3,7 +3,9 @@
 
 use actix_web::{get, web, HttpResponse};
 use chrono::Utc;
-use protocol::{StateMeta, StateReply};
+use std::sync::Arc;
+
+use protocol::StateMeta;
 use serde::Deserialize;
 
 use super::{parse_time, ApiError};
@@ -78,20 +80,33 @@ pub async fn state(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let filter = params.filter()?;
-    let data = store::anomalies(&state.pool, &filter).await?;
+    let key = format!("{filter:?}");
+    let data = match state.state_cache.get(&key) {
+        Some(json) => json,
+        None => {
+            let version = state.state_cache.version();
+            let anomalies = store::anomalies(&state.pool, &filter).await?;
+            let json: Arc<str> = serde_json::to_string(&anomalies)
+                .unwrap_or_else(|_| "[]".to_owned())
+                .into();
+            state.state_cache.put(key, version, json.clone());
+            json
+        }
+    };
     let status = state.status();
     let lag_seconds = status
         .latest_event
         .map(|latest| (Utc::now().timestamp_millis() as f64 / 1000.0 - latest as f64).max(0.0));
-    Ok(HttpResponse::Ok().json(StateReply {
-        ok: true,
-        data,
-        meta: StateMeta {
-            iterator: status.iterator,
-            lag_seconds,
-            series: status.series,
-            last_pull_at: status.last_pull_at,
-            gatherer: if status.gatherer_up { "up" } else { "down" }.to_owned(),
-        },
-    }))
+    let meta = StateMeta {
+        iterator: status.iterator,
+        lag_seconds,
+        series: status.series,
+        last_pull_at: status.last_pull_at,
+        gatherer: if status.gatherer_up { "up" } else { "down" }.to_owned(),
+    };
+    // The reply is a `protocol::StateReply`; `data` is spliced in as the cached JSON.
+    let meta = serde_json::to_string(&meta).unwrap_or_else(|_| "{}".to_owned());
+    Ok(HttpResponse::Ok()
+        .content_type("application/json")
+        .body(format!(r#"{{"ok":true,"data":{data},"meta":{meta}}}"#)))
 }

@@ -178,6 +178,8 @@ async fn approve_and_dismiss_keep_who_when_and_why_and_state_filters_by_them() {
         .collect();
     assert!(ids.len() >= 2, "{alarms}");
 
+    // Asked before the verdict, the same query must not answer from a stale cache after.
+    assert_eq!(analyser.state("status=approved").await["data"], json!([]));
     let approved: Value = analyser
         .post(&format!("/api/v1/anomalies/{}/approve", ids[0]))
         .json(&json!({"comment": "bot confirmed"}))
