@@ -21,6 +21,13 @@ done
 
 ensure_mysql
 export DATABASE_URL="${DATABASE_URL:-mysql://root@$MYSQL_HOST:$MYSQL_PORT/pulse}"
+if [[ $demo == true ]]; then
+  # The demo gets databases of its own, new at each start: its backfilled history must
+  # be the first thing the analyser sees, and real data stays apart.
+  DATABASE_URL="${DATABASE_URL%/*}/pulse_demo_$(date +%s)"
+  export ANALYSER__DATABASE__URL="${DATABASE_URL}_analyser"
+  echo "demo databases: ${DATABASE_URL##*/} and ${ANALYSER__DATABASE__URL##*/}" >&2
+fi
 export ANALYSER__DATABASE__URL="${ANALYSER__DATABASE__URL:-${DATABASE_URL%/*}/pulse_analyser}"
 cargo build --release -p gatherer -p analyser
 bin=${CARGO_TARGET_DIR:-target}/release

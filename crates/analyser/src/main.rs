@@ -7,7 +7,6 @@ use std::process::ExitCode;
 use analyser::configuration::Settings;
 use analyser::startup::{build_state, Application};
 use clap::{Parser, Subcommand, ValueEnum};
-use tracing_subscriber::EnvFilter;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -49,16 +48,7 @@ enum Command {
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let logs = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_target(false)
-        .with_ansi(std::io::stdout().is_terminal());
-    if cli.log_format == LogFormat::Json {
-        logs.json().flatten_event(true).init();
-    } else {
-        logs.init();
-    }
+    analyser::telemetry::init(cli.log_format == LogFormat::Json);
     match run(cli).await {
         Ok(code) => code,
         Err(error) => {

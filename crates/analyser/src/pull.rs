@@ -18,7 +18,7 @@ use sqlx::{Acquire, MySqlPool};
 
 use crate::configuration::{DatasetSettings, ShardSettings};
 use crate::gatherer_client::{ClientError, GathererClient};
-use crate::judge::{Change, DatasetModel};
+use crate::judge::{Change, DatasetModel, Severity};
 use crate::store::{self, ExactTotals};
 
 /// Steps of stored history replayed into the detectors on start, in baseline windows.
@@ -45,6 +45,8 @@ pub struct PullOutcome {
     pub judged_steps: u64,
     pub late_rows: u64,
     pub new_anomalies: u64,
+    pub new_warnings: u64,
+    pub new_alarms: u64,
 }
 
 /// The analyser's detection state for one shard, and the means to advance it.
@@ -199,6 +201,10 @@ impl Engine {
                             outcome.new_anomalies += 1;
                             if let Change::New { finding, .. } = change {
                                 model.assign_id(finding, id);
+                                match finding.severity {
+                                    Severity::Warning => outcome.new_warnings += 1,
+                                    Severity::Alarm => outcome.new_alarms += 1,
+                                }
                             }
                         }
                     }

@@ -56,6 +56,7 @@ pub async fn build_state(settings: &Settings, insecure_no_auth: bool) -> anyhow:
         }
         Some(users)
     };
+    crate::telemetry::prometheus();
     let pool = store::connect(&settings.database).await?;
     let client = GathererClient::new(&settings.gatherer)?;
     let engine = Engine::new(
@@ -114,6 +115,7 @@ impl Application {
                 }))
                 .service(routes::health::live)
                 .service(routes::health::ready)
+                .service(routes::health::metrics)
                 .service(routes::state::state)
                 .service(routes::series::series)
                 .service(routes::report::report)

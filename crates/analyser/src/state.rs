@@ -89,7 +89,31 @@ impl AppState {
     /// Runs one pull (waiting for one in progress to finish first) and records its status.
     pub async fn pull(&self) -> Result<PullOutcome, PullError> {
         let mut engine = self.engine.lock().await;
+        let started = std::time::Instant::now();
         let result = engine.pull(Utc::now).await;
+        metrics::histogram!("analyser_pull_seconds").record(started.elapsed().as_secs_f64());
+        match &result {
+            Ok(outcome) => {
+                metrics::counter!("analyser_pull_rows_total").increment(outcome.rows);
+                metrics::counter!("analyser_late_rows_total").increment(outcome.late_rows);
+                metrics::counter!("analyser_anomalies_total", "severity" => "warning")
+                    .increment(outcome.new_warnings);
+                metrics::counter!("analyser_anomalies_total", "severity" => "alarm")
+                    .increment(outcome.new_alarms);
+            }
+            Err(error) => {
+                let kind = match error {
+                    PullError::Busy(_) => "busy",
+                    PullError::Gatherer(_) => "gatherer",
+                    PullError::Database(_) => "database",
+                };
+                metrics::counter!("analyser_pull_errors_total", "kind" => kind).increment(1);
+            }
+        }
+        if let Some(latest) = engine.latest_event() {
+            let lag = Utc::now().timestamp_millis() as f64 / 1000.0 - latest as f64;
+            metrics::gauge!("analyser_pull_lag_seconds").set(lag.max(0.0));
+        }
         let mut status = self.status.lock().unwrap_or_else(|e| e.into_inner());
         status.last_pull_at = Some(Utc::now());
         status.gatherer_up = !matches!(result, Err(PullError::Gatherer(_)));

@@ -147,26 +147,38 @@ impl Aggregator {
         self.drain(|_| true)
     }
 
+    /// Drains as one consistent cut: every shard is locked, its closed buckets moved out,
+    /// then all are unlocked, and only then are the moved maps turned into deltas. An
+    /// event recorded before the cut is in it, whatever its shard; so a backfill recorded
+    /// in time order while drains run leaves each drain complete up to one instant, and a
+    /// reader never sees a newer bucket of one series before an older one of another.
+    /// Ingest waits only for the moves (a few pointers per shard), not for the deltas.
     fn drain(&self, closed: impl Fn(BucketStart) -> bool) -> Vec<Delta> {
-        let mut out = Vec::new();
-        for shard in self.shards.iter() {
-            let mut shard = lock(shard);
-            out.append(&mut shard.overflowed);
-            let mut i = 0;
-            while i < shard.buckets.len() {
-                if !closed(shard.buckets[i].0) {
-                    i += 1;
-                    continue;
+        let mut taken = Vec::new();
+        let mut overflowed = Vec::new();
+        {
+            let mut shards: Vec<MutexGuard<'_, Shard>> = self.shards.iter().map(lock).collect();
+            for shard in shards.iter_mut() {
+                overflowed.append(&mut shard.overflowed);
+                let mut i = 0;
+                while i < shard.buckets.len() {
+                    if closed(shard.buckets[i].0) {
+                        taken.push(shard.buckets.swap_remove(i));
+                    } else {
+                        i += 1;
+                    }
                 }
-                let (bucket, series) = shard.buckets.swap_remove(i);
-                for (label, entities) in series {
-                    out.extend(entities.into_iter().map(|(entity_id, totals)| Delta {
-                        bucket,
-                        label: Arc::clone(&label),
-                        entity_id,
-                        totals,
-                    }));
-                }
+            }
+        }
+        let mut out = overflowed;
+        for (bucket, series) in taken {
+            for (label, entities) in series {
+                out.extend(entities.into_iter().map(|(entity_id, totals)| Delta {
+                    bucket,
+                    label: Arc::clone(&label),
+                    entity_id,
+                    totals,
+                }));
             }
         }
         out
@@ -182,7 +194,8 @@ fn series_label(series: &SeriesMap, label: &str) -> Arc<str> {
 
 /// Locks a shard. A panic while a shard was held cannot leave its maps half-updated in a
 /// way that matters (each update is one insert or one in-place add), so a poisoned lock
-/// is used as it is rather than losing the events it holds.
+/// is used as it is rather than losing the events it holds. `record` holds one shard at a
+/// time and `drain` takes them all in index order, so they cannot deadlock.
 fn lock(shard: &Mutex<Shard>) -> MutexGuard<'_, Shard> {
     shard.lock().unwrap_or_else(PoisonError::into_inner)
 }
@@ -251,6 +264,45 @@ mod tests {
         let deltas = agg.drain_all();
         assert_eq!(deltas.len(), 2);
         assert_eq!(total(&deltas), (i128::from(i64::MAX) + 3, 3));
+    }
+
+    /// A backfill recorded in time order while drains run: each drain must be a cut in
+    /// time, so no later drain holds a bucket older than the newest of an earlier one.
+    #[test]
+    fn drains_during_a_time_ordered_backfill_are_consistent_cuts() {
+        let agg = Arc::new(Aggregator::new(2, 64));
+        let writer = {
+            let agg = Arc::clone(&agg);
+            std::thread::spawn(move || {
+                for i in 0..400_000i64 {
+                    agg.record("backfill", i % 97, 1, (i / 97) * 50);
+                }
+            })
+        };
+        let mut drains = Vec::new();
+        while !writer.is_finished() {
+            let deltas = agg.drain_closed(i64::MAX);
+            if let (Some(min), Some(max)) = (
+                deltas.iter().map(|d| d.bucket).min(),
+                deltas.iter().map(|d| d.bucket).max(),
+            ) {
+                drains.push((min, max));
+            }
+        }
+        writer.join().unwrap();
+        assert!(
+            drains.len() > 10,
+            "too few drains overlapped the writer: {}",
+            drains.len()
+        );
+        let mut newest = BucketStart(i64::MIN);
+        for (min, max) in drains {
+            assert!(
+                min >= newest,
+                "a drain held bucket {min:?} after one had {newest:?}"
+            );
+            newest = newest.max(max);
+        }
     }
 
     proptest! {

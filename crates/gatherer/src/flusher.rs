@@ -151,6 +151,7 @@ impl Flusher {
                 _ = tick.tick() => {}
                 () = &mut shutdown => break,
             }
+            metrics::gauge!("gatherer_pending_events").set(self.backlog.pending() as f64);
             let now_ms = chrono::Utc::now().timestamp_millis();
             let grace_ms = i64::try_from(self.grace.as_millis()).unwrap_or(i64::MAX);
             if self.queue.is_empty() {
@@ -199,8 +200,15 @@ impl Flusher {
     async fn flush_queue(&mut self) {
         while let Some(batch) = self.queue.front() {
             let started = Instant::now();
-            match store::insert_batch(&self.pool, batch).await {
+            let result = store::insert_batch(&self.pool, batch).await;
+            metrics::histogram!("gatherer_flush_seconds").record(started.elapsed().as_secs_f64());
+            match result {
                 Ok(outcome) => {
+                    if let FlushOutcome::Committed { rows, dead_letters } = outcome {
+                        metrics::counter!("gatherer_flushed_rows_total").increment(rows as u64);
+                        metrics::counter!("gatherer_dead_letters_total")
+                            .increment(dead_letters as u64);
+                    }
                     match outcome {
                         FlushOutcome::Committed { rows, dead_letters } => tracing::debug!(
                             batch = %batch.id, rows, dead_letters, events = batch.events,
@@ -219,6 +227,7 @@ impl Flusher {
                 Err(error) => {
                     tracing::warn!(batch = %batch.id, %error, retry_in = ?self.backoff, "flush failed; will retry");
                     self.db.set(false);
+                    metrics::counter!("gatherer_flush_retries_total").increment(1);
                     self.retry_at = Some(Instant::now() + self.backoff);
                     self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
                     return;

@@ -42,6 +42,7 @@ impl Application {
     /// listener and prepares the flusher. Fails with a clear error when the database is
     /// unreachable or the address cannot be bound.
     pub async fn build(settings: Settings) -> anyhow::Result<Application> {
+        crate::telemetry::prometheus();
         let pool = store::connect(&settings.database).await?;
         let state = web::Data::new(AppState::new(
             pool.clone(),
@@ -82,6 +83,7 @@ impl Application {
                 .service(routes::export::stat)
                 .service(routes::health::live)
                 .service(routes::health::ready)
+                .service(routes::health::metrics)
                 .default_service(web::to(routes::not_found))
         })
         .disable_signals()

@@ -1,7 +1,10 @@
-//! Logging: a tracing subscriber writing human-readable lines (default) or JSON.
+//! Logging (a tracing subscriber writing human-readable lines or JSON) and metrics (the
+//! process's Prometheus recorder, rendered at `GET /metrics`).
 
 use std::io::IsTerminal;
+use std::sync::OnceLock;
 
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tracing_subscriber::EnvFilter;
 
 /// Installs the global subscriber. `RUST_LOG` overrides the default `info` filter.
@@ -16,4 +19,31 @@ pub fn init(json: bool) {
     } else {
         builder.init();
     }
+}
+
+static PROMETHEUS: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+
+/// The process's Prometheus recorder, installed on first use. `None` when another
+/// recorder was installed first (then `/metrics` renders nothing).
+pub fn prometheus() -> Option<&'static PrometheusHandle> {
+    PROMETHEUS
+        .get_or_init(|| {
+            PrometheusBuilder::new()
+                .set_buckets_for_metric(
+                    Matcher::Suffix("_seconds".to_owned()),
+                    &[
+                        0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+                    ],
+                )
+                .ok()?
+                .install_recorder()
+                .ok()
+        })
+        .as_ref()
+}
+
+/// Uses `handle` (a recorder installed by the embedding process, e.g. a test running
+/// several services) instead of installing one.
+pub fn use_prometheus(handle: PrometheusHandle) {
+    let _ = PROMETHEUS.set(Some(handle));
 }

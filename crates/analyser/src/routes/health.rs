@@ -1,4 +1,5 @@
-//! `GET /health/live` and `GET /health/ready` (ready = the analyser's database answers).
+//! `GET /health/live`, `GET /health/ready` (ready = the analyser's database answers) and
+//! `GET /metrics` (Prometheus text).
 
 use actix_web::{get, web, HttpResponse};
 use protocol::Readiness;
@@ -24,4 +25,16 @@ pub async fn ready(state: web::Data<AppState>) -> HttpResponse {
     } else {
         HttpResponse::ServiceUnavailable().json(body)
     }
+}
+
+/// Prometheus text: rows pulled, pull lag and duration, late rows, anomalies by severity,
+/// pull errors.
+#[get("/metrics")]
+pub async fn metrics() -> HttpResponse {
+    let body = crate::telemetry::prometheus()
+        .map(|h| h.render())
+        .unwrap_or_default();
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4")
+        .body(body)
 }

@@ -268,3 +268,35 @@ async fn a_gatherer_that_is_down_is_reported_not_fatal() {
         .unwrap();
     assert_eq!(ready.status(), 200);
 }
+
+#[tokio::test]
+async fn metrics_are_public_and_move_when_the_analyser_pulls() {
+    let (_gatherer, analyser) = analyser_with_flood().await;
+    let text = analyser
+        .client
+        .get(format!("{}/metrics", analyser.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let sample = |series: &str| -> f64 {
+        text.lines()
+            .find_map(|line| {
+                line.strip_prefix(series)?
+                    .strip_prefix(' ')?
+                    .trim()
+                    .parse()
+                    .ok()
+            })
+            .unwrap_or(0.0)
+    };
+    assert!(sample("analyser_pull_rows_total") >= 1800.0, "{text}");
+    assert!(
+        sample("analyser_anomalies_total{severity=\"alarm\"}") >= 1.0,
+        "{text}"
+    );
+    assert!(sample("analyser_pull_seconds_count") >= 1.0, "{text}");
+    assert!(text.contains("analyser_pull_lag_seconds"), "{text}");
+}

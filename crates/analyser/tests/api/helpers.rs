@@ -74,6 +74,16 @@ impl Drop for TestDb {
     }
 }
 
+/// Both services run in this process: they share one Prometheus recorder.
+fn share_metrics() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        if let Some(handle) = analyser::telemetry::prometheus() {
+            gatherer::telemetry::use_prometheus(handle.clone());
+        }
+    });
+}
+
 /// A gatherer in this process that accepts backfill up to two days old.
 pub struct Gatherer {
     pub url: String,
@@ -84,6 +94,7 @@ pub struct Gatherer {
 
 impl Gatherer {
     pub async fn start() -> Self {
+        share_metrics();
         let db = TestDb::new("pulse_test_g");
         let mut settings = gatherer::configuration::Settings::load(None, Some(0)).unwrap();
         settings.server.workers = 2;
@@ -195,6 +206,7 @@ impl Analyser {
     }
 
     pub async fn start_with(db: TestDb, settings: Settings) -> Self {
+        share_metrics();
         let app = analyser::startup::Application::build(settings, false)
             .await
             .unwrap();

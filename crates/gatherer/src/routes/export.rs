@@ -89,6 +89,7 @@ pub async fn export(
     };
     let query = ExportQuery::parse(raw, DEFAULT_LIMIT, MAX_LIMIT)?;
     let page = store::export_page(&state.pool, &query).await?;
+    metrics::counter!("gatherer_export_rows_total").increment(page.rows.len() as u64);
     Ok(HttpResponse::Ok().json(page))
 }
 

@@ -1,4 +1,5 @@
-//! `GET /health/live` (the process answers) and `GET /health/ready` (it accepts events).
+//! `GET /health/live` (the process answers), `GET /health/ready` (it accepts events) and
+//! `GET /metrics` (Prometheus text).
 
 use actix_web::{get, web, HttpResponse};
 use protocol::Readiness;
@@ -35,4 +36,16 @@ pub async fn ready(state: web::Data<AppState>) -> HttpResponse {
     } else {
         HttpResponse::ServiceUnavailable().json(body)
     }
+}
+
+/// Prometheus text: events accepted / rejected by reason, pending events, flush latency,
+/// flush retries, rows flushed and exported.
+#[get("/metrics")]
+pub async fn metrics() -> HttpResponse {
+    let body = crate::telemetry::prometheus()
+        .map(|h| h.render())
+        .unwrap_or_default();
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4")
+        .body(body)
 }

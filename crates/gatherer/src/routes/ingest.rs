@@ -33,6 +33,24 @@ pub enum GatherError {
     NothingValid(Vec<Rejected>),
 }
 
+impl GatherError {
+    /// The `reason` label of `gatherer_events_rejected_total`.
+    fn reason(&self) -> &'static str {
+        match self {
+            GatherError::Unauthorized => "unauthorized",
+            GatherError::ShuttingDown => "shutting_down",
+            GatherError::Backpressure => "backpressure",
+            GatherError::UnsupportedMediaType(_) => "unsupported_media_type",
+            GatherError::TooLarge(_) => "too_large",
+            GatherError::Payload(_)
+            | GatherError::Body(BodyError::Malformed(_) | BodyError::Empty) => "malformed",
+            GatherError::Body(BodyError::InvalidEvent(_)) | GatherError::NothingValid(_) => {
+                "invalid"
+            }
+        }
+    }
+}
+
 impl ResponseError for GatherError {
     fn status_code(&self) -> StatusCode {
         match self {
@@ -49,6 +67,12 @@ impl ResponseError for GatherError {
     }
 
     fn error_response(&self) -> HttpResponse {
+        let refused = match self {
+            GatherError::NothingValid(rejected) => rejected.len().max(1) as u64,
+            _ => 1,
+        };
+        metrics::counter!("gatherer_events_rejected_total", "reason" => self.reason())
+            .increment(refused);
         let mut response = HttpResponse::build(self.status_code());
         match self {
             GatherError::ShuttingDown | GatherError::Backpressure => {
@@ -109,6 +133,11 @@ pub async fn gather(
         state
             .aggregator
             .record(&event.label, event.id, event.value, event.at_ms);
+    }
+    metrics::counter!("gatherer_events_accepted_total").increment(accepted);
+    if !rejected.is_empty() {
+        metrics::counter!("gatherer_events_rejected_total", "reason" => "invalid")
+            .increment(rejected.len() as u64);
     }
     Ok(HttpResponse::Ok().json(GatherReply {
         ok: true,

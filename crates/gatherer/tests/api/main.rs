@@ -7,5 +7,6 @@ mod exactly_once;
 mod export;
 mod helpers;
 mod ingest;
+mod metrics;
 mod outage;
 mod process;
