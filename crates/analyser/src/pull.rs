@@ -1,6 +1,8 @@
 //! One pull cycle: follow the gatherer's export from the stored cursor until caught up,
-//! sum the rows into each dataset's steps, judge the steps the clock completed, and
-//! commit cursor, step totals, clocks and anomalies of each page in one transaction.
+//! sum the rows into each dataset's steps (each page's step totals, clocks and cursor
+//! commit together), then judge the steps the clocks completed (their anomalies and the
+//! clocks commit together). Judging after reading everything committed so far means rows
+//! that committed out of time order still count in their steps.
 //!
 //! Pulls never overlap: in this process the [`Engine`] sits behind a mutex, and across
 //! processes (the service, a cron `analyser pull`, another replica of the same shard) a
@@ -25,6 +27,8 @@ use crate::store::{self, ExactTotals};
 const REPLAY_WINDOWS: i64 = 4;
 /// Step totals are kept for this many baseline windows (charts, restarts).
 const KEEP_WINDOWS: i64 = 8;
+/// During a long catch-up, judge at least every this many pages.
+const JUDGE_EVERY_PAGES: u64 = 200;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PullError {
@@ -137,6 +141,7 @@ impl Engine {
             iterator: self.cursor,
             ..PullOutcome::default()
         };
+        let mut pages_read = 0u64;
         loop {
             let page = self.client.page(self.cursor, self.page_size).await?;
             let now = now();
@@ -189,27 +194,6 @@ impl Engine {
                         .map(|(&(label, entity, step), t)| (label, entity, step, *t))
                         .collect();
                     store::add_step_totals(&mut *conn, &model.name, &totals).await?;
-                }
-                let before = model.clock;
-                while let Some(step) = model.clock.next_complete_step(now_ms, &model.params.rules) {
-                    let changes = model.judge_step(step);
-                    outcome.judged_steps += 1;
-                    for change in &changes {
-                        if let Some(id) =
-                            store::apply_change(&mut *conn, &model.name, change, now).await?
-                        {
-                            outcome.new_anomalies += 1;
-                            if let Change::New { finding, .. } = change {
-                                model.assign_id(finding, id);
-                                match finding.severity {
-                                    Severity::Warning => outcome.new_warnings += 1,
-                                    Severity::Alarm => outcome.new_alarms += 1,
-                                }
-                            }
-                        }
-                    }
-                }
-                if model.clock != before {
                     store::save_clock(&mut *conn, &model.name, shard_key, &model.clock).await?;
                 }
             }
@@ -224,12 +208,57 @@ impl Engine {
             self.cursor = page.next_iterator;
             outcome.rows += page.rows.len() as u64;
             outcome.iterator = self.cursor;
+            pages_read += 1;
+            // Judge once everything committed so far is read (or every so many pages of a
+            // long catch-up, to bound memory): rows that committed out of time order (several
+            // gatherers, labels backfilled one after another) are then all in their steps.
+            if !page.has_more || pages_read.is_multiple_of(JUDGE_EVERY_PAGES) {
+                self.judge(shard_key, now, &mut outcome).await?;
+            }
             if !page.has_more {
                 break;
             }
         }
         self.prune_old_totals().await?;
         Ok(outcome)
+    }
+
+    /// Judges every step the datasets' clocks have completed, and commits the anomalies
+    /// and the clocks together.
+    async fn judge(
+        &mut self,
+        shard_key: &str,
+        now: DateTime<Utc>,
+        outcome: &mut PullOutcome,
+    ) -> Result<(), sqlx::Error> {
+        let now_ms = now.timestamp_millis();
+        let mut tx = self.pool.begin().await?;
+        let conn = tx.acquire().await?;
+        for model in &mut self.models {
+            let before = model.clock;
+            while let Some(step) = model.clock.next_complete_step(now_ms, &model.params.rules) {
+                let changes = model.judge_step(step);
+                outcome.judged_steps += 1;
+                for change in &changes {
+                    if let Some(id) =
+                        store::apply_change(&mut *conn, &model.name, change, now).await?
+                    {
+                        outcome.new_anomalies += 1;
+                        if let Change::New { finding, .. } = change {
+                            model.assign_id(finding, id);
+                            match finding.severity {
+                                Severity::Warning => outcome.new_warnings += 1,
+                                Severity::Alarm => outcome.new_alarms += 1,
+                            }
+                        }
+                    }
+                }
+            }
+            if model.clock != before {
+                store::save_clock(&mut *conn, &model.name, shard_key, &model.clock).await?;
+            }
+        }
+        tx.commit().await
     }
 
     /// Rebuilds the in-memory model from what is committed: cursor, clocks, the last

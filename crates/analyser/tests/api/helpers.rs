@@ -87,18 +87,26 @@ fn share_metrics() {
 /// A gatherer in this process that accepts backfill up to two days old.
 pub struct Gatherer {
     pub url: String,
-    /// Held so that the database lives as long as the gatherer.
-    _db: TestDb,
+    pub db_url: String,
+    /// Held so that the database lives as long as the gatherer that created it.
+    _db: Option<TestDb>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
 impl Gatherer {
     pub async fn start() -> Self {
-        share_metrics();
         let db = TestDb::new("pulse_test_g");
+        let mut gatherer = Self::start_on(&db.url).await;
+        gatherer._db = Some(db);
+        gatherer
+    }
+
+    /// Another replica on the database of an existing gatherer.
+    pub async fn start_on(db_url: &str) -> Self {
+        share_metrics();
         let mut settings = gatherer::configuration::Settings::load(None, Some(0)).unwrap();
         settings.server.workers = 2;
-        settings.database.url = SecretString::from(db.url.clone());
+        settings.database.url = SecretString::from(db_url.to_owned());
         settings.ingest.max_event_age = Duration::from_secs(2 * 86_400);
         let app = gatherer::startup::Application::build(settings)
             .await
@@ -110,7 +118,8 @@ impl Gatherer {
         }));
         Gatherer {
             url,
-            _db: db,
+            db_url: db_url.to_owned(),
+            _db: None,
             stop: Some(stop),
         }
     }

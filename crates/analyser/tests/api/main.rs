@@ -8,4 +8,5 @@ mod cli;
 mod helpers;
 mod notify;
 mod restart;
+mod scaleout;
 mod scenarios;
