@@ -5,6 +5,9 @@
 //! mismatch at run time. Serde only: no I/O lives here.
 
 use chrono::{DateTime, Utc};
+
+#[cfg(feature = "openapi")]
+pub mod docs;
 use serde::{Deserialize, Serialize};
 
 /// One metric event as a client sends it to `POST /gather`.
@@ -12,6 +15,7 @@ use serde::{Deserialize, Serialize};
 /// The gatherer parses the body with its own zero-copy reader; this owned form is for
 /// clients (the demo traffic generator, tests) that build events in Rust.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Event {
     pub label: String,
     pub id: i64,
@@ -23,6 +27,7 @@ pub struct Event {
 
 /// Reply of `POST /gather` when at least one event was accepted.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct GatherReply {
     pub ok: bool,
     pub accepted: u64,
@@ -33,6 +38,7 @@ pub struct GatherReply {
 
 /// One refused item of a batch: its 0-based array index or NDJSON line, and why.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Rejected {
     pub index: usize,
     pub error: String,
@@ -40,6 +46,7 @@ pub struct Rejected {
 
 /// The body of every error reply of both services: `{"ok":false,"error":"..."}`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ErrorReply {
     pub ok: bool,
     pub error: String,
@@ -74,6 +81,7 @@ impl ErrorReply {
 /// One row of `events_count` as `GET /api/v1/export` serves it: the totals one gatherer
 /// flushed for one (bucket, label, entity). Several rows may share a key; readers sum them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ExportRow {
     pub ec_id: u64,
     pub event_date: DateTime<Utc>,
@@ -90,6 +98,7 @@ pub struct ExportRow {
 /// Follow `next_iterator` until `has_more` is false to see every row committed so far,
 /// exactly once.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ExportPage {
     pub rows: Vec<ExportRow>,
     pub next_iterator: u64,
@@ -98,6 +107,7 @@ pub struct ExportPage {
 
 /// One row of the seed-compatible `POST /stat` reply.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct StatRow {
     pub ec_id: u64,
     pub event_date: DateTime<Utc>,
@@ -108,6 +118,7 @@ pub struct StatRow {
 
 /// Service info served at `GET /` by the gatherer.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ServiceInfo {
     pub name: String,
     pub version: String,
@@ -117,6 +128,7 @@ pub struct ServiceInfo {
 
 /// Body of `GET /health/ready`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Readiness {
     pub ready: bool,
     /// `up` or `down`.
@@ -131,6 +143,7 @@ pub struct Readiness {
 
 /// One anomaly as the analyser serves it at `/api/v1/state`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Anomaly {
     pub id: u64,
     pub dataset: String,
@@ -157,6 +170,7 @@ pub struct Anomaly {
 
 /// `meta` of `/api/v1/state`: where the analyser stands.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct StateMeta {
     /// The export iterator processed so far.
     pub iterator: u64,
@@ -171,6 +185,7 @@ pub struct StateMeta {
 
 /// Reply of `GET /api/v1/state`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct StateReply {
     pub ok: bool,
     pub data: Vec<Anomaly>,
@@ -179,6 +194,7 @@ pub struct StateReply {
 
 /// Reply of `POST /api/v1/pull`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PullReply {
     pub ok: bool,
     pub rows: u64,
@@ -188,6 +204,7 @@ pub struct PullReply {
 
 /// One step of a series, for charts (`GET /api/v1/series`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SeriesPoint {
     pub step_start: DateTime<Utc>,
     /// Sum of values.
@@ -199,6 +216,7 @@ pub struct SeriesPoint {
 
 /// Reply of `GET /api/v1/series`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SeriesReply {
     pub ok: bool,
     pub dataset: String,
@@ -210,6 +228,7 @@ pub struct SeriesReply {
 
 /// Body of approve / dismiss.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Verdict {
     #[serde(default)]
     pub comment: Option<String>,
@@ -217,6 +236,7 @@ pub struct Verdict {
 
 /// One outlier of a report, in the product brief's shape.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "PascalCase")]
 pub struct ReportOutlier {
     pub outlier_period_start: DateTime<Utc>,
@@ -228,6 +248,7 @@ pub struct ReportOutlier {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "PascalCase")]
 pub struct ReportResult {
     pub warnings: Vec<ReportOutlier>,
@@ -237,6 +258,7 @@ pub struct ReportResult {
 /// `GET /api/v1/report?dataset=`: a dataset's check over its last `time_ago`, in the
 /// product brief's shape.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Report {
     #[serde(rename = "siteId")]
     pub site_id: String,

@@ -41,6 +41,18 @@ async fn decide(
     }
 }
 
+/// Records an analyst's verdict (approved), with who, when and an optional comment.
+#[utoipa::path(
+    post, path = "/api/v1/anomalies/{id}/approve", tag = "analysts", security(("basic" = [])),
+    params(("id" = u64, Path)),
+    request_body(content = Option<protocol::Verdict>, content_type = "application/json"),
+    responses(
+        (status = 200, description = "The anomaly as it now is"),
+        (status = 400, body = protocol::ErrorReply),
+        (status = 403, description = "A cross-origin request", body = protocol::ErrorReply),
+        (status = 404, description = "No such anomaly", body = protocol::ErrorReply),
+    )
+)]
 #[post("/api/v1/anomalies/{id}/approve")]
 pub async fn approve(
     req: HttpRequest,
@@ -51,6 +63,18 @@ pub async fn approve(
     decide(req, path, body, state, "approved").await
 }
 
+/// Records an analyst's verdict (dismissd), with who, when and an optional comment.
+#[utoipa::path(
+    post, path = "/api/v1/anomalies/{id}/dismiss", tag = "analysts", security(("basic" = [])),
+    params(("id" = u64, Path)),
+    request_body(content = Option<protocol::Verdict>, content_type = "application/json"),
+    responses(
+        (status = 200, description = "The anomaly as it now is"),
+        (status = 400, body = protocol::ErrorReply),
+        (status = 403, description = "A cross-origin request", body = protocol::ErrorReply),
+        (status = 404, description = "No such anomaly", body = protocol::ErrorReply),
+    )
+)]
 #[post("/api/v1/anomalies/{id}/dismiss")]
 pub async fn dismiss(
     req: HttpRequest,

@@ -6,11 +6,16 @@ use protocol::Readiness;
 
 use crate::state::AppState;
 
+#[utoipa::path(get, path = "/health/live", tag = "operations", responses((status = 200, description = "The process answers")))]
 #[get("/health/live")]
 pub async fn live() -> HttpResponse {
     HttpResponse::Ok().json(serde_json::json!({"ok": true}))
 }
 
+#[utoipa::path(
+    get, path = "/health/ready", tag = "operations",
+    responses((status = 200, body = protocol::Readiness), (status = 503, body = protocol::Readiness))
+)]
 #[get("/health/ready")]
 pub async fn ready(state: web::Data<AppState>) -> HttpResponse {
     let up = sqlx::query("SELECT 1").execute(&state.pool).await.is_ok();
@@ -29,6 +34,7 @@ pub async fn ready(state: web::Data<AppState>) -> HttpResponse {
 
 /// Prometheus text: rows pulled, pull lag and duration, late rows, anomalies by severity,
 /// pull errors.
+#[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, description = "Prometheus text", content_type = "text/plain")))]
 #[get("/metrics")]
 pub async fn metrics() -> HttpResponse {
     let body = crate::telemetry::prometheus()

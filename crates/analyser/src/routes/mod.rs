@@ -3,6 +3,7 @@
 
 pub mod anomalies;
 pub mod health;
+pub mod openapi;
 pub mod pull;
 pub mod report;
 pub mod series;
@@ -103,9 +104,12 @@ pub async fn not_found() -> Result<HttpResponse, ApiError> {
 #[derive(Debug, Clone)]
 pub struct Analyst(pub String);
 
-/// Paths anyone may read: probes, metrics, the API description.
+/// Paths anyone may read: probes, metrics, the API description and its page.
 fn is_public(path: &str) -> bool {
-    path.starts_with("/health/") || path == "/metrics" || path == "/api/v1/openapi.json"
+    path.starts_with("/health/")
+        || path == "/metrics"
+        || path == "/api/v1/openapi.json"
+        || path.starts_with("/api/v1/docs")
 }
 
 /// Basic auth on every non-public path; a same-origin check on state-changing requests

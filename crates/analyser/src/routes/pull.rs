@@ -8,6 +8,15 @@ use protocol::PullReply;
 use super::ApiError;
 use crate::state::AppState;
 
+/// Runs one pull and detection cycle now (for cron).
+#[utoipa::path(
+    post, path = "/api/v1/pull", tag = "operations", security(("basic" = [])),
+    responses(
+        (status = 200, body = protocol::PullReply),
+        (status = 409, description = "Another pull of this shard is running", body = protocol::ErrorReply),
+        (status = 502, description = "The gatherer is unreachable", body = protocol::ErrorReply),
+    )
+)]
 #[post("/api/v1/pull")]
 pub async fn pull(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let started = Instant::now();

@@ -15,6 +15,12 @@ pub struct ReportParams {
     dataset: Option<String>,
 }
 
+/// A dataset's check over its last `time_ago`, in the product brief's shape.
+#[utoipa::path(
+    get, path = "/api/v1/report", tag = "analysts", security(("basic" = [])),
+    params(("dataset" = Option<String>, Query, description = "required when there are several datasets")),
+    responses((status = 200, body = protocol::Report), (status = 404, body = protocol::ErrorReply))
+)]
 #[get("/api/v1/report")]
 pub async fn report(
     params: web::Query<ReportParams>,

@@ -19,6 +19,20 @@ pub struct SeriesParams {
     to: Option<String>,
 }
 
+/// One series' step totals, for charts.
+#[utoipa::path(
+    get, path = "/api/v1/series", tag = "analysts", security(("basic" = [])),
+    params(
+        ("dataset" = Option<String>, Query, description = "required when there are several datasets"),
+        ("label" = String, Query), ("entity_id" = i64, Query),
+        ("from" = Option<String>, Query), ("to" = Option<String>, Query),
+    ),
+    responses(
+        (status = 200, body = protocol::SeriesReply),
+        (status = 400, body = protocol::ErrorReply),
+        (status = 404, description = "No such dataset", body = protocol::ErrorReply),
+    )
+)]
 #[get("/api/v1/series")]
 pub async fn series(
     params: web::Query<SeriesParams>,

@@ -74,6 +74,22 @@ impl StateParams {
     }
 }
 
+/// The anomalies, newest first, with where the analyser stands.
+#[utoipa::path(
+    get, path = "/api/v1/state", tag = "analysts", security(("basic" = [])),
+    params(
+        ("dataset" = Option<String>, Query), ("label" = Option<String>, Query), ("entity_id" = Option<i64>, Query),
+        ("severity" = Option<String>, Query, description = "warning or alarm"),
+        ("status" = Option<String>, Query, description = "open, approved or dismissed"),
+        ("since" = Option<String>, Query, description = "anomalies that ended at or after (RFC 3339 or unix seconds)"),
+        ("limit" = Option<u32>, Query, description = "1 to 1 000, default 100"),
+    ),
+    responses(
+        (status = 200, body = protocol::StateReply),
+        (status = 400, description = "A bad parameter, named in `parameter`", body = protocol::ErrorReply),
+        (status = 401, description = "Missing or wrong credentials", body = protocol::ErrorReply),
+    )
+)]
 #[get("/api/v1/state")]
 pub async fn state(
     params: web::Query<StateParams>,

@@ -300,3 +300,40 @@ async fn metrics_are_public_and_move_when_the_analyser_pulls() {
     assert!(sample("analyser_pull_seconds_count") >= 1.0, "{text}");
     assert!(text.contains("analyser_pull_lag_seconds"), "{text}");
 }
+
+#[tokio::test]
+async fn the_openapi_document_is_public_and_describes_every_route() {
+    let gatherer = Gatherer::start().await;
+    let analyser = Analyser::start(&gatherer.url, vec![shop(&["checkout"], Method::Auto)]).await;
+    let response = analyser
+        .client
+        .get(format!("{}/api/v1/openapi.json", analyser.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let document: Value = response.json().await.unwrap();
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/routes");
+    let mut routes = 0;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let text = std::fs::read_to_string(entry.unwrap().path()).unwrap();
+        for line in text.lines() {
+            for method in ["get", "post"] {
+                if let Some(rest) = line.trim().strip_prefix(&format!("#[{method}(\"")) {
+                    let path = rest.split('"').next().unwrap();
+                    assert!(
+                        document["paths"][path][method].is_object(),
+                        "{method} {path} is not documented"
+                    );
+                    routes += 1;
+                }
+            }
+        }
+    }
+    assert!(routes >= 10, "{routes}");
+    assert_eq!(
+        document["components"]["securitySchemes"]["basic"]["scheme"],
+        "basic"
+    );
+    assert!(document["components"]["schemas"]["Anomaly"].is_object());
+}

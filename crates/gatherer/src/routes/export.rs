@@ -4,7 +4,7 @@
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::StatusCode;
 use actix_web::{get, post, web, HttpRequest, HttpResponse, ResponseError};
-use protocol::{ErrorReply, StatRow};
+use protocol::{ErrorReply, ExportPage, StatRow};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -74,6 +74,21 @@ pub struct ExportParams {
     limit: Option<String>,
 }
 
+/// A page of `events_count` in id order; follow `next_iterator` until `has_more` is false.
+#[utoipa::path(
+    get, path = "/api/v1/export", tag = "export",
+    params(
+        ("from" = Option<String>, Query, description = "event_date >= from (RFC 3339 or unix seconds)"),
+        ("to" = Option<String>, Query, description = "event_date < to (RFC 3339 or unix seconds)"),
+        ("iterator" = Option<u64>, Query, description = "rows with ec_id > iterator (default 0)"),
+        ("limit" = Option<u32>, Query, description = "rows per page, 1 to 10 000 (default 500)"),
+    ),
+    responses(
+        (status = 200, body = ExportPage),
+        (status = 400, description = "A bad parameter, named in `parameter`", body = ErrorReply),
+        (status = 401, description = "[auth] export_token is set and the Bearer token is missing or wrong", body = ErrorReply),
+    )
+)]
 #[get("/api/v1/export")]
 pub async fn export(
     req: HttpRequest,
@@ -95,6 +110,16 @@ pub async fn export(
 
 /// `POST /stat`: body `{"from","to","iterator"}` (strings or numbers), reply a bare array
 /// of at most 500 rows in the original service's shape.
+/// The export in the original service's shape: a bare array of at most 500 rows.
+#[utoipa::path(
+    post, path = "/stat", tag = "export",
+    request_body(content = Object, description = r#"{"from", "to", "iterator"}: strings or numbers; MySQL-style times allowed"#),
+    responses(
+        (status = 200, body = [StatRow]),
+        (status = 400, description = "A bad parameter, named in `parameter`", body = ErrorReply),
+        (status = 401, description = "Bearer token missing or wrong", body = ErrorReply),
+    )
+)]
 #[post("/stat")]
 pub async fn stat(
     req: HttpRequest,

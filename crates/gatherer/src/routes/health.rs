@@ -6,6 +6,7 @@ use protocol::Readiness;
 
 use crate::state::AppState;
 
+#[utoipa::path(get, path = "/health/live", tag = "service", responses((status = 200, description = "The process answers")))]
 #[get("/health/live")]
 pub async fn live() -> HttpResponse {
     HttpResponse::Ok().json(serde_json::json!({"ok": true}))
@@ -14,6 +15,10 @@ pub async fn live() -> HttpResponse {
 /// Ready while `/gather` would accept events: not at the backlog bound, not shutting
 /// down, and the database reached at least once. The body always reports the database
 /// and the backlog, so an operator sees an outage before it turns into 503s.
+#[utoipa::path(
+    get, path = "/health/ready", tag = "service",
+    responses((status = 200, body = Readiness), (status = 503, description = "Would refuse events", body = Readiness))
+)]
 #[get("/health/ready")]
 pub async fn ready(state: web::Data<AppState>) -> HttpResponse {
     let reason = if state.is_shutting_down() {
@@ -40,6 +45,7 @@ pub async fn ready(state: web::Data<AppState>) -> HttpResponse {
 
 /// Prometheus text: events accepted / rejected by reason, pending events, flush latency,
 /// flush retries, rows flushed and exported.
+#[utoipa::path(get, path = "/metrics", tag = "service", responses((status = 200, description = "Prometheus text", content_type = "text/plain")))]
 #[get("/metrics")]
 pub async fn metrics() -> HttpResponse {
     let body = crate::telemetry::prometheus()

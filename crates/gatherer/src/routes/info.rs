@@ -5,6 +5,8 @@ use protocol::ServiceInfo;
 
 use crate::state::AppState;
 
+/// Service info: name, version, bucket width, uptime.
+#[utoipa::path(get, path = "/", tag = "service", responses((status = 200, body = ServiceInfo)))]
 #[get("/")]
 pub async fn info(state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::Ok().json(ServiceInfo {

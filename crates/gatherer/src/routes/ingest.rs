@@ -92,6 +92,23 @@ impl ResponseError for GatherError {
     }
 }
 
+/// Ingest events: one JSON object, a JSON array of objects, or NDJSON (one per line).
+#[utoipa::path(
+    post, path = "/gather", tag = "ingest",
+    request_body(
+        content = protocol::Event,
+        description = "One event, an array of events, or (as application/x-ndjson) one event per line",
+        content_type = "application/json"
+    ),
+    responses(
+        (status = 200, description = "Accepted (a batch lists refused items)", body = GatherReply),
+        (status = 400, description = "Malformed JSON, an invalid single event, or nothing valid in a batch", body = ErrorReply),
+        (status = 401, description = "[auth] ingest_tokens is set and the Bearer token is missing or wrong", body = ErrorReply),
+        (status = 413, description = "Body over max_body_bytes", body = ErrorReply),
+        (status = 415, description = "Content type other than JSON, NDJSON, form or none", body = ErrorReply),
+        (status = 503, description = "Pending events at max_pending_events, or shutting down; retry after Retry-After", body = ErrorReply),
+    )
+)]
 #[post("/gather")]
 pub async fn gather(
     req: HttpRequest,

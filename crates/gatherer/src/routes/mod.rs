@@ -4,6 +4,7 @@ pub mod export;
 pub mod health;
 pub mod info;
 pub mod ingest;
+pub mod openapi;
 
 use actix_web::http::StatusCode;
 use actix_web::HttpResponse;

@@ -8,5 +8,6 @@ mod export;
 mod helpers;
 mod ingest;
 mod metrics;
+mod openapi;
 mod outage;
 mod process;
