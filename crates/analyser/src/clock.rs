@@ -15,6 +15,8 @@ pub struct DatasetClock {
     pub last_row_at_ms: Option<i64>,
     /// Every step that ends at or before this has been judged; `None` before any row.
     pub judged_until: Option<i64>,
+    /// `judged_until` when the series' detector state was last snapshotted.
+    pub snapshot_until: Option<i64>,
 }
 
 /// The parameters of a dataset that the clock needs, in seconds.

@@ -76,6 +76,9 @@ impl Severity {
 /// A series: one (label, entity) of a dataset.
 pub type SeriesKey = (Arc<str>, i64);
 
+/// A series' encoded detector state, as a snapshot stores it: (label, entity, state).
+pub type SeriesState = (Arc<str>, i64, Vec<u8>);
+
 /// One check that fired at one step.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Finding {
@@ -258,7 +261,7 @@ pub fn merge(into: &mut StepTotals, delta: &StepTotals) {
     into.max = into.max.max(delta.max);
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 struct Series {
     /// The `n` steps before the next one to judge, oldest first.
     history: VecDeque<StepTotals>,
@@ -635,6 +638,30 @@ impl DatasetModel {
         self.open = open;
         self.closed = closed;
         self.clock.judged_until = judged_until;
+    }
+
+    /// Every series' detector state (history window and `auto` detectors), encoded, for a
+    /// snapshot taken at the current `judged_until`.
+    pub fn snapshot(&self) -> Result<Vec<SeriesState>, postcard::Error> {
+        self.series
+            .iter()
+            .map(|((label, entity_id), series)| {
+                Ok((label.clone(), *entity_id, postcard::to_allocvec(series)?))
+            })
+            .collect()
+    }
+
+    /// Restores one series from a snapshot (on start, before replaying the steps since).
+    pub fn restore_series(
+        &mut self,
+        label: &str,
+        entity_id: i64,
+        state: &[u8],
+    ) -> Result<(), postcard::Error> {
+        let series: Series = postcard::from_bytes(state)?;
+        let key = self.key(label, entity_id);
+        self.series.insert(key, series);
+        Ok(())
     }
 
     /// Number of series the dataset knows.

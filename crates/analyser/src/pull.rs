@@ -27,6 +27,8 @@ use crate::store::{self, ExactTotals};
 const REPLAY_WINDOWS: i64 = 4;
 /// Step totals are kept for this many baseline windows (charts, restarts).
 const KEEP_WINDOWS: i64 = 8;
+/// Detector state is snapshotted at least every this many baseline windows of judged time.
+const SNAPSHOT_WINDOWS: i64 = 4;
 /// During a long catch-up, judge at least every this many pages.
 const JUDGE_EVERY_PAGES: u64 = 200;
 
@@ -65,6 +67,8 @@ pub struct Engine {
     cursor: u64,
     loaded: bool,
     last_prune: Option<Instant>,
+    /// When each dataset's detector state was last snapshotted (wall time).
+    last_snapshot: Vec<Option<Instant>>,
 }
 
 impl Engine {
@@ -85,6 +89,7 @@ impl Engine {
             cursor: 0,
             loaded: false,
             last_prune: None,
+            last_snapshot: Vec::new(),
         }
     }
 
@@ -234,7 +239,7 @@ impl Engine {
         let now_ms = now.timestamp_millis();
         let mut tx = self.pool.begin().await?;
         let conn = tx.acquire().await?;
-        for model in &mut self.models {
+        for (i, model) in self.models.iter_mut().enumerate() {
             let before = model.clock;
             while let Some(step) = model.clock.next_complete_step(now_ms, &model.params.rules) {
                 let changes = model.judge_step(step);
@@ -251,6 +256,30 @@ impl Engine {
                                 Severity::Alarm => outcome.new_alarms += 1,
                             }
                         }
+                    }
+                }
+            }
+            if let (Some(judged_until), true) = (model.clock.judged_until, model.clock != before) {
+                let window = model.params.n as i64 * model.params.rules.step;
+                let since = judged_until - model.clock.snapshot_until.unwrap_or(i64::MIN / 2);
+                let a_minute_ago = self
+                    .last_snapshot
+                    .get(i)
+                    .copied()
+                    .flatten()
+                    .is_none_or(|t| t.elapsed().as_secs() >= 60);
+                // At least every SNAPSHOT_WINDOWS windows of judged time (retention keeps the
+                // totals since), and every window once a minute has passed.
+                if since >= SNAPSHOT_WINDOWS * window || (since >= window && a_minute_ago) {
+                    let states = model.snapshot().map_err(|e| {
+                        sqlx::Error::Encode(
+                            format!("snapshot of dataset {}: {e}", model.name).into(),
+                        )
+                    })?;
+                    store::replace_snapshots(&mut *conn, &model.name, shard_key, &states).await?;
+                    model.clock.snapshot_until = Some(judged_until);
+                    if let Some(slot) = self.last_snapshot.get_mut(i) {
+                        *slot = Some(Instant::now());
                     }
                 }
             }
@@ -272,7 +301,25 @@ impl Engine {
             let mut model = DatasetModel::new(settings, clock);
             if let Some(judged_until) = clock.judged_until {
                 let step = model.params.rules.step;
-                let from = judged_until - REPLAY_WINDOWS * model.params.n as i64 * step;
+                // From a snapshot, replaying the steps since gives exactly the state that
+                // was; without one, the last windows of totals warm the detectors up.
+                let mut replay_from = None;
+                if let Some(snapshot_until) = clock.snapshot_until {
+                    for (label, entity_id, state) in
+                        store::load_snapshots(&self.pool, &settings.name, shard_key).await?
+                    {
+                        model
+                            .restore_series(&label, entity_id, &state)
+                            .map_err(|e| {
+                                sqlx::Error::Decode(
+                                    format!("snapshot of {label}/{entity_id}: {e}").into(),
+                                )
+                            })?;
+                    }
+                    replay_from = Some(snapshot_until);
+                }
+                let from = replay_from
+                    .unwrap_or(judged_until - REPLAY_WINDOWS * model.params.n as i64 * step);
                 let stored = store::load_step_totals(&self.pool, &settings.name, from).await?;
                 let mut by_step: BTreeMap<i64, Vec<(String, i64, StepTotals)>> = BTreeMap::new();
                 for row in stored {
@@ -295,7 +342,7 @@ impl Engine {
                         ));
                     }
                 }
-                if let Some(&first) = by_step.keys().next() {
+                if let Some(first) = replay_from.or_else(|| by_step.keys().next().copied()) {
                     let mut s = first;
                     while s < judged_until {
                         model.replay_step(s, by_step.get(&s).map_or(&[][..], Vec::as_slice));
@@ -312,6 +359,7 @@ impl Engine {
             }
             models.push(model);
         }
+        self.last_snapshot = vec![None; models.len()];
         self.models = models;
         self.loaded = true;
         tracing::info!(
@@ -331,7 +379,14 @@ impl Engine {
         for model in &self.models {
             if let Some(judged_until) = model.clock.judged_until {
                 let keep = KEEP_WINDOWS * model.params.n as i64 * model.params.rules.step;
-                store::prune_step_totals(&self.pool, &model.name, judged_until - keep).await?;
+                // Never the totals a restart replays from the snapshot.
+                let before = model
+                    .clock
+                    .snapshot_until
+                    .map_or(judged_until - keep, |snapshot| {
+                        snapshot.min(judged_until - keep)
+                    });
+                store::prune_step_totals(&self.pool, &model.name, before).await?;
             }
         }
         Ok(())

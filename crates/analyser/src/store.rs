@@ -123,8 +123,15 @@ pub async fn load_clock(
     dataset: &str,
     shard: &str,
 ) -> Result<DatasetClock, sqlx::Error> {
-    let row: Option<(Option<NaiveDateTime>, Option<NaiveDateTime>, Option<NaiveDateTime>)> = sqlx::query_as(
-        "SELECT latest_event, last_row_at, judged_until FROM dataset_clocks WHERE dataset = ? AND shard = ?",
+    type ClockRecord = (
+        Option<NaiveDateTime>,
+        Option<NaiveDateTime>,
+        Option<NaiveDateTime>,
+        Option<NaiveDateTime>,
+    );
+    let row: Option<ClockRecord> = sqlx::query_as(
+        "SELECT latest_event, last_row_at, judged_until, snapshot_until FROM dataset_clocks \
+         WHERE dataset = ? AND shard = ?",
     )
     .bind(dataset)
     .bind(shard)
@@ -132,10 +139,11 @@ pub async fn load_clock(
     .await?;
     Ok(row.map_or_else(
         DatasetClock::default,
-        |(latest, last_row_at, judged_until)| DatasetClock {
+        |(latest, last_row_at, judged_until, snapshot_until)| DatasetClock {
             latest_event: latest.map(seconds),
             last_row_at_ms: last_row_at.map(|d| d.and_utc().timestamp_millis()),
             judged_until: judged_until.map(seconds),
+            snapshot_until: snapshot_until.map(seconds),
         },
     ))
 }
@@ -151,18 +159,73 @@ pub async fn save_clock(
         .and_then(DateTime::from_timestamp_millis)
         .map(|d| d.naive_utc());
     sqlx::query(
-        "INSERT INTO dataset_clocks (dataset, shard, latest_event, last_row_at, judged_until) VALUES (?, ?, ?, ?, ?) \
-         ON DUPLICATE KEY UPDATE latest_event = VALUES(latest_event), last_row_at = VALUES(last_row_at), \
-         judged_until = VALUES(judged_until)",
+        "INSERT INTO dataset_clocks (dataset, shard, latest_event, last_row_at, judged_until, snapshot_until) \
+         VALUES (?, ?, ?, ?, ?, ?) ON DUPLICATE KEY UPDATE latest_event = VALUES(latest_event), \
+         last_row_at = VALUES(last_row_at), judged_until = VALUES(judged_until), snapshot_until = VALUES(snapshot_until)",
     )
     .bind(dataset)
     .bind(shard)
     .bind(clock.latest_event.map(date))
     .bind(last_row_at)
     .bind(clock.judged_until.map(date))
+    .bind(clock.snapshot_until.map(date))
     .execute(conn)
     .await?;
     Ok(())
+}
+
+/// Replaces a dataset shard's series snapshots.
+pub async fn replace_snapshots(
+    conn: &mut MySqlConnection,
+    dataset: &str,
+    shard: &str,
+    states: &[crate::judge::SeriesState],
+) -> Result<(), sqlx::Error> {
+    sqlx::query("DELETE FROM series_snapshots WHERE dataset = ? AND shard = ?")
+        .bind(dataset)
+        .bind(shard)
+        .execute(&mut *conn)
+        .await?;
+    // A state is a few KiB: 100 a statement stays far below max_allowed_packet.
+    for chunk in states.chunks(100) {
+        let mut insert = QueryBuilder::<MySql>::new(
+            "INSERT INTO series_snapshots (dataset, shard, event_label, entity_id, state) ",
+        );
+        insert.push_values(chunk, |mut row, (label, entity_id, state)| {
+            row.push_bind(dataset)
+                .push_bind(shard)
+                .push_bind(&**label)
+                .push_bind(*entity_id)
+                .push_bind(state.as_slice());
+        });
+        insert.build().execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+/// A dataset shard's series snapshots: (label, entity, encoded state).
+pub async fn load_snapshots(
+    pool: &MySqlPool,
+    dataset: &str,
+    shard: &str,
+) -> Result<Vec<(String, i64, Vec<u8>)>, sqlx::Error> {
+    let rows: Vec<(Vec<u8>, i64, Vec<u8>)> = sqlx::query_as(
+        "SELECT event_label, entity_id, state FROM series_snapshots WHERE dataset = ? AND shard = ?",
+    )
+    .bind(dataset)
+    .bind(shard)
+    .fetch_all(pool)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(label, entity_id, state)| {
+            (
+                String::from_utf8_lossy(&label).into_owned(),
+                entity_id,
+                state,
+            )
+        })
+        .collect())
 }
 
 /// Adds a page's totals to `step_totals` (several rows of one key are summed).

@@ -7,8 +7,10 @@ use analyser::configuration::Method;
 use sqlx::MySqlPool;
 
 use crate::helpers::{poll_until, shop, Analyser, Gatherer, TestDb};
-use crate::scenarios::flood;
+use crate::scenarios::{flood, ANOMALY_AT};
 
+/// An anomaly with its figures (observed, expected, deviation), compared to the bit: a
+/// resumed detector must be exactly the one that was.
 type Found = (
     Vec<u8>,
     i64,
@@ -17,12 +19,14 @@ type Found = (
     chrono::NaiveDateTime,
     chrono::NaiveDateTime,
     f64,
+    f64,
+    f64,
 );
 
 async fn anomalies(pool: &MySqlPool) -> Vec<Found> {
     sqlx::query_as(
-        "SELECT event_label, entity_id, metric, severity, period_start, period_end, observed FROM anomalies \
-         ORDER BY period_start, event_label, entity_id, metric",
+        "SELECT event_label, entity_id, metric, severity, period_start, period_end, observed, expected, \
+         deviation FROM anomalies ORDER BY period_start, event_label, entity_id, metric",
     )
     .fetch_all(pool)
     .await
@@ -43,17 +47,42 @@ fn pull_command(config: &std::path::Path) -> tokio::process::Command {
 
 #[tokio::test]
 async fn a_pull_killed_mid_way_resumes_without_losing_or_repeating_an_anomaly() {
-    let gatherer = Gatherer::start().await;
-    gatherer.post(&flood().1).await;
-    gatherer.flushed().await;
+    killed_and_resumed_equals_uninterrupted(Method::LastPoint, "last_point").await;
+}
 
-    // The reference: one uninterrupted pull. `last_point` keeps its whole state in the
-    // window, so both runs must agree to the last figure.
-    let reference =
-        Analyser::start(&gatherer.url, vec![shop(&["checkout"], Method::LastPoint)]).await;
-    reference.pull().await;
-    let expected = anomalies(&reference.db.pool().await).await;
-    assert!(!expected.is_empty());
+/// `auto` keeps its state in its detectors: the resumed run must restore them from the
+/// snapshot and replay the steps since, to the last bit.
+#[tokio::test]
+async fn a_pull_killed_mid_way_resumes_auto_detectors_exactly() {
+    killed_and_resumed_equals_uninterrupted(Method::Auto, "auto").await;
+}
+
+async fn killed_and_resumed_equals_uninterrupted(method: Method, method_name: &str) {
+    // The traffic in three parts by time: the resumed run pulls the first fully (a
+    // snapshot is taken), then the second (judged, but less than a window: no snapshot),
+    // then the third, killed mid-way. The resume must restore the snapshot and replay.
+    let (start, events) = flood();
+    let ts = |e: &serde_json::Value| e["ts"].as_i64().unwrap();
+    let first_end = start + (ANOMALY_AT - 60) * 60;
+    let second_end = first_end + 5 * 60;
+    let parts: Vec<Vec<serde_json::Value>> = vec![
+        events
+            .iter()
+            .filter(|e| ts(e) < first_end)
+            .cloned()
+            .collect(),
+        events
+            .iter()
+            .filter(|e| (first_end..second_end).contains(&ts(e)))
+            .cloned()
+            .collect(),
+        events
+            .iter()
+            .filter(|e| ts(e) >= second_end)
+            .cloned()
+            .collect(),
+    ];
+    let gatherer = Gatherer::start().await;
 
     let db = TestDb::new("pulse_test_a");
     let dir = std::env::temp_dir().join(&db.name);
@@ -63,46 +92,69 @@ async fn a_pull_killed_mid_way_resumes_without_losing_or_repeating_an_anomaly() 
         &config,
         format!(
             "[database]\nurl = \"{}\"\n[gatherer]\nurl = \"{}\"\npage_size = 20\n\
-             [[datasets]]\nname = \"shop\"\nlabels = [\"checkout\"]\ntime_step = \"1m\"\ntime_ago = \"30m\"\nmethod = \"last_point\"\n",
+             [[datasets]]\nname = \"shop\"\nlabels = [\"checkout\"]\ntime_step = \"1m\"\ntime_ago = \"30m\"\nmethod = \"{method_name}\"\n",
             db.url, gatherer.url
         ),
     )
     .unwrap();
+    for part in &parts[..2] {
+        gatherer.post(part).await;
+        gatherer.flushed().await;
+        assert!(pull_command(&config).status().await.unwrap().success());
+    }
+    let pool = db.pool().await;
+    let (judged, snapshot): (Option<chrono::NaiveDateTime>, Option<chrono::NaiveDateTime>) =
+        sqlx::query_as("SELECT judged_until, snapshot_until FROM dataset_clocks")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert!(
+        snapshot.is_some() && snapshot < judged,
+        "the resume must replay steps since a snapshot: {snapshot:?} {judged:?}"
+    );
 
-    let mut first = pull_command(&config).spawn().unwrap();
-    // Kill it once some pages have committed, long before the last one.
+    gatherer.post(&parts[2]).await;
+    gatherer.flushed().await;
+    let before: u64 = sqlx::query_scalar("SELECT iterator FROM cursors")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    let mut killed = pull_command(&config).spawn().unwrap();
+    // Kill it once some pages of the last part have committed, long before the end.
     poll_until(
         Duration::from_secs(60),
         "the first pages to commit",
         || async {
-            let pool = MySqlPool::connect(&db.url).await.ok()?;
-            let cursor: Option<u64> = sqlx::query_scalar("SELECT iterator FROM cursors")
-                .fetch_optional(&pool)
+            let cursor: u64 = sqlx::query_scalar("SELECT iterator FROM cursors")
+                .fetch_one(&pool)
                 .await
                 .ok()?;
-            cursor.filter(|c| *c > 0).map(|_| ())
+            (cursor > before).then_some(())
         },
     )
     .await;
-    first.start_kill().unwrap();
-    first.wait().await.unwrap();
-    let pool = db.pool().await;
-    let (cursor, total): (u64, u64) = (
-        sqlx::query_scalar("SELECT iterator FROM cursors")
-            .fetch_one(&pool)
-            .await
-            .unwrap(),
-        reference.state("").await["meta"]["iterator"]
-            .as_u64()
-            .unwrap(),
-    );
+    killed.start_kill().unwrap();
+    killed.wait().await.unwrap();
+
+    // The reference: one uninterrupted pull of everything; both runs must agree to the
+    // last figure.
+    let reference = Analyser::start(&gatherer.url, vec![shop(&["checkout"], method)]).await;
+    reference.pull().await;
+    let expected = anomalies(&reference.db.pool().await).await;
+    assert!(expected.iter().any(|a| a.3 == "alarm"), "{expected:?}");
+    let cursor: u64 = sqlx::query_scalar("SELECT iterator FROM cursors")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    let total = reference.state("").await["meta"]["iterator"]
+        .as_u64()
+        .unwrap();
     assert!(
         cursor < total,
         "the pull finished before it was killed ({cursor} of {total})"
     );
 
-    let status = pull_command(&config).status().await.unwrap();
-    assert!(status.success());
+    assert!(pull_command(&config).status().await.unwrap().success());
     assert_eq!(anomalies(&pool).await, expected);
     std::fs::remove_dir_all(dir).unwrap();
 }
