@@ -10,13 +10,17 @@ source scripts/mysql.sh
 ensure_mysql
 export BENCH_MYSQL_URL="${BENCH_MYSQL_URL:-mysql://root@$MYSQL_HOST:$MYSQL_PORT}"
 parts=("$@")
-[[ $# -eq 0 ]] && parts=(export analyser)
+[[ $# -eq 0 ]] && parts=(ingest export analyser)
 
 for part in "${parts[@]}"; do
   case $part in
     export)
       echo "== export: rows/s, page cost by depth, cost of the ordering lock"
       cargo bench -p gatherer --bench export
+      ;;
+    ingest)
+      echo "== ingest: the gatherer against a bare actix handler, batches, series, memory, loss"
+      scripts/bench/ingest.sh
       ;;
     analyser)
       echo "== analyser: pull throughput, /api/v1/state latency, live detection latency"

@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# Ingest benchmark with wrk (2 threads, 64 connections, as the original service was
+# measured): the gatherer against a bare actix-web handler in the same run, NDJSON batches,
+# cost as distinct series grow, memory, and zero loss. Called by scripts/bench.sh.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+source scripts/mysql.sh
+ensure_mysql
+if ! command -v wrk >/dev/null; then
+  echo "installing wrk (apt-get install wrk)" >&2
+  apt-get install -y -qq wrk >/dev/null
+fi
+mysql_client=$(command -v mariadb || command -v mysql)
+duration=${BENCH_SECONDS:-10}
+cargo build --release -q -p gatherer --bin gatherer --example bare_http
+bin=${CARGO_TARGET_DIR:-target}/release
+
+rate() { # wrk output -> requests/s
+  sed -n 's/^Requests\/sec: *\([0-9.]*\).*/\1/p'
+}
+run_wrk() { # url script [env...]
+  local url=$1 script=$2
+  shift 2
+  env "$@" wrk -t2 -c64 -d"${duration}s" -s "$script" "$url"
+}
+rss_kib() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
+wait_port() { until (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; do sleep 0.1; done; }
+
+"$bin/examples/bare_http" 31299 & bare=$!
+wait_port 31299
+bare_rate=$(run_wrk http://127.0.0.1:31299/gather bench.lua | rate)
+kill "$bare"
+
+db="pulse_bench_ingest_$(date +%s)"
+start_gatherer() {
+  DATABASE_URL="mysql://root@$MYSQL_HOST:$MYSQL_PORT/$db" GATHERER__INGEST__MAX_PENDING_EVENTS=50000000 \
+    RUST_LOG=warn "$bin/gatherer" --port 31298 & gatherer=$!
+  wait_port 31298
+}
+start_gatherer
+idle_rss=$(rss_kib "$gatherer")
+single_rate=$(run_wrk http://127.0.0.1:31298/gather bench.lua | rate)
+batch_rate=$(run_wrk http://127.0.0.1:31298/gather scripts/bench/ndjson.lua | rate)
+few=$(run_wrk http://127.0.0.1:31298/gather scripts/bench/series.lua SERIES=100)
+few_rate=$(rate <<<"$few")
+many=$(run_wrk http://127.0.0.1:31298/gather scripts/bench/series.lua SERIES=1000000)
+many_rate=$(rate <<<"$many")
+peak_rss=$(rss_kib "$gatherer")
+kill -TERM "$gatherer"
+wait "$gatherer"
+
+acknowledged() { # wrk output -> 2xx responses
+  local total non2xx
+  total=$(sed -n 's/^ *\([0-9]*\) requests in.*/\1/p' <<<"$1")
+  non2xx=$(sed -n 's/^ *Non-2xx or 3xx responses: *\([0-9]*\).*/\1/p' <<<"$1")
+  echo $((total - ${non2xx:-0}))
+}
+acked=$(($(acknowledged "$few") + $(acknowledged "$many")))
+in_table=$("$mysql_client" -h "$MYSQL_HOST" -P "$MYSQL_PORT" -u root -N -e \
+  "SELECT COALESCE(SUM(event_counter), 0) FROM events_count WHERE event_label LIKE 'series%'" "$db")
+series_in_table=$("$mysql_client" -h "$MYSQL_HOST" -P "$MYSQL_PORT" -u root -N -e \
+  "SELECT COUNT(DISTINCT event_label, entity_id) FROM events_count WHERE event_label LIKE 'series%'" "$db")
+"$mysql_client" -h "$MYSQL_HOST" -P "$MYSQL_PORT" -u root -e "DROP DATABASE \`$db\`"
+
+echo
+echo "| ingest benchmark (wrk -t2 -c64 -d${duration}s) | figure | baseline in the same run | ratio | target |"
+echo "| --- | --- | --- | --- | --- |"
+printf '| single-event POST /gather (bench.lua), req/s | %.0f | bare actix handler: %.0f | %.2f | >= 0.8 |\n' \
+  "$single_rate" "$bare_rate" "$(echo "$single_rate / $bare_rate" | bc -l)"
+printf '| NDJSON batches of 1 000 events, events/s | %.0f | | | >= 2 000 000 |\n' "$(echo "$batch_rate * 1000" | bc -l)"
+printf '| req/s over 1 000 000 distinct series against over 100 | %.0f | %.0f | %.2f | >= 0.8 |\n' \
+  "$many_rate" "$few_rate" "$(echo "$many_rate / $few_rate" | bc -l)"
+printf '| RSS idle / after the runs | %d KiB / %d KiB (%d series seen) | | | idle < 30 MB |\n' \
+  "$idle_rss" "$peak_rss" "$series_in_table"
+echo "| loss: acknowledged value-1 events / their sum in events_count | $acked / $in_table | | | equal |"
+[[ "$acked" == "$in_table" ]] || { echo "LOSS: $acked acknowledged, $in_table in the table" >&2; exit 1; }
