@@ -125,6 +125,8 @@ impl Application {
                 .service(routes::anomalies::approve)
                 .service(routes::anomalies::dismiss)
                 .service(routes::pull::pull)
+                .service(routes::dashboard::dashboard)
+                .service(routes::assets::asset)
                 .default_service(web::to(routes::not_found))
         })
         .disable_signals()

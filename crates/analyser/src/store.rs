@@ -315,6 +315,34 @@ pub async fn series_totals(
     Ok(records.into_iter().map(stored).collect())
 }
 
+/// A series the analyser holds step totals for: what the dashboard offers to chart.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct SeriesKey {
+    pub dataset: String,
+    pub label: String,
+    pub entity_id: i64,
+}
+
+/// The series with step totals, in (dataset, label, entity) order, at most `limit`.
+/// Distinct over the primary key's prefix, so MySQL reads it with a loose index scan.
+pub async fn known_series(pool: &MySqlPool, limit: u32) -> Result<Vec<SeriesKey>, sqlx::Error> {
+    let records: Vec<(Vec<u8>, Vec<u8>, i64)> = sqlx::query_as(
+        "SELECT DISTINCT dataset, event_label, entity_id FROM step_totals \
+         ORDER BY dataset, event_label, entity_id LIMIT ?",
+    )
+    .bind(limit)
+    .fetch_all(pool)
+    .await?;
+    Ok(records
+        .into_iter()
+        .map(|(dataset, label, entity_id)| SeriesKey {
+            dataset: String::from_utf8_lossy(&dataset).into_owned(),
+            label: String::from_utf8_lossy(&label).into_owned(),
+            entity_id,
+        })
+        .collect())
+}
+
 /// Forgets step totals older than `before`, in small batches.
 pub async fn prune_step_totals(
     pool: &MySqlPool,

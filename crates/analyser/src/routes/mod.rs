@@ -2,6 +2,8 @@
 //! the authentication middleware.
 
 pub mod anomalies;
+pub mod assets;
+pub mod dashboard;
 pub mod health;
 pub mod openapi;
 pub mod pull;

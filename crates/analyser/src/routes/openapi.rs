@@ -18,6 +18,8 @@ use utoipa::{Modify, OpenApi};
         super::health::live,
         super::health::ready,
         super::health::metrics,
+        super::dashboard::dashboard,
+        super::assets::asset,
         document,
         docs,
         redoc,

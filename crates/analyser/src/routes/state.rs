@@ -74,6 +74,21 @@ impl StateParams {
     }
 }
 
+/// Where the analyser stands: the `meta` of `/api/v1/state` and the dashboard's header.
+pub fn meta(app: &AppState) -> StateMeta {
+    let status = app.status();
+    let lag_seconds = status
+        .latest_event
+        .map(|latest| (Utc::now().timestamp_millis() as f64 / 1000.0 - latest as f64).max(0.0));
+    StateMeta {
+        iterator: status.iterator,
+        lag_seconds,
+        series: status.series,
+        last_pull_at: status.last_pull_at,
+        gatherer: if status.gatherer_up { "up" } else { "down" }.to_owned(),
+    }
+}
+
 /// The anomalies, newest first, with where the analyser stands.
 #[utoipa::path(
     get, path = "/api/v1/state", tag = "analysts", security(("basic" = [])),
@@ -109,17 +124,7 @@ pub async fn state(
             json
         }
     };
-    let status = state.status();
-    let lag_seconds = status
-        .latest_event
-        .map(|latest| (Utc::now().timestamp_millis() as f64 / 1000.0 - latest as f64).max(0.0));
-    let meta = StateMeta {
-        iterator: status.iterator,
-        lag_seconds,
-        series: status.series,
-        last_pull_at: status.last_pull_at,
-        gatherer: if status.gatherer_up { "up" } else { "down" }.to_owned(),
-    };
+    let meta = meta(&state);
     // The reply is a `protocol::StateReply`; `data` is spliced in as the cached JSON.
     let meta = serde_json::to_string(&meta).unwrap_or_else(|_| "{}".to_owned());
     Ok(HttpResponse::Ok()

@@ -6,7 +6,7 @@ use serde_json::{json, Value};
 use crate::helpers::{shop, Analyser, Gatherer, PASSWORD, USER};
 use crate::scenarios::flood;
 
-async fn analyser_with_flood() -> (Gatherer, Analyser) {
+pub async fn analyser_with_flood() -> (Gatherer, Analyser) {
     let gatherer = Gatherer::start().await;
     gatherer.post(&flood().1).await;
     gatherer.flushed().await;

@@ -5,6 +5,7 @@
 
 mod api;
 mod cli;
+mod dashboard;
 mod helpers;
 mod notify;
 mod restart;
