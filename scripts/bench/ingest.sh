@@ -72,5 +72,12 @@ printf '| req/s over 1 000 000 distinct series against over 100 | %.0f | %.0f | 
   "$many_rate" "$few_rate" "$(echo "$many_rate / $few_rate" | bc -l)"
 printf '| RSS idle / after the runs | %d KiB / %d KiB (%d series seen) | | | idle < 30 MB |\n' \
   "$idle_rss" "$peak_rss" "$series_in_table"
-echo "| loss: acknowledged value-1 events / their sum in events_count | $acked / $in_table | | | equal |"
-[[ "$acked" == "$in_table" ]] || { echo "LOSS: $acked acknowledged, $in_table in the table" >&2; exit 1; }
+# wrk stops with up to one request in flight per connection: the gatherer may have
+# accepted those (they are in the table) without wrk counting their replies. So the table
+# holds between the acknowledged count and that plus 2 runs x 64 connections; fewer would
+# be loss, more would be double counting.
+echo "| loss: acknowledged value-1 events / their sum in events_count | $acked / $in_table | | | acknowledged <= table <= acknowledged + 128 in flight |"
+if ((in_table < acked || in_table > acked + 128)); then
+  echo "MISMATCH: $acked acknowledged, $in_table in the table" >&2
+  exit 1
+fi
