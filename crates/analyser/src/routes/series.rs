@@ -49,9 +49,15 @@ pub async fn series(
         .ok_or_else(|| ApiError::bad("entity_id", "required"))?
         .parse()
         .map_err(|_| ApiError::bad("entity_id", "not an integer"))?;
+    // By default the chart ends with the last judged step: later steps are still filling,
+    // and would show as a drop to zero.
     let to = match &params.to {
         Some(text) => parse_time("to", text)?,
-        None => Utc::now(),
+        None => store::load_clock(&state.pool, &dataset.name, &state.shard.key())
+            .await?
+            .judged_until
+            .and_then(|s| chrono::DateTime::from_timestamp(s, 0))
+            .unwrap_or_else(Utc::now),
     };
     let from = match &params.from {
         Some(text) => parse_time("from", text)?,

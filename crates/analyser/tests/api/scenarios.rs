@@ -161,6 +161,21 @@ async fn a_bot_flooding_one_entitys_checkout_is_an_alarm_on_that_entity() {
         .collect();
     assert_eq!(counts.len(), 7);
     assert_eq!(counts[2..5], [600.0, 600.0, 600.0], "{series}");
+
+    // By default the chart ends with the last judged step, not with steps still filling.
+    let recent: Value = analyser
+        .get("/api/v1/series?dataset=shop&label=checkout&entity_id=3")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let last = recent["points"].as_array().unwrap().last().unwrap().clone();
+    assert!(
+        last["count"].as_f64().unwrap() > 0.0,
+        "the chart ends on a step still filling: {last}"
+    );
 }
 
 #[tokio::test]
