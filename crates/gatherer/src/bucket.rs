@@ -137,9 +137,15 @@ impl Aggregator {
     }
 
     /// Removes and returns the totals of every bucket that ended at or before `now_ms`
-    /// (unix milliseconds), plus any delta closed early by overflow.
+    /// (unix milliseconds), including deltas of those buckets closed early by overflow.
     pub fn drain_closed(&self, now_ms: i64) -> Vec<Delta> {
-        self.drain(|bucket| (bucket.0 + self.width_secs) * 1000 <= now_ms)
+        self.drain(|bucket| {
+            bucket
+                .0
+                .saturating_add(self.width_secs)
+                .saturating_mul(1000)
+                <= now_ms
+        })
     }
 
     /// Removes and returns everything, open buckets included (for shutdown).
@@ -147,11 +153,29 @@ impl Aggregator {
         self.drain(|_| true)
     }
 
+    /// True when nothing is held: every recorded event has been drained.
+    pub fn is_empty(&self) -> bool {
+        self.shards.iter().all(|shard| {
+            let shard = lock(shard);
+            shard.overflowed.is_empty() && shard.buckets.is_empty()
+        })
+    }
+
     fn drain(&self, closed: impl Fn(BucketStart) -> bool) -> Vec<Delta> {
         let mut out = Vec::new();
         for shard in self.shards.iter() {
             let mut shard = lock(shard);
-            out.append(&mut shard.overflowed);
+            // Overflowed deltas leave with their bucket, so that what a drain hands out
+            // depends only on what was recorded and on `closed` (the write-ahead log's
+            // replay relies on it).
+            let mut j = 0;
+            while j < shard.overflowed.len() {
+                if closed(shard.overflowed[j].bucket) {
+                    out.push(shard.overflowed.swap_remove(j));
+                } else {
+                    j += 1;
+                }
+            }
             let mut i = 0;
             while i < shard.buckets.len() {
                 if !closed(shard.buckets[i].0) {

@@ -9,3 +9,4 @@ mod helpers;
 mod ingest;
 mod outage;
 mod process;
+mod wal;
