@@ -904,6 +904,23 @@ mod tests {
         syncs: Arc<AtomicUsize>,
     }
 
+    /// Holds every sync until dropped, even by a failing assertion, so that the writer
+    /// thread (which the log joins when dropped) is never left waiting.
+    struct Hold(Arc<std::sync::atomic::AtomicBool>);
+
+    impl Faulty {
+        fn hold_syncs(&self) -> Hold {
+            self.hold_syncs.store(true, Ordering::SeqCst);
+            Hold(self.hold_syncs.clone())
+        }
+    }
+
+    impl Drop for Hold {
+        fn drop(&mut self) {
+            self.0.store(false, Ordering::SeqCst);
+        }
+    }
+
     impl SegmentStore for Faulty {
         fn open(&mut self, _name: &str) -> io::Result<(Box<dyn SegmentFile>, u64)> {
             let len = self.bytes.lock().unwrap().len() as u64;
@@ -945,7 +962,7 @@ mod tests {
     async fn an_append_is_durable_only_after_its_sync() {
         let store = Faulty::default();
         let wal = Wal::start_with(store.clone(), PathBuf::from("x"), "00".into(), 2, 0);
-        store.hold_syncs.store(true, Ordering::SeqCst);
+        let hold = store.hold_syncs();
         let pending = wal.append(&[event("a", 1, 1, 0)]).unwrap();
         let mut durable = tokio::spawn(pending.durable());
         // The header's sync comes first, then the record's: wait until the writer is held
@@ -965,7 +982,7 @@ mod tests {
             !durable.is_finished(),
             "acknowledged before the sync returned"
         );
-        store.hold_syncs.store(false, Ordering::SeqCst);
+        drop(hold);
         let guard = (&mut durable).await.unwrap().unwrap();
         assert!(store.syncs.load(Ordering::SeqCst) >= 1);
         drop(guard);
@@ -1007,7 +1024,7 @@ mod tests {
             2,
             0,
         ));
-        store.hold_syncs.store(true, Ordering::SeqCst);
+        let hold = store.hold_syncs();
         // The first append's sync is held; the others pile up behind it.
         let mut tasks = Vec::new();
         for i in 0..50 {
@@ -1016,7 +1033,7 @@ mod tests {
                 async move { pending.durable().await.map(drop) },
             ));
         }
-        store.hold_syncs.store(false, Ordering::SeqCst);
+        drop(hold);
         for task in tasks {
             task.await.unwrap().unwrap();
         }
