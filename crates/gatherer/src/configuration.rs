@@ -234,6 +234,40 @@ mod tests {
         assert_eq!(settings.ingest.max_pending_events, 5_000_000);
         assert_eq!(settings.ingest.shutdown_timeout, Duration::from_secs(30));
         assert!(!settings.wal.enabled);
+        assert_eq!(
+            settings.server.request_header_timeout,
+            Duration::from_secs(5)
+        );
+        assert_eq!(
+            settings.server.request_body_timeout,
+            Duration::from_secs(30)
+        );
+        assert_eq!(settings.server.max_connections, 25_000);
+    }
+
+    #[test]
+    fn timeouts_and_limits_out_of_range_are_refused() {
+        let dir = std::env::temp_dir().join(format!("gatherer-config-srv-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("gatherer.toml");
+        for bad in [
+            "[server]\nrequest_header_timeout = \"0s\"\n",
+            "[server]\nrequest_body_timeout = \"2h\"\n",
+            "[server]\nmax_connections = 0\n",
+            "[server]\nkeep_alive = \"5\"\n",
+            "[ingest]\nmax_body_bytes = 1_000_000_000\n",
+            "[wal]\nenabled = true\ndir = \" \"\n",
+        ] {
+            std::fs::write(&file, bad).unwrap();
+            assert!(Settings::load(Some(&file), None).is_err(), "{bad}");
+        }
+        std::fs::write(
+            &file,
+            "[server]\nkeep_alive = \"0s\"\nmax_connections = 10\n",
+        )
+        .unwrap();
+        assert!(Settings::load(Some(&file), None).is_ok());
+        std::fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]

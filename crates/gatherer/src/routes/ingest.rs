@@ -18,10 +18,6 @@ use crate::ingest::{parse_body, BodyError, Framing, TimeRules};
 use crate::state::AppState;
 use crate::wal::WalError;
 
-/// At most this many rejected items are listed in a reply (the first ones), so a hostile
-/// batch of millions of bad items cannot turn into a reply of hundreds of megabytes.
-pub const MAX_LISTED_REJECTIONS: usize = 1_000;
-
 #[derive(Debug, thiserror::Error)]
 pub enum GatherError {
     #[error("missing or unknown bearer token")]
@@ -115,7 +111,6 @@ pub async fn gather(
     let rejected: Vec<Rejected> = parsed
         .rejected
         .into_iter()
-        .take(MAX_LISTED_REJECTIONS)
         .map(|(index, error)| Rejected { index, error })
         .collect();
     if parsed.events.is_empty() {

@@ -6,6 +6,7 @@
 mod exactly_once;
 mod export;
 mod helpers;
+mod hostile;
 mod ingest;
 mod outage;
 mod process;
