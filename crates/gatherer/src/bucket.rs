@@ -137,14 +137,28 @@ impl Aggregator {
     }
 
     /// Removes and returns the totals of every bucket that ended at or before `now_ms`
-    /// (unix milliseconds), plus any delta closed early by overflow.
+    /// (unix milliseconds), including deltas of those buckets closed early by overflow.
     pub fn drain_closed(&self, now_ms: i64) -> Vec<Delta> {
-        self.drain(|bucket| (bucket.0 + self.width_secs) * 1000 <= now_ms)
+        self.drain(|bucket| {
+            bucket
+                .0
+                .saturating_add(self.width_secs)
+                .saturating_mul(1000)
+                <= now_ms
+        })
     }
 
     /// Removes and returns everything, open buckets included (for shutdown).
     pub fn drain_all(&self) -> Vec<Delta> {
         self.drain(|_| true)
+    }
+
+    /// True when nothing is held: every recorded event has been drained.
+    pub fn is_empty(&self) -> bool {
+        self.shards.iter().all(|shard| {
+            let shard = lock(shard);
+            shard.overflowed.is_empty() && shard.buckets.is_empty()
+        })
     }
 
     /// Drains as one consistent cut: every shard is locked, its closed buckets moved out,
@@ -153,13 +167,22 @@ impl Aggregator {
     /// in time order while drains run leaves each drain complete up to one instant, and a
     /// reader never sees a newer bucket of one series before an older one of another.
     /// Ingest waits only for the moves (a few pointers per shard), not for the deltas.
+    /// Overflowed deltas leave with their bucket, so that what a drain hands out depends
+    /// only on what was recorded and on `closed` (the write-ahead log's replay relies on it).
     fn drain(&self, closed: impl Fn(BucketStart) -> bool) -> Vec<Delta> {
         let mut taken = Vec::new();
-        let mut overflowed = Vec::new();
+        let mut out = Vec::new();
         {
             let mut shards: Vec<MutexGuard<'_, Shard>> = self.shards.iter().map(lock).collect();
             for shard in shards.iter_mut() {
-                overflowed.append(&mut shard.overflowed);
+                let mut j = 0;
+                while j < shard.overflowed.len() {
+                    if closed(shard.overflowed[j].bucket) {
+                        out.push(shard.overflowed.swap_remove(j));
+                    } else {
+                        j += 1;
+                    }
+                }
                 let mut i = 0;
                 while i < shard.buckets.len() {
                     if closed(shard.buckets[i].0) {
@@ -170,7 +193,6 @@ impl Aggregator {
                 }
             }
         }
-        let mut out = overflowed;
         for (bucket, series) in taken {
             for (label, entities) in series {
                 out.extend(entities.into_iter().map(|(entity_id, totals)| Delta {

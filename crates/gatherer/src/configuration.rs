@@ -29,6 +29,20 @@ pub struct ServerSettings {
     pub port: u16,
     /// HTTP worker threads; 0 = one per core.
     pub workers: usize,
+    /// How long a client may take to send a request's headers (slow loris) before 408.
+    #[serde(with = "humantime_serde")]
+    pub request_header_timeout: Duration,
+    /// How long a client may take to send a request's body before 408.
+    #[serde(with = "humantime_serde")]
+    pub request_body_timeout: Duration,
+    /// How long a client may take to close a connection the server is done with.
+    #[serde(with = "humantime_serde")]
+    pub client_disconnect_timeout: Duration,
+    /// How long an idle keep-alive connection stays open.
+    #[serde(with = "humantime_serde")]
+    pub keep_alive: Duration,
+    /// Open connections per worker; more wait in the listen queue.
+    pub max_connections: usize,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -77,12 +91,21 @@ pub struct AuthSettings {
     pub export_token: SecretString,
 }
 
+/// The largest `ingest.max_body_bytes`: a body's write-ahead log record must stay
+/// below 1 GiB, and a body costs a few times its size in memory while it is parsed.
+pub const MAX_BODY_BYTES: usize = 128 << 20;
+
 /// The defaults, as a TOML document: also what `--print-default-config` shows.
 pub const DEFAULTS: &str = r#"
 [server]
 host = "127.0.0.1"
 port = 31115
 workers = 0
+request_header_timeout = "5s"
+request_body_timeout = "30s"
+client_disconnect_timeout = "1s"
+keep_alive = "5s"
+max_connections = 25_000
 
 [database]
 url = "mysql://root@127.0.0.1:3306/pulse"
@@ -151,6 +174,45 @@ impl Settings {
         if ingest.max_body_bytes < 1024 {
             return Err("ingest.max_body_bytes must be at least 1024".into());
         }
+        if ingest.max_body_bytes > MAX_BODY_BYTES {
+            return Err(format!(
+                "ingest.max_body_bytes must be at most {MAX_BODY_BYTES} (128 MiB)"
+            ));
+        }
+        let server = &self.server;
+        let between = |name: &str, value: Duration, min: Duration, max: Duration| {
+            if value < min || value > max {
+                Err(format!("server.{name} must be between {min:?} and {max:?}"))
+            } else {
+                Ok(())
+            }
+        };
+        let hour = Duration::from_secs(3600);
+        between(
+            "request_header_timeout",
+            server.request_header_timeout,
+            Duration::from_millis(100),
+            Duration::from_secs(300),
+        )?;
+        between(
+            "request_body_timeout",
+            server.request_body_timeout,
+            Duration::from_millis(100),
+            hour,
+        )?;
+        between(
+            "client_disconnect_timeout",
+            server.client_disconnect_timeout,
+            Duration::ZERO,
+            Duration::from_secs(60),
+        )?;
+        between("keep_alive", server.keep_alive, Duration::ZERO, hour)?;
+        if !(1..=1_000_000).contains(&server.max_connections) {
+            return Err("server.max_connections must be between 1 and 1000000".into());
+        }
+        if self.wal.enabled && self.wal.dir.trim().is_empty() {
+            return Err("wal.dir must not be empty when wal.enabled is true".into());
+        }
         let url = self.database.url.expose_secret();
         if !url.starts_with("mysql://") && !url.starts_with("mariadb://") {
             return Err("database.url must start with mysql://".into());
@@ -172,6 +234,40 @@ mod tests {
         assert_eq!(settings.ingest.max_pending_events, 5_000_000);
         assert_eq!(settings.ingest.shutdown_timeout, Duration::from_secs(30));
         assert!(!settings.wal.enabled);
+        assert_eq!(
+            settings.server.request_header_timeout,
+            Duration::from_secs(5)
+        );
+        assert_eq!(
+            settings.server.request_body_timeout,
+            Duration::from_secs(30)
+        );
+        assert_eq!(settings.server.max_connections, 25_000);
+    }
+
+    #[test]
+    fn timeouts_and_limits_out_of_range_are_refused() {
+        let dir = std::env::temp_dir().join(format!("gatherer-config-srv-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("gatherer.toml");
+        for bad in [
+            "[server]\nrequest_header_timeout = \"0s\"\n",
+            "[server]\nrequest_body_timeout = \"2h\"\n",
+            "[server]\nmax_connections = 0\n",
+            "[server]\nkeep_alive = \"5\"\n",
+            "[ingest]\nmax_body_bytes = 1_000_000_000\n",
+            "[wal]\nenabled = true\ndir = \" \"\n",
+        ] {
+            std::fs::write(&file, bad).unwrap();
+            assert!(Settings::load(Some(&file), None).is_err(), "{bad}");
+        }
+        std::fs::write(
+            &file,
+            "[server]\nkeep_alive = \"0s\"\nmax_connections = 10\n",
+        )
+        .unwrap();
+        assert!(Settings::load(Some(&file), None).is_ok());
+        std::fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]

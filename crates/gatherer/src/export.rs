@@ -255,4 +255,29 @@ mod tests {
         // Nothing matched, the committed max is within the window.
         assert_eq!(next_iterator(&query, Some(5), false, 42), (42, false));
     }
+
+    proptest::proptest! {
+        /// Whatever the parameters, parsing returns (never panics), and what it accepts
+        /// keeps its own rules: limit in range, from <= to.
+        #[test]
+        fn arbitrary_parameters_never_panic_the_parser(
+            from in proptest::option::of(".{0,40}"),
+            to in proptest::option::of("[0-9 :TZ+.-]{0,30}"),
+            iterator in proptest::option::of("-?[0-9]{0,25}|.{0,10}"),
+            limit in proptest::option::of("-?[0-9]{0,12}|.{0,5}"),
+        ) {
+            let raw = RawParams {
+                from: from.as_deref(),
+                to: to.as_deref(),
+                iterator: iterator.as_deref(),
+                limit: limit.as_deref(),
+            };
+            if let Ok(query) = ExportQuery::parse(raw, 500, 10_000) {
+                proptest::prop_assert!((1..=10_000).contains(&query.limit));
+                if let (Some(from), Some(to)) = (query.from, query.to) {
+                    proptest::prop_assert!(from <= to);
+                }
+            }
+        }
+    }
 }

@@ -7,8 +7,9 @@
 //! events keep aggregating in memory; the [`Backlog`] bound turns that into 503s at
 //! ingest instead of unbounded memory.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::future::Future;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,6 +19,7 @@ use tokio::time::Instant;
 
 use crate::bucket::{Aggregator, Delta};
 use crate::store::{self, Batch, FlushOutcome};
+use crate::wal::{Epoch, Wal};
 
 const TICK: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
@@ -47,6 +49,11 @@ impl Backlog {
             return false;
         }
         true
+    }
+
+    /// Counts `n` events whatever the bound: replayed from the write-ahead log at start.
+    pub fn add(&self, n: u64) {
+        self.pending.fetch_add(n, Ordering::AcqRel);
     }
 
     /// Gives back `n` events: they committed (or were never recorded).
@@ -105,7 +112,12 @@ pub struct Flusher {
     next_sequence: u64,
     grace: Duration,
     max_rows_per_batch: usize,
-    queue: VecDeque<Batch>,
+    queue: VecDeque<Queued>,
+    /// With the write-ahead log: sealed epochs not yet drained empty, oldest first.
+    wal: Option<Arc<Wal>>,
+    epochs: VecDeque<EpochSlot>,
+    segments: HashMap<u64, SegmentSlot>,
+    next_segment: u64,
     backoff: Duration,
     retry_at: Option<Instant>,
     last_ping: Option<Instant>,
@@ -130,10 +142,31 @@ impl Flusher {
             grace,
             max_rows_per_batch: max_rows_per_batch.max(1),
             queue: VecDeque::new(),
+            wal: None,
+            epochs: VecDeque::new(),
+            segments: HashMap::new(),
+            next_segment: 0,
             backoff: TICK,
             retry_at: None,
             last_ping: None,
         }
+    }
+
+    /// Switches to the write-ahead log: events come from the log's epochs, and `replay`
+    /// (batches rebuilt from segments found at start, each with its file) goes first.
+    pub fn with_wal(mut self, wal: Arc<Wal>, replay: Vec<(Batch, PathBuf)>) -> Self {
+        for (batch, path) in replay {
+            let key = self.new_segment(path);
+            if batch.deltas.is_empty() {
+                self.segment_done(key);
+                continue;
+            }
+            self.backlog.add(batch.events);
+            self.enqueue_for_segment(batch, key);
+            self.segment_done(key);
+        }
+        self.wal = Some(wal);
+        self
     }
 
     /// Flushes closed buckets until `shutdown` resolves, then flushes everything left,
@@ -154,11 +187,18 @@ impl Flusher {
             metrics::gauge!("gatherer_pending_events").set(self.backlog.pending() as f64);
             let now_ms = chrono::Utc::now().timestamp_millis();
             let grace_ms = i64::try_from(self.grace.as_millis()).unwrap_or(i64::MAX);
+            if let Some(sealed) = self.wal.as_ref().and_then(|wal| wal.seal_if_due(now_ms)) {
+                self.adopt(sealed);
+            }
             if self.queue.is_empty() {
-                let closed = self
-                    .aggregator
-                    .drain_closed(now_ms.saturating_sub(grace_ms));
-                self.enqueue(closed);
+                if self.wal.is_some() {
+                    self.drain_epochs(Some(now_ms.saturating_sub(grace_ms)));
+                } else {
+                    let closed = self
+                        .aggregator
+                        .drain_closed(now_ms.saturating_sub(grace_ms));
+                    self.enqueue(closed);
+                }
             }
             if self.queue.is_empty() {
                 self.ping_when_idle().await;
@@ -167,8 +207,17 @@ impl Flusher {
             }
         }
         let deadline = Instant::now() + deadline_after_shutdown;
-        let everything = self.aggregator.drain_all();
-        self.enqueue(everything);
+        if let Some(wal) = self.wal.clone() {
+            self.adopt(wal.seal(chrono::Utc::now().timestamp_millis()));
+            // Requests cut off by the server's stop let go of their epoch at once.
+            while self.epochs.iter().any(|e| e.epoch.inflight() > 0) && Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            self.drain_epochs(None);
+        } else {
+            let everything = self.aggregator.drain_all();
+            self.enqueue(everything);
+        }
         while !self.queue.is_empty() && Instant::now() < deadline {
             if self.retry_at.is_some_and(|at| Instant::now() < at) {
                 tokio::time::sleep_until(self.retry_at.unwrap_or(deadline).min(deadline)).await;
@@ -179,8 +228,120 @@ impl Flusher {
                 break;
             }
         }
-        let unflushed_events = self.queue.iter().map(|b| b.events).sum();
+        if let Some(wal) = &self.wal {
+            wal.stop();
+        }
+        let unflushed_events = self.queue.iter().map(|q| q.batch.events).sum();
         FlushReport { unflushed_events }
+    }
+
+    fn adopt(&mut self, epoch: Arc<Epoch>) {
+        let Some(wal) = &self.wal else { return };
+        let path = wal.segment_path(epoch.id);
+        let segment = self.new_segment(path);
+        self.epochs.push_back(EpochSlot {
+            epoch,
+            threshold: i64::MIN,
+            segment,
+        });
+    }
+
+    /// Drains the sealed epochs nobody is still recording into: the buckets closed by
+    /// `threshold`, or everything (`None`, at shutdown). Each drain is one batch whose id
+    /// names the epoch and the threshold, so a replay knows what it covered.
+    fn drain_epochs(&mut self, threshold: Option<i64>) {
+        let Some(wal) = self.wal.clone() else { return };
+        let mut i = 0;
+        while i < self.epochs.len() {
+            let slot = &mut self.epochs[i];
+            if slot.epoch.inflight() > 0 {
+                i += 1;
+                continue;
+            }
+            let (covered, mut deltas) = match threshold {
+                Some(t) => {
+                    let t = t.max(slot.threshold);
+                    (t, slot.epoch.aggregator().drain_closed(t))
+                }
+                None => (i64::MAX, slot.epoch.aggregator().drain_all()),
+            };
+            let segment = slot.segment;
+            let epoch_id = slot.epoch.id;
+            let finished = slot.epoch.aggregator().is_empty();
+            if !deltas.is_empty() {
+                slot.threshold = covered;
+                deltas.sort_unstable_by_key(|d| d.bucket);
+                let batch = Batch::new(wal.batch_id(epoch_id, covered), deltas);
+                self.enqueue_for_segment(batch, segment);
+            }
+            if finished {
+                self.epochs.remove(i);
+                self.segment_done(segment);
+            } else {
+                i += 1;
+            }
+        }
+    }
+
+    fn new_segment(&mut self, path: PathBuf) -> u64 {
+        let key = self.next_segment;
+        self.next_segment += 1;
+        self.segments.insert(
+            key,
+            SegmentSlot {
+                path,
+                queued: 0,
+                done: false,
+            },
+        );
+        key
+    }
+
+    /// One batch, one transaction, whatever its size: its id must cover all of it.
+    fn enqueue_for_segment(&mut self, batch: Batch, segment: u64) {
+        if let Some(slot) = self.segments.get_mut(&segment) {
+            slot.queued += 1;
+        }
+        self.queue.push_back(Queued {
+            batch,
+            segment: Some(segment),
+        });
+    }
+
+    /// Nothing more will be drained from this segment's events.
+    fn segment_done(&mut self, segment: u64) {
+        if let Some(slot) = self.segments.get_mut(&segment) {
+            slot.done = true;
+        }
+        self.remove_segment_if_flushed(segment);
+    }
+
+    fn batch_committed(&mut self, segment: u64) {
+        if let Some(slot) = self.segments.get_mut(&segment) {
+            slot.queued = slot.queued.saturating_sub(1);
+        }
+        self.remove_segment_if_flushed(segment);
+    }
+
+    /// Deletes a segment file once all its events are drained and committed.
+    fn remove_segment_if_flushed(&mut self, segment: u64) {
+        let flushed = self
+            .segments
+            .get(&segment)
+            .is_some_and(|s| s.done && s.queued == 0);
+        if !flushed {
+            return;
+        }
+        if let Some(slot) = self.segments.remove(&segment) {
+            match std::fs::remove_file(&slot.path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(error) => tracing::warn!(
+                    path = %slot.path.display(), %error,
+                    "cannot remove a flushed write-ahead log segment; a restart will find its batches committed"
+                ),
+            }
+        }
     }
 
     /// Cuts deltas into batches, oldest bucket first: ids then follow time within a flush,
@@ -191,14 +352,18 @@ impl Flusher {
             let rest = deltas.split_off(deltas.len().min(self.max_rows_per_batch));
             let id = format!("{}-{}", self.instance, self.next_sequence);
             self.next_sequence += 1;
-            self.queue.push_back(Batch::new(id, deltas));
+            self.queue.push_back(Queued {
+                batch: Batch::new(id, deltas),
+                segment: None,
+            });
             deltas = rest;
         }
     }
 
     /// Writes queued batches in order; stops at the first failure and schedules a retry.
     async fn flush_queue(&mut self) {
-        while let Some(batch) = self.queue.front() {
+        while let Some(Queued { batch, segment }) = self.queue.front() {
+            let segment = *segment;
             let started = Instant::now();
             let result = store::insert_batch(&self.pool, batch).await;
             metrics::histogram!("gatherer_flush_seconds").record(started.elapsed().as_secs_f64());
@@ -220,6 +385,9 @@ impl Flusher {
                     }
                     self.backlog.release(batch.events);
                     self.queue.pop_front();
+                    if let Some(segment) = segment {
+                        self.batch_committed(segment);
+                    }
                     self.db.set(true);
                     self.backoff = TICK;
                     self.retry_at = None;
@@ -246,9 +414,33 @@ impl Flusher {
     }
 }
 
+/// A batch waiting for MySQL, and the write-ahead log segment its events came from.
+#[derive(Debug)]
+struct Queued {
+    batch: Batch,
+    segment: Option<u64>,
+}
+
+/// A sealed epoch of the write-ahead log and how far its drains have gone.
+#[derive(Debug)]
+struct EpochSlot {
+    epoch: Arc<Epoch>,
+    /// The threshold of its last drain.
+    threshold: i64,
+    segment: u64,
+}
+
+/// A segment file, deleted when `done` (nothing more to drain) and no batch is queued.
+#[derive(Debug)]
+struct SegmentSlot {
+    path: PathBuf,
+    queued: usize,
+    done: bool,
+}
+
 /// A per-process id for batch names: random, so that replicas and restarts never reuse
 /// a batch id.
-fn instance_id() -> String {
+pub fn instance_id() -> String {
     use std::hash::{BuildHasher, RandomState};
     // RandomState is seeded from the OS's randomness once per process.
     let seed = RandomState::new().hash_one((std::process::id(), std::time::SystemTime::now()));

@@ -8,7 +8,7 @@
 
 use std::borrow::Cow;
 
-use serde::de::{self, Deserializer, Visitor};
+use serde::de::{self, Deserializer, SeqAccess, Visitor};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
@@ -64,14 +64,29 @@ pub struct ValidEvent<'a> {
     pub at_ms: i64,
 }
 
+/// At most this many rejected items are kept with their reason (the first ones), so that
+/// a hostile batch of millions of bad items costs neither memory nor a huge reply.
+pub const MAX_KEPT_REJECTIONS: usize = 1_000;
+
 /// A parsed body: what was accepted, and what was refused and why.
 #[derive(Debug, Default)]
 pub struct Parsed<'a> {
     pub events: Vec<ValidEvent<'a>>,
-    /// (0-based array index or NDJSON line, reason).
+    /// (0-based array index or NDJSON line, reason), the first [`MAX_KEPT_REJECTIONS`].
     pub rejected: Vec<(usize, String)>,
+    /// How many items were rejected in all.
+    pub rejected_total: usize,
     /// True for arrays and NDJSON, whose reply lists `rejected` items.
     pub is_batch: bool,
+}
+
+impl Parsed<'_> {
+    fn reject(&mut self, index: usize, reason: String) {
+        self.rejected_total += 1;
+        if self.rejected.len() < MAX_KEPT_REJECTIONS {
+            self.rejected.push((index, reason));
+        }
+    }
 }
 
 /// Why a whole body was refused (400).
@@ -100,19 +115,19 @@ pub fn parse_body<'a>(
         return Ok(parse_ndjson(body, rules));
     }
     if body[start] == b'[' {
-        let items: Vec<&RawValue> =
-            serde_json::from_slice(body).map_err(|e| BodyError::Malformed(e.to_string()))?;
+        // Items are judged as the array streams by: no vector of all the items first.
         let mut parsed = Parsed {
             is_batch: true,
-            events: Vec::with_capacity(items.len()),
             ..Parsed::default()
         };
-        for (index, item) in items.into_iter().enumerate() {
-            match parse_event(item.get().as_bytes(), rules) {
-                Ok(event) => parsed.events.push(event),
-                Err(reason) => parsed.rejected.push((index, reason)),
-            }
-        }
+        let mut deserializer = serde_json::Deserializer::from_slice(body);
+        deserializer
+            .deserialize_seq(Items {
+                rules,
+                parsed: &mut parsed,
+            })
+            .and_then(|()| deserializer.end())
+            .map_err(|e| BodyError::Malformed(e.to_string()))?;
         return Ok(parsed);
     }
     // One object, unless more values follow it: then the body is NDJSON sent as JSON.
@@ -129,6 +144,7 @@ pub fn parse_body<'a>(
     Ok(Parsed {
         events: vec![event],
         rejected: Vec::new(),
+        rejected_total: 0,
         is_batch: false,
     })
 }
@@ -145,10 +161,36 @@ fn parse_ndjson<'a>(body: &'a [u8], rules: &TimeRules) -> Parsed<'a> {
         }
         match parse_event(line, rules) {
             Ok(event) => parsed.events.push(event),
-            Err(reason) => parsed.rejected.push((line_no, reason)),
+            Err(reason) => parsed.reject(line_no, reason),
         }
     }
     parsed
+}
+
+/// Visits the items of a JSON array one by one, judging each as an event.
+struct Items<'r, 'a> {
+    rules: &'r TimeRules,
+    parsed: &'r mut Parsed<'a>,
+}
+
+impl<'a> Visitor<'a> for Items<'_, 'a> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("an array of event objects")
+    }
+
+    fn visit_seq<A: SeqAccess<'a>>(self, mut seq: A) -> Result<(), A::Error> {
+        let mut index = 0;
+        while let Some(item) = seq.next_element::<&'a RawValue>()? {
+            match parse_event(item.get().as_bytes(), self.rules) {
+                Ok(event) => self.parsed.events.push(event),
+                Err(reason) => self.parsed.reject(index, reason),
+            }
+            index += 1;
+        }
+        Ok(())
+    }
 }
 
 /// The event object as it appears on the wire; unknown fields are ignored.
@@ -406,6 +448,59 @@ mod tests {
             Ok(Framing::Ndjson)
         );
         assert!(Framing::from_content_type(Some("application/xml")).is_err());
+    }
+
+    #[test]
+    fn only_the_first_rejections_are_kept_but_all_are_counted() {
+        let body = format!("[{}1]", "1,".repeat(5_000));
+        let parsed = parse(&body).unwrap();
+        assert_eq!(parsed.rejected.len(), MAX_KEPT_REJECTIONS);
+        assert_eq!(parsed.rejected_total, 5_001);
+        assert_eq!(parsed.rejected[999].0, 999);
+    }
+
+    #[test]
+    fn trailing_garbage_after_an_array_is_malformed() {
+        assert!(matches!(
+            parse(r#"[{"label":"a","id":1,"value":1}] x"#),
+            Err(BodyError::Malformed(_))
+        ));
+    }
+
+    proptest::proptest! {
+        /// Whatever the bytes and framing, parsing returns (it never panics), and what it
+        /// accepts passes validation.
+        #[test]
+        fn arbitrary_bytes_never_panic_the_parser(
+            body in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..512),
+            ndjson in proptest::prelude::any::<bool>(),
+        ) {
+            let framing = if ndjson { Framing::Ndjson } else { Framing::Json };
+            if let Ok(parsed) = parse_body(&body, framing, &RULES) {
+                for event in &parsed.events {
+                    proptest::prop_assert!(validate_label(&event.label).is_ok());
+                }
+                proptest::prop_assert!(parsed.rejected.len() <= parsed.rejected_total);
+            }
+        }
+
+        /// Bodies made of JSON-ish fragments reach deeper into the parser than random bytes.
+        #[test]
+        fn json_like_fragments_never_panic_the_parser(
+            parts in proptest::collection::vec(
+                proptest::sample::select(vec![
+                    "{", "}", "[", "]", ",", ":", "\"label\"", "\"id\"", "\"value\"", "\"ts\"",
+                    "\"a\"", "1", "-1", "1e400", "9223372036854775808", "1.5", "null", "\n",
+                    "\"\\u0000\"", "\"2026-11-23T10:00:00Z\"", " ",
+                ]),
+                0..40,
+            ),
+            ndjson in proptest::prelude::any::<bool>(),
+        ) {
+            let body = parts.concat();
+            let framing = if ndjson { Framing::Ndjson } else { Framing::Json };
+            let _ = parse_body(body.as_bytes(), framing, &RULES);
+        }
     }
 
     #[test]

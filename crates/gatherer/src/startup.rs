@@ -7,6 +7,8 @@
 
 use std::future::Future;
 use std::net::{SocketAddr, TcpListener};
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::dev::Server;
@@ -15,10 +17,11 @@ use anyhow::Context;
 use tracing_actix_web::TracingLogger;
 
 use crate::configuration::Settings;
-use crate::flusher::{FlushReport, Flusher};
+use crate::flusher::{self, FlushReport, Flusher};
 use crate::routes;
 use crate::state::AppState;
-use crate::store;
+use crate::store::{self, Batch};
+use crate::wal::{self, Wal};
 
 pub struct Application {
     address: SocketAddr,
@@ -44,12 +47,22 @@ impl Application {
     pub async fn build(settings: Settings) -> anyhow::Result<Application> {
         crate::telemetry::prometheus();
         let pool = store::connect(&settings.database).await?;
-        let state = web::Data::new(AppState::new(
-            pool.clone(),
-            settings.ingest.clone(),
-            settings.auth.ingest_tokens.clone(),
-            settings.auth.export_token.clone(),
-        ));
+        let (wal, replay) = if settings.wal.enabled {
+            let (wal, replay) = open_wal(&settings, &pool).await?;
+            (Some(wal), replay)
+        } else {
+            (None, Vec::new())
+        };
+        let state = web::Data::new(
+            AppState::new(
+                pool.clone(),
+                settings.ingest.clone(),
+                settings.auth.ingest_tokens.clone(),
+                settings.auth.export_token.clone(),
+            )
+            .with_wal(wal.clone())
+            .with_body_timeout(settings.server.request_body_timeout),
+        );
         state.db.set(true);
 
         let listener = TcpListener::bind((settings.server.host.as_str(), settings.server.port))
@@ -90,13 +103,17 @@ impl Application {
                 .default_service(web::to(routes::not_found))
         })
         .disable_signals()
-        .shutdown_timeout(http_grace.as_secs().max(1));
+        .shutdown_timeout(http_grace.as_secs().max(1))
+        .client_request_timeout(settings.server.request_header_timeout)
+        .client_disconnect_timeout(settings.server.client_disconnect_timeout)
+        .keep_alive(settings.server.keep_alive)
+        .max_connections(settings.server.max_connections);
         if settings.server.workers > 0 {
             server = server.workers(settings.server.workers);
         }
         let server = server.listen(listener)?.run();
 
-        let flusher = Flusher::new(
+        let mut flusher = Flusher::new(
             pool,
             state.aggregator.clone(),
             state.backlog.clone(),
@@ -104,6 +121,9 @@ impl Application {
             settings.ingest.flush_grace,
             settings.ingest.max_rows_per_batch,
         );
+        if let Some(wal) = wal {
+            flusher = flusher.with_wal(wal, replay);
+        }
         Ok(Application {
             address,
             server,
@@ -168,4 +188,61 @@ impl Application {
         }
         Ok(report)
     }
+}
+
+/// Reads the segments a previous run left, works out from `flush_batches` what of each
+/// is not in MySQL yet, and starts the log. Damage other than a torn last record stops the
+/// start; a directory that cannot be written does not (requests get 503 until it can).
+async fn open_wal(
+    settings: &Settings,
+    pool: &sqlx::MySqlPool,
+) -> anyhow::Result<(Arc<Wal>, Vec<(Batch, PathBuf)>)> {
+    let dir = PathBuf::from(&settings.wal.dir);
+    let recovered = wal::recover(&dir).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut committed = std::collections::HashMap::new();
+    let mut replay = Vec::with_capacity(recovered.len());
+    let (mut events, mut torn) = (0u64, 0usize);
+    for segment in recovered {
+        if !committed.contains_key(&segment.instance) {
+            let thresholds = store::wal_committed_thresholds(pool, &segment.instance)
+                .await
+                .context("reading which write-ahead log batches committed")?;
+            committed.insert(segment.instance.clone(), thresholds);
+        }
+        let covered = committed
+            .get(&segment.instance)
+            .and_then(|t| t.get(&segment.epoch))
+            .copied();
+        let deltas = match covered {
+            Some(i64::MAX) => Vec::new(),
+            Some(threshold) => {
+                // Those buckets committed with an earlier drain; the rest did not.
+                drop(segment.aggregator.drain_closed(threshold));
+                segment.aggregator.drain_all()
+            }
+            None => segment.aggregator.drain_all(),
+        };
+        let mut deltas = deltas;
+        deltas.sort_unstable_by_key(|d| d.bucket);
+        let id = wal::batch_id(&segment.instance, segment.epoch, i64::MAX);
+        let batch = Batch::new(id, deltas);
+        events += batch.events;
+        torn += segment.summary.torn_bytes;
+        replay.push((batch, segment.path));
+    }
+    if !replay.is_empty() {
+        tracing::info!(
+            segments = replay.len(),
+            events,
+            torn_bytes = torn,
+            "replaying the write-ahead log: events that had not reached MySQL"
+        );
+    }
+    let wal = Wal::start(
+        dir,
+        flusher::instance_id(),
+        settings.ingest.bucket_seconds,
+        chrono::Utc::now().timestamp_millis(),
+    );
+    Ok((Arc::new(wal), replay))
 }

@@ -3,7 +3,7 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use secrecy::SecretString;
 use sqlx::MySqlPool;
@@ -11,6 +11,7 @@ use sqlx::MySqlPool;
 use crate::bucket::Aggregator;
 use crate::configuration::IngestSettings;
 use crate::flusher::{Backlog, DbStatus};
+use crate::wal::Wal;
 
 #[derive(Debug)]
 pub struct AppState {
@@ -22,6 +23,10 @@ pub struct AppState {
     pub ingest_tokens: Vec<SecretString>,
     pub export_token: SecretString,
     pub started: Instant,
+    /// The write-ahead log, when `[wal] enabled`: events go through it.
+    pub wal: Option<Arc<Wal>>,
+    /// How long a client may take to send a body (`server.request_body_timeout`).
+    pub body_timeout: Duration,
     shutting_down: AtomicBool,
 }
 
@@ -43,8 +48,20 @@ impl AppState {
             ingest_tokens,
             export_token,
             started: Instant::now(),
+            wal: None,
+            body_timeout: Duration::from_secs(30),
             shutting_down: AtomicBool::new(false),
         }
+    }
+
+    pub fn with_wal(mut self, wal: Option<Arc<Wal>>) -> Self {
+        self.wal = wal;
+        self
+    }
+
+    pub fn with_body_timeout(mut self, timeout: Duration) -> Self {
+        self.body_timeout = timeout;
+        self
     }
 
     pub fn begin_shutdown(&self) {

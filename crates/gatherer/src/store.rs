@@ -111,6 +111,31 @@ async fn try_connect(
     Ok(pool)
 }
 
+/// For each epoch of a write-ahead log instance, the highest drain threshold committed
+/// (see `wal`): the buckets it covers are in `events_count` already.
+pub async fn wal_committed_thresholds(
+    pool: &MySqlPool,
+    instance: &str,
+) -> Result<std::collections::HashMap<u64, i64>, sqlx::Error> {
+    // The column is ASCII with a binary collation: MySQL sends it as bytes.
+    let ids: Vec<Vec<u8>> =
+        sqlx::query_scalar("SELECT batch_id FROM flush_batches WHERE batch_id LIKE ?")
+            .bind(format!("w{instance}-%"))
+            .fetch_all(pool)
+            .await?;
+    let mut thresholds = std::collections::HashMap::new();
+    for id in &ids {
+        let id = String::from_utf8_lossy(id);
+        if let Some((found, epoch, threshold)) = crate::wal::parse_batch_id(&id) {
+            if found == instance {
+                let entry = thresholds.entry(epoch).or_insert(threshold);
+                *entry = (*entry).max(threshold);
+            }
+        }
+    }
+    Ok(thresholds)
+}
+
 /// Answers whether MySQL responds.
 pub async fn ping(pool: &MySqlPool) -> bool {
     sqlx::query("SELECT 1").execute(pool).await.is_ok()

@@ -3,6 +3,10 @@
 //! A `200` means every accepted event is in the aggregator and will reach `events_count`
 //! exactly once. When the backlog is at its bound the whole request is refused with 503
 //! and `Retry-After`, before anything is recorded: backpressure, never silent loss.
+//!
+//! With the write-ahead log on, the events are appended to the log first and recorded only
+//! once the log's `fsync` has returned; a log that cannot be written answers 503, and the
+//! events are neither recorded nor acknowledged.
 
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::StatusCode;
@@ -12,6 +16,7 @@ use protocol::{ErrorReply, GatherReply, Rejected};
 
 use crate::ingest::{parse_body, BodyError, Framing, TimeRules};
 use crate::state::AppState;
+use crate::wal::WalError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum GatherError {
@@ -25,6 +30,10 @@ pub enum GatherError {
     UnsupportedMediaType(String),
     #[error("body larger than max_body_bytes ({0} bytes)")]
     TooLarge(usize),
+    #[error("the body did not arrive within {0:?}")]
+    BodyTimeout(std::time::Duration),
+    #[error("cannot write the events to disk; retry later")]
+    Wal(#[source] WalError),
     #[error("could not read the body: {0}")]
     Payload(String),
     #[error(transparent)]
@@ -42,6 +51,8 @@ impl GatherError {
             GatherError::Backpressure => "backpressure",
             GatherError::UnsupportedMediaType(_) => "unsupported_media_type",
             GatherError::TooLarge(_) => "too_large",
+            GatherError::BodyTimeout(_) => "body_timeout",
+            GatherError::Wal(_) => "wal",
             GatherError::Payload(_)
             | GatherError::Body(BodyError::Malformed(_) | BodyError::Empty) => "malformed",
             GatherError::Body(BodyError::InvalidEvent(_)) | GatherError::NothingValid(_) => {
@@ -55,9 +66,10 @@ impl ResponseError for GatherError {
     fn status_code(&self) -> StatusCode {
         match self {
             GatherError::Unauthorized => StatusCode::UNAUTHORIZED,
-            GatherError::ShuttingDown | GatherError::Backpressure => {
+            GatherError::ShuttingDown | GatherError::Backpressure | GatherError::Wal(_) => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
+            GatherError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             GatherError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             GatherError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             GatherError::Payload(_) | GatherError::Body(_) | GatherError::NothingValid(_) => {
@@ -75,7 +87,7 @@ impl ResponseError for GatherError {
             .increment(refused);
         let mut response = HttpResponse::build(self.status_code());
         match self {
-            GatherError::ShuttingDown | GatherError::Backpressure => {
+            GatherError::ShuttingDown | GatherError::Backpressure | GatherError::Wal(_) => {
                 response.insert_header((header::RETRY_AFTER, HeaderValue::from_static("1")));
             }
             GatherError::Unauthorized => {
@@ -127,7 +139,12 @@ pub async fn gather(
         .map(|v| v.to_str().unwrap_or("?"));
     let framing =
         Framing::from_content_type(content_type).map_err(GatherError::UnsupportedMediaType)?;
-    let body = read_body(&req, payload, state.ingest.max_body_bytes).await?;
+    let body = tokio::time::timeout(
+        state.body_timeout,
+        read_body(&req, payload, state.ingest.max_body_bytes),
+    )
+    .await
+    .map_err(|_| GatherError::BodyTimeout(state.body_timeout))??;
 
     let rules = TimeRules {
         now_ms: chrono::Utc::now().timestamp_millis(),
@@ -146,10 +163,30 @@ pub async fn gather(
     if !state.backlog.try_reserve(accepted) {
         return Err(GatherError::Backpressure);
     }
-    for event in &parsed.events {
-        state
-            .aggregator
-            .record(&event.label, event.id, event.value, event.at_ms);
+    if let Some(wal) = &state.wal {
+        let durable = match wal.append(&parsed.events) {
+            Ok(pending) => pending.durable().await,
+            Err(e) => Err(e),
+        };
+        let guard = match durable {
+            Ok(guard) => guard,
+            Err(e) => {
+                tracing::warn!(error = %e, events = accepted, "refused: the write-ahead log failed");
+                state.backlog.release(accepted);
+                return Err(GatherError::Wal(e));
+            }
+        };
+        for event in &parsed.events {
+            guard
+                .aggregator()
+                .record(&event.label, event.id, event.value, event.at_ms);
+        }
+    } else {
+        for event in &parsed.events {
+            state
+                .aggregator
+                .record(&event.label, event.id, event.value, event.at_ms);
+        }
     }
     metrics::counter!("gatherer_events_accepted_total").increment(accepted);
     if !rejected.is_empty() {

@@ -6,8 +6,10 @@
 mod exactly_once;
 mod export;
 mod helpers;
+mod hostile;
 mod ingest;
 mod metrics;
 mod openapi;
 mod outage;
 mod process;
+mod wal;

@@ -10,7 +10,7 @@ use tokio::process::{Child, Command};
 
 use crate::helpers::{table_totals, TestDb};
 
-fn gatherer() -> Command {
+pub fn gatherer() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_gatherer"));
     command
         .env_remove("DATABASE_URL")
@@ -24,9 +24,15 @@ fn gatherer() -> Command {
 /// Starts the binary on a free port and returns it with its base URL, read from the
 /// `listening on` line it logs.
 async fn start(db: &TestDb) -> (Child, String) {
+    start_with(db, &[]).await
+}
+
+/// [`start`] with extra environment variables (configuration overrides).
+pub async fn start_with(db: &TestDb, env: &[(&str, &str)]) -> (Child, String) {
     let mut child = gatherer()
         .args(["--port", "0"])
         .env("GATHERER__DATABASE__URL", &db.url)
+        .envs(env.iter().copied())
         .spawn()
         .expect("spawn gatherer");
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
@@ -45,7 +51,7 @@ async fn start(db: &TestDb) -> (Child, String) {
     (child, format!("http://{address}"))
 }
 
-fn signal(child: &Child, name: &str) {
+pub fn signal(child: &Child, name: &str) {
     let pid = child.id().expect("running").to_string();
     let status = std::process::Command::new("kill")
         .args(["-s", name, &pid])
@@ -101,7 +107,7 @@ async fn sigint_flushes_everything_including_the_open_bucket_and_exits_0() {
     stop_with_signal_flushes_open_buckets("INT").await;
 }
 
-async fn fails_with_one_line(command: &mut Command) -> String {
+pub async fn fails_with_one_line(command: &mut Command) -> String {
     let output = tokio::time::timeout(Duration::from_secs(30), command.output())
         .await
         .expect("exits")
