@@ -49,6 +49,17 @@ peak_rss=$(rss_kib "$gatherer")
 kill -TERM "$gatherer"
 wait "$gatherer"
 
+# The same single-event load with the write-ahead log on: every 200 waits for its fsync
+# (batched across concurrent requests).
+wal_dir=$(mktemp -d)
+DATABASE_URL="mysql://root@$MYSQL_HOST:$MYSQL_PORT/$db" GATHERER__WAL__ENABLED=true GATHERER__WAL__DIR="$wal_dir" \
+  RUST_LOG=warn "$bin/gatherer" --port 31298 & gatherer=$!
+wait_port 31298
+wal_rate=$(run_wrk http://127.0.0.1:31298/gather bench.lua | rate)
+kill -TERM "$gatherer"
+wait "$gatherer"
+rm -rf "$wal_dir"
+
 acknowledged() { # wrk output -> 2xx responses
   local total non2xx
   total=$(sed -n 's/^ *\([0-9]*\) requests in.*/\1/p' <<<"$1")
@@ -68,6 +79,8 @@ echo "| --- | --- | --- | --- | --- |"
 printf '| single-event POST /gather (bench.lua), req/s | %.0f | bare actix handler: %.0f | %.2f | >= 0.8 |\n' \
   "$single_rate" "$bare_rate" "$(echo "$single_rate / $bare_rate" | bc -l)"
 printf '| NDJSON batches of 1 000 events, events/s | %.0f | | | >= 2 000 000 |\n' "$(echo "$batch_rate * 1000" | bc -l)"
+printf '| single-event POST /gather with the write-ahead log on, req/s | %.0f | WAL off: %.0f | %.2f | cost reported |\n' \
+  "$wal_rate" "$single_rate" "$(echo "$wal_rate / $single_rate" | bc -l)"
 printf '| req/s over 1 000 000 distinct series against over 100 | %.0f | %.0f | %.2f | >= 0.8 |\n' \
   "$many_rate" "$few_rate" "$(echo "$many_rate / $few_rate" | bc -l)"
 printf '| RSS idle / after the runs | %d KiB / %d KiB (%d series seen) | | | idle < 30 MB |\n' \

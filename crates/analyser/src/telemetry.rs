@@ -7,11 +7,14 @@ use std::sync::OnceLock;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tracing_subscriber::EnvFilter;
 
-/// Installs the global subscriber. `RUST_LOG` overrides the default `info` filter.
+/// Installs the global subscriber. `RUST_LOG` overrides the default filter.
 pub fn init(json: bool) {
+    // One line per request when its span closes (method, route, status, latency; never
+    // headers, so never credentials).
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_span_events(tracing_subscriber::fmt::format::FmtSpan::CLOSE)
         .with_target(false)
         .with_ansi(std::io::stdout().is_terminal());
     if json {

@@ -6,6 +6,8 @@ use std::process::Stdio;
 use analyser::configuration::Method;
 use tokio::io::AsyncWriteExt;
 
+use base64ct::Encoding;
+
 use crate::helpers::{analyser_settings, shop, Analyser, Gatherer, TestDb};
 
 #[tokio::test]
@@ -72,4 +74,92 @@ async fn the_service_refuses_to_start_without_a_user_in_one_clear_line() {
         stderr.contains("no users configured") && stderr.contains("--insecure-no-auth"),
         "{stderr}"
     );
+}
+
+#[tokio::test]
+async fn credentials_and_the_authorization_header_never_reach_the_logs() {
+    let gatherer = Gatherer::start().await;
+    let db = TestDb::new("pulse_test_a");
+    let dir = std::env::temp_dir().join(format!("{}-logs", db.name));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("analyser.toml");
+    let password = "s3cret-Sw0rdfish";
+    std::fs::write(
+        &config,
+        format!(
+            "[database]\nurl = \"{}\"\n[gatherer]\nurl = \"{}\"\n[[auth.users]]\nname = \"analyst\"\npassword = \"{password}\"\n",
+            db.url, gatherer.url
+        ),
+    )
+    .unwrap();
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_analyser"))
+        .args([
+            "--config",
+            config.to_str().unwrap(),
+            "--port",
+            "0",
+            "--log-format",
+            "json",
+        ])
+        .env("RUST_LOG", "trace")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut stdout = tokio::io::BufReader::new(child.stdout.take().unwrap());
+    let mut log = String::new();
+    let address = loop {
+        let mut line = String::new();
+        assert!(
+            tokio::io::AsyncBufReadExt::read_line(&mut stdout, &mut line)
+                .await
+                .unwrap()
+                > 0,
+            "{log}"
+        );
+        log.push_str(&line);
+        if let Some(rest) = line.split("listening on ").nth(1) {
+            break rest.split('"').next().unwrap().trim().to_owned();
+        }
+    };
+    let client = reqwest::Client::new();
+    let url = format!("http://{address}/api/v1/state");
+    for (user, pass) in [
+        ("analyst", password),
+        ("analyst", "wrong-Passw0rd"),
+        ("mallory", password),
+    ] {
+        client
+            .get(&url)
+            .basic_auth(user, Some(pass))
+            .send()
+            .await
+            .unwrap();
+    }
+    client
+        .post(format!("http://{address}/api/v1/pull"))
+        .basic_auth("analyst", Some(password))
+        .send()
+        .await
+        .unwrap();
+    child.start_kill().unwrap();
+    let output = child.wait_with_output().await.unwrap();
+    tokio::io::AsyncReadExt::read_to_string(&mut stdout, &mut log)
+        .await
+        .unwrap();
+    log.push_str(&String::from_utf8_lossy(&output.stderr));
+    assert!(
+        log.contains("/api/v1/state"),
+        "the requests were not logged at all: {log}"
+    );
+    let encoded = base64ct::Base64::encode_string(format!("analyst:{password}").as_bytes());
+    for secret in [password, "wrong-Passw0rd", encoded.as_str()] {
+        assert!(!log.contains(secret), "{secret:?} appears in the logs");
+    }
+    assert!(
+        !log.to_ascii_lowercase().contains("authorization"),
+        "the Authorization header appears in the logs"
+    );
+    std::fs::remove_dir_all(dir).unwrap();
 }
