@@ -12,6 +12,7 @@ if ! command -v wrk >/dev/null; then
 fi
 mysql_client=$(command -v mariadb || command -v mysql)
 duration=${BENCH_SECONDS:-10}
+BENCH_DISTINCT_SECONDS=${BENCH_DISTINCT_SECONDS:-60}
 cargo build --release -q -p gatherer --bin gatherer --example bare_http
 bin=${CARGO_TARGET_DIR:-target}/release
 
@@ -49,6 +50,27 @@ peak_rss=$(rss_kib "$gatherer")
 kill -TERM "$gatherer"
 wait "$gatherer"
 
+# 200 000 distinct series in every bucket for a minute: the backlog must not grow and a
+# bucket's flush must stay well under the bucket width.
+start_gatherer
+metric() { curl -s http://127.0.0.1:31298/metrics | awk -v m="$1" '$1 == m {print $2}'; }
+duration=$((BENCH_DISTINCT_SECONDS + 5)) run_wrk http://127.0.0.1:31298/gather scripts/bench/distinct.lua DISTINCT=200000 >/dev/null &
+load=$!
+max_pending=0
+for _ in $(seq 1 "${BENCH_DISTINCT_SECONDS:-60}"); do
+  sleep 1
+  pending=$(metric gatherer_pending_events)
+  pending=${pending%.*}
+  ((${pending:-0} > max_pending)) && max_pending=${pending:-0}
+done
+kill "$load" 2>/dev/null || true
+wait "$load" 2>/dev/null || true
+flushes=$(metric gatherer_flush_seconds_count)
+flush_sum=$(metric gatherer_flush_seconds_sum)
+rows=$(metric gatherer_flushed_rows_total)
+kill -TERM "$gatherer"
+wait "$gatherer"
+
 # The same single-event load with the write-ahead log on: every 200 waits for its fsync
 # (batched across concurrent requests).
 wal_dir=$(mktemp -d)
@@ -81,6 +103,8 @@ printf '| single-event POST /gather (bench.lua), req/s | %.0f | bare actix handl
 printf '| NDJSON batches of 1 000 events, events/s | %.0f | | | >= 2 000 000 |\n' "$(echo "$batch_rate * 1000" | bc -l)"
 printf '| single-event POST /gather with the write-ahead log on, req/s | %.0f | WAL off: %.0f | %.2f | cost reported |\n' \
   "$wal_rate" "$single_rate" "$(echo "$wal_rate / $single_rate" | bc -l)"
+printf '| 200 000 distinct series per bucket for %d s: most pending events, mean flush | %d pending, %.3f s per flush (%d flushes, %d rows) | bucket 2 s | | no growing backlog, flush well under 2 s |\n' \
+  "$BENCH_DISTINCT_SECONDS" "$max_pending" "$(echo "$flush_sum / $flushes" | bc -l)" "${flushes%.*}" "${rows%.*}"
 printf '| req/s over 1 000 000 distinct series against over 100 | %.0f | %.0f | %.2f | >= 0.8 |\n' \
   "$many_rate" "$few_rate" "$(echo "$many_rate / $few_rate" | bc -l)"
 printf '| RSS idle / after the runs | %d KiB / %d KiB (%d series seen) | | | idle < 30 MB |\n' \
