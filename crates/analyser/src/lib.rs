@@ -13,4 +13,3 @@ pub mod shard;
 pub mod startup;
 pub mod state;
 pub mod store;
-pub mod telemetry;

@@ -48,7 +48,7 @@ enum Command {
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    analyser::telemetry::init(cli.log_format == LogFormat::Json);
+    service::telemetry::init(cli.log_format == LogFormat::Json, "info");
     match run(cli).await {
         Ok(code) => code,
         Err(error) => {

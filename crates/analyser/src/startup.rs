@@ -56,7 +56,7 @@ pub async fn build_state(settings: &Settings, insecure_no_auth: bool) -> anyhow:
         }
         Some(users)
     };
-    crate::telemetry::prometheus();
+    service::telemetry::prometheus();
     let pool = store::connect(&settings.database).await?;
     let client = GathererClient::new(&settings.gatherer)?;
     let engine = Engine::new(

@@ -10,5 +10,4 @@ pub mod routes;
 pub mod startup;
 pub mod state;
 pub mod store;
-pub mod telemetry;
 pub mod wal;

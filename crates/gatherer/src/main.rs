@@ -7,7 +7,6 @@ use std::time::Duration;
 use clap::{Parser, Subcommand, ValueEnum};
 use gatherer::configuration::Settings;
 use gatherer::startup::Application;
-use gatherer::telemetry;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -56,7 +55,12 @@ enum LogFormat {
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    telemetry::init(cli.log_format == LogFormat::Json);
+    // One line per request is off by default here: at tens of thousands of requests a
+    // second it would cost more than the ingest (`RUST_LOG=info` turns it on).
+    service::telemetry::init(
+        cli.log_format == LogFormat::Json,
+        "info,tracing_actix_web=warn",
+    );
     match run(cli).await {
         Ok(code) => code,
         Err(error) => {

@@ -45,7 +45,7 @@ impl Application {
     /// listener and prepares the flusher. Fails with a clear error when the database is
     /// unreachable or the address cannot be bound.
     pub async fn build(settings: Settings) -> anyhow::Result<Application> {
-        crate::telemetry::prometheus();
+        service::telemetry::prometheus();
         let pool = store::connect(&settings.database).await?;
         let (wal, replay) = if settings.wal.enabled {
             let (wal, replay) = open_wal(&settings, &pool).await?;

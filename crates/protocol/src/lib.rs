@@ -6,8 +6,6 @@
 
 use chrono::{DateTime, Utc};
 
-#[cfg(feature = "openapi")]
-pub mod docs;
 use serde::{Deserialize, Serialize};
 
 /// One metric event as a client sends it to `POST /gather`.

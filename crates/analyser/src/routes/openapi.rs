@@ -52,17 +52,12 @@ pub async fn document() -> HttpResponse {
 #[utoipa::path(get, path = "/api/v1/docs", tag = "operations", responses((status = 200, description = "HTML", content_type = "text/html")))]
 #[get("/api/v1/docs")]
 pub async fn docs() -> HttpResponse {
-    HttpResponse::Ok()
-        .content_type("text/html; charset=utf-8")
-        .body(protocol::docs::page("Pulse analyser API"))
+    service::http::docs_page("Pulse analyser API")
 }
 
 /// Redoc's script, for the page above.
 #[utoipa::path(get, path = "/api/v1/docs/redoc.standalone.js", tag = "operations", responses((status = 200, description = "JavaScript", content_type = "text/javascript")))]
 #[get("/api/v1/docs/redoc.standalone.js")]
 pub async fn redoc() -> HttpResponse {
-    HttpResponse::Ok()
-        .content_type("text/javascript; charset=utf-8")
-        .insert_header(("cache-control", "public, max-age=86400"))
-        .body(protocol::docs::REDOC_JS)
+    service::http::redoc_script()
 }

@@ -1,88 +1,15 @@
 //! End-to-end harness: the real gatherer and analyser on port 0, each on its own fresh
 //! MySQL database (dropped afterwards), and seeded synthetic traffic.
 
-use std::future::Future;
-use std::str::FromStr;
 use std::time::Duration;
 
 use analyser::configuration::{DatasetSettings, Method, Settings, UserSettings};
 use secrecy::SecretString;
 use serde_json::Value;
-use sqlx::mysql::MySqlConnectOptions;
-use sqlx::{ConnectOptions, Connection, MySqlPool};
+pub use service::testing::{poll_until, TestDb};
 
 pub const USER: &str = "analyst";
 pub const PASSWORD: &str = "correct horse";
-
-pub fn server_url() -> String {
-    std::env::var("TEST_MYSQL_URL").unwrap_or_else(|_| "mysql://root@127.0.0.1:3306".to_owned())
-}
-
-/// A database name for one test; dropped when this value is.
-pub struct TestDb {
-    pub name: String,
-    pub url: String,
-}
-
-impl TestDb {
-    pub fn new(prefix: &str) -> Self {
-        use std::hash::{BuildHasher, RandomState};
-        let name = format!(
-            "{prefix}_{:016x}",
-            RandomState::new().hash_one(std::time::SystemTime::now())
-        );
-        let url = format!("{}/{}", server_url(), name);
-        TestDb { name, url }
-    }
-
-    pub async fn pool(&self) -> MySqlPool {
-        MySqlPool::connect(&self.url)
-            .await
-            .expect("connect to the test database")
-    }
-}
-
-impl Drop for TestDb {
-    /// Drops the database. Sessions still using it (a pool whose runtime ended, a
-    /// transaction a dropped future left open) are killed first, so that the drop never
-    /// waits on their metadata locks.
-    fn drop(&mut self) {
-        let name = self.name.clone();
-        let server = server_url();
-        // Drop runs outside async context: a short-lived runtime on its own thread.
-        let _ = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-            runtime.block_on(async {
-                let mut conn = MySqlConnectOptions::from_str(&server)?.connect().await?;
-                let sessions: Vec<u64> = sqlx::query_scalar(
-                    "SELECT id FROM information_schema.processlist WHERE db = ? AND id <> CONNECTION_ID()",
-                )
-                .bind(&name)
-                .fetch_all(&mut conn)
-                .await?;
-                for id in sessions {
-                    let _ = sqlx::query(&format!("KILL {id}")).execute(&mut conn).await;
-                }
-                sqlx::query("SET SESSION lock_wait_timeout = 10").execute(&mut conn).await?;
-                sqlx::query(&format!("DROP DATABASE IF EXISTS `{name}`")).execute(&mut conn).await?;
-                conn.close().await?;
-                Ok::<_, sqlx::Error>(())
-            })?;
-            Ok::<_, Box<dyn std::error::Error + Send + Sync>>(())
-        })
-        .join();
-    }
-}
-
-/// Both services run in this process: they share one Prometheus recorder.
-fn share_metrics() {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        if let Some(handle) = analyser::telemetry::prometheus() {
-            gatherer::telemetry::use_prometheus(handle.clone());
-        }
-    });
-}
 
 /// A gatherer in this process that accepts backfill up to two days old.
 pub struct Gatherer {
@@ -103,7 +30,6 @@ impl Gatherer {
 
     /// Another replica on the database of an existing gatherer.
     pub async fn start_on(db_url: &str) -> Self {
-        share_metrics();
         let mut settings = gatherer::configuration::Settings::load(None, Some(0)).unwrap();
         settings.server.workers = 2;
         settings.database.url = SecretString::from(db_url.to_owned());
@@ -215,7 +141,6 @@ impl Analyser {
     }
 
     pub async fn start_with(db: TestDb, settings: Settings) -> Self {
-        share_metrics();
         let app = analyser::startup::Application::build(settings, false)
             .await
             .unwrap();
@@ -267,24 +192,6 @@ impl Drop for Analyser {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
-    }
-}
-
-pub async fn poll_until<T, F, Fut>(timeout: Duration, what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + timeout;
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out after {timeout:?} waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 

@@ -34,7 +34,7 @@ fn delta(label: &str, entity_id: i64, sum: i64) -> Delta {
 
 #[tokio::test]
 async fn a_retry_of_a_batch_that_had_committed_is_dropped() {
-    let db = TestDb::new();
+    let db = TestDb::new("pulse_test");
     let pool = migrated_pool(&db).await;
     let batch = Batch::new(
         "test-1".to_owned(),
@@ -56,7 +56,7 @@ async fn a_retry_of_a_batch_that_had_committed_is_dropped() {
 
 #[tokio::test]
 async fn a_row_mysql_refuses_goes_to_dead_letters_and_the_rest_lands() {
-    let db = TestDb::new();
+    let db = TestDb::new("pulse_test");
     let pool = migrated_pool(&db).await;
     // Validation at ingest never lets such a label through; the store must cope anyway.
     let poisoned = "p".repeat(51);
@@ -109,7 +109,7 @@ fn op() -> impl Strategy<Value = Op> {
 #[test]
 fn table_sum_equals_recorded_sum_for_any_interleaving_of_events_and_flushes() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
-    let db = TestDb::new();
+    let db = TestDb::new("pulse_test");
     let pool = runtime.block_on(migrated_pool(&db));
     let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig::with_cases(24));
     let case = std::cell::Cell::new(0u32);

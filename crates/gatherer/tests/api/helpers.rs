@@ -1,78 +1,13 @@
 //! Test harness: a fresh MySQL database per test (dropped afterwards), the real
 //! application on port 0, and polling helpers.
 
-use std::future::Future;
-use std::str::FromStr;
-use std::time::Duration;
-
 use gatherer::configuration::Settings;
 use gatherer::flusher::FlushReport;
 use gatherer::startup::Application;
 use secrecy::SecretString;
-use sqlx::mysql::MySqlConnectOptions;
-use sqlx::{ConnectOptions, Connection, MySqlPool};
+use sqlx::MySqlPool;
 
-/// The server tests create their databases on (`TEST_MYSQL_URL`, default local root).
-pub fn server_url() -> String {
-    std::env::var("TEST_MYSQL_URL").unwrap_or_else(|_| "mysql://root@127.0.0.1:3306".to_owned())
-}
-
-/// A database that exists for one test and is dropped when this value is.
-pub struct TestDb {
-    pub name: String,
-    pub url: String,
-}
-
-impl TestDb {
-    /// A unique name; the gatherer creates the database itself on start.
-    pub fn new() -> Self {
-        use std::hash::{BuildHasher, RandomState};
-        let name = format!(
-            "pulse_test_{:016x}",
-            RandomState::new().hash_one(std::time::SystemTime::now())
-        );
-        let url = format!("{}/{}", server_url(), name);
-        TestDb { name, url }
-    }
-
-    pub async fn pool(&self) -> MySqlPool {
-        MySqlPool::connect(&self.url)
-            .await
-            .expect("connect to the test database")
-    }
-}
-
-impl Drop for TestDb {
-    /// Drops the database. Sessions still using it (a pool whose runtime ended, a
-    /// transaction a dropped future left open) are killed first, so that the drop never
-    /// waits on their metadata locks.
-    fn drop(&mut self) {
-        let name = self.name.clone();
-        let server = server_url();
-        // Drop runs outside async context: a short-lived runtime on its own thread.
-        let _ = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-            runtime.block_on(async {
-                let mut conn = MySqlConnectOptions::from_str(&server)?.connect().await?;
-                let sessions: Vec<u64> = sqlx::query_scalar(
-                    "SELECT id FROM information_schema.processlist WHERE db = ? AND id <> CONNECTION_ID()",
-                )
-                .bind(&name)
-                .fetch_all(&mut conn)
-                .await?;
-                for id in sessions {
-                    let _ = sqlx::query(&format!("KILL {id}")).execute(&mut conn).await;
-                }
-                sqlx::query("SET SESSION lock_wait_timeout = 10").execute(&mut conn).await?;
-                sqlx::query(&format!("DROP DATABASE IF EXISTS `{name}`")).execute(&mut conn).await?;
-                conn.close().await?;
-                Ok::<_, sqlx::Error>(())
-            })?;
-            Ok::<_, Box<dyn std::error::Error + Send + Sync>>(())
-        })
-        .join();
-    }
-}
+pub use service::testing::{poll_until, server_url, TestDb};
 
 /// Settings for a test: port 0 on loopback, the given database.
 pub fn test_settings(database_url: &str) -> Settings {
@@ -97,7 +32,7 @@ pub async fn spawn_app() -> TestApp {
 }
 
 pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
-    let db = TestDb::new();
+    let db = TestDb::new("pulse_test");
     let mut settings = test_settings(&db.url);
     configure(&mut settings);
     let app = Application::build(settings)
@@ -164,22 +99,4 @@ pub async fn table_totals(pool: &MySqlPool) -> (i128, u64) {
         sum.parse().expect("integer sum"),
         events.parse().expect("integer count"),
     )
-}
-
-/// Polls `check` every 50 ms until it returns `Some`, or panics after `timeout`.
-pub async fn poll_until<T, F, Fut>(timeout: Duration, what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + timeout;
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        if tokio::time::Instant::now() >= deadline {
-            panic!("timed out after {timeout:?} waiting for {what}");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }

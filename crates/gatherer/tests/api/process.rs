@@ -61,7 +61,7 @@ pub fn signal(child: &Child, name: &str) {
 }
 
 async fn stop_with_signal_flushes_open_buckets(signal_name: &str) {
-    let db = TestDb::new();
+    let db = TestDb::new("pulse_test");
     let (mut child, base) = start(&db).await;
     let client = reqwest::Client::new();
     // Events stamped 30 s ahead sit in a bucket that is still open at shutdown: only the

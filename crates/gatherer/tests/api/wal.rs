@@ -155,7 +155,7 @@ fn check(table: &HashMap<i64, (i128, u64)>, outcomes: &Outcomes) -> Result<(), S
 
 #[tokio::test]
 async fn kill_9_under_load_then_restart_counts_every_acknowledged_event_exactly_once() {
-    let db = TestDb::new();
+    let db = TestDb::new("pulse_test");
     let dir = TempDir::new("wal-kill");
     let wal_dir = dir.0.join("wal");
     let wal_dir_text = wal_dir.to_string_lossy().into_owned();
@@ -269,7 +269,7 @@ async fn a_wal_dir_that_cannot_be_written_answers_503_and_recovers_when_fixed() 
 
 #[tokio::test]
 async fn a_damaged_segment_stops_the_start_with_one_line_and_a_torn_tail_does_not() {
-    let db = TestDb::new();
+    let db = TestDb::new("pulse_test");
     let dir = TempDir::new("wal-damaged");
     let now = chrono::Utc::now().timestamp_millis();
     let events = [ValidEvent {

@@ -5,18 +5,18 @@ use std::io::IsTerminal;
 use std::sync::OnceLock;
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use tracing_subscriber::fmt::format::FmtSpan;
 use tracing_subscriber::EnvFilter;
 
-/// Installs the global subscriber. `RUST_LOG` overrides the default filter.
-pub fn init(json: bool) {
-    // One line per request when its span closes (method, route, status, latency; never
-    // headers). Off by default here: at tens of thousands of requests a second it would
-    // cost more than the ingest; `RUST_LOG=info` turns it on.
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new("info,tracing_actix_web=warn"));
+/// Installs the global subscriber: `default_filter` unless `RUST_LOG` says otherwise.
+/// Request spans are logged when they close (method, route, status, latency; never
+/// headers, so never credentials).
+pub fn init(json: bool, default_filter: &str) {
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_span_events(tracing_subscriber::fmt::format::FmtSpan::CLOSE)
+        .with_span_events(FmtSpan::CLOSE)
         .with_target(false)
         .with_ansi(std::io::stdout().is_terminal());
     if json {
@@ -28,8 +28,8 @@ pub fn init(json: bool) {
 
 static PROMETHEUS: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 
-/// The process's Prometheus recorder, installed on first use. `None` when another
-/// recorder was installed first (then `/metrics` renders nothing).
+/// The process's Prometheus recorder, installed on first use (histograms of `*_seconds`
+/// get latency buckets). `None` when another recorder was installed first.
 pub fn prometheus() -> Option<&'static PrometheusHandle> {
     PROMETHEUS
         .get_or_init(|| {
@@ -45,10 +45,4 @@ pub fn prometheus() -> Option<&'static PrometheusHandle> {
                 .ok()
         })
         .as_ref()
-}
-
-/// Uses `handle` (a recorder installed by the embedding process, e.g. a test running
-/// several services) instead of installing one.
-pub fn use_prometheus(handle: PrometheusHandle) {
-    let _ = PROMETHEUS.set(Some(handle));
 }
