@@ -5,8 +5,6 @@
 use std::path::Path;
 use std::time::Duration;
 
-use figment::providers::{Env, Format, Serialized, Toml};
-use figment::Figment;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
@@ -254,18 +252,7 @@ webhook_url = ""
 impl Settings {
     /// Loads the settings: defaults, then `file`, then the environment, then `port`.
     pub fn load(file: Option<&Path>, port: Option<u16>) -> Result<Settings, Box<figment::Error>> {
-        let mut figment = Figment::from(Toml::string(DEFAULTS));
-        if let Some(file) = file {
-            if !file.exists() {
-                let message = format!("config file {} does not exist", file.display());
-                return Err(Box::new(figment::Error::from(message)));
-            }
-            figment = figment.merge(Toml::file(file));
-        }
-        figment = figment.merge(Env::prefixed("ANALYSER__").split("__"));
-        if let Some(port) = port {
-            figment = figment.merge(Serialized::default("server.port", port));
-        }
+        let figment = service::config::layered(DEFAULTS, file, "ANALYSER", port)?;
         let mut settings: Settings = figment.extract().map_err(Box::new)?;
         if settings.datasets.is_empty() {
             settings.datasets.push(DatasetSettings::all("all"));

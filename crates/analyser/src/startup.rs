@@ -104,15 +104,7 @@ impl Application {
                 .wrap(from_fn(routes::require_auth))
                 .wrap(TracingLogger::default())
                 .app_data(app_state.clone())
-                .app_data(web::QueryConfig::default().error_handler(|e, _| {
-                    let message = format!("bad query string: {e}");
-                    actix_web::error::InternalError::from_response(
-                        e,
-                        actix_web::HttpResponse::BadRequest()
-                            .json(protocol::ErrorReply::new(message)),
-                    )
-                    .into()
-                }))
+                .app_data(service::http::query_config())
                 .service(routes::health::live)
                 .service(routes::health::ready)
                 .service(routes::health::metrics)

@@ -5,8 +5,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use figment::providers::{Env, Format, Serialized, Toml};
-use figment::Figment;
+use figment::providers::Env;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
@@ -133,26 +132,13 @@ export_token = ""
 impl Settings {
     /// Loads the settings: defaults, then `file`, then the environment, then `port`.
     pub fn load(file: Option<&Path>, port: Option<u16>) -> Result<Settings, Box<figment::Error>> {
-        let mut figment = Figment::from(Toml::string(DEFAULTS));
-        if let Some(file) = file {
-            if !file.exists() {
-                return Err(Box::new(figment::Error::from(format!(
-                    "config file {} does not exist",
-                    file.display()
-                ))));
-            }
-            figment = figment.merge(Toml::file(file));
-        }
-        figment = figment
-            .merge(Env::prefixed("GATHERER__").split("__"))
+        let figment = service::config::layered(DEFAULTS, file, "GATHERER", port)?
+            // Plain DATABASE_URL sets the gatherer's database (and only the gatherer's).
             .merge(
                 Env::raw()
                     .only(&["DATABASE_URL"])
                     .map(|_| "database.url".into()),
             );
-        if let Some(port) = port {
-            figment = figment.merge(Serialized::default("server.port", port));
-        }
         let settings: Settings = figment.extract().map_err(Box::new)?;
         settings
             .validate()

@@ -82,14 +82,7 @@ impl Application {
             App::new()
                 .wrap(TracingLogger::default())
                 .app_data(app_state.clone())
-                .app_data(web::QueryConfig::default().error_handler(|e, _| {
-                    let message = format!("bad query string: {e}");
-                    actix_web::error::InternalError::from_response(
-                        e,
-                        routes::json_error(actix_web::http::StatusCode::BAD_REQUEST, message),
-                    )
-                    .into()
-                }))
+                .app_data(service::http::query_config())
                 .service(routes::info::info)
                 .service(routes::ingest::gather)
                 .service(routes::export::export)

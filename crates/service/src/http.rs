@@ -1,7 +1,8 @@
-//! Responses both services serve the same way: Prometheus text, and the API reference page
+//! Responses both services serve the same way: Prometheus text, bad query strings, and the
+//! API reference page
 //! (Redoc 2.5.4, MIT, see `assets/redoc.LICENSE`, bundled so it works without internet).
 
-use actix_web::HttpResponse;
+use actix_web::{web, HttpResponse};
 
 /// Redoc's standalone bundle.
 const REDOC_JS: &str = include_str!("../assets/redoc.standalone.js");
@@ -40,4 +41,14 @@ pub fn redoc_script() -> HttpResponse {
         .content_type("text/javascript; charset=utf-8")
         .insert_header(("cache-control", "public, max-age=86400"))
         .body(REDOC_JS)
+}
+
+/// Query-string extraction that answers a malformed query string with the services'
+/// JSON error body instead of actix's plain text.
+pub fn query_config() -> web::QueryConfig {
+    web::QueryConfig::default().error_handler(|error, _| {
+        let body = protocol::ErrorReply::new(format!("bad query string: {error}"));
+        actix_web::error::InternalError::from_response(error, HttpResponse::BadRequest().json(body))
+            .into()
+    })
 }

@@ -1,9 +1,11 @@
-//! Plumbing the gatherer and the analyser run the same way: logging and the Prometheus
-//! recorder, the `/metrics` and API-reference responses, and (feature `testing`) the API
-//! tests' database harness. Nothing here knows either service's domain; the services share
+//! Plumbing the gatherer and the analyser run the same way: configuration layering,
+//! logging and the Prometheus recorder, the shutdown signal, the `/metrics`, API-reference
+//! and bad-query-string responses, and (feature `testing`) the API tests' database harness. Nothing here knows either service's domain; the services share
 //! their wire types through `protocol` and only this plumbing through here.
 
+pub mod config;
 pub mod http;
+pub mod signal;
 pub mod telemetry;
 #[cfg(feature = "testing")]
 pub mod testing;
