@@ -8,8 +8,12 @@
 //! a hash of (label, entity): concurrent requests for different series rarely meet.
 
 use std::collections::HashMap;
-use std::hash::{BuildHasher, RandomState};
+use std::hash::BuildHasher;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+/// foldhash, seeded at random per map: several times faster than the standard SipHash on
+/// these short keys, and still keyed, so bots choosing labels cannot aim at collisions.
+type RandomState = foldhash::fast::RandomState;
 
 /// Start of a bucket, unix seconds; always a multiple of the bucket width.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -65,7 +69,7 @@ pub struct Delta {
     pub totals: Totals,
 }
 
-type SeriesMap = HashMap<Arc<str>, HashMap<i64, Totals>>;
+type SeriesMap = HashMap<Arc<str>, HashMap<i64, Totals, RandomState>, RandomState>;
 
 #[derive(Debug, Default)]
 struct Shard {
@@ -89,7 +93,7 @@ impl Aggregator {
         Aggregator {
             width_secs: i64::from(width_secs.max(1)),
             shards: (0..shards.max(1)).map(|_| Mutex::default()).collect(),
-            hasher: RandomState::new(),
+            hasher: RandomState::default(),
         }
     }
 
