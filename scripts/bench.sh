@@ -10,10 +10,14 @@ source scripts/mysql.sh
 ensure_mysql
 export BENCH_MYSQL_URL="${BENCH_MYSQL_URL:-mysql://root@$MYSQL_HOST:$MYSQL_PORT}"
 parts=("$@")
-[[ $# -eq 0 ]] && parts=(ingest export analyser)
+[[ $# -eq 0 ]] && parts=(aggregate ingest export analyser detect)
 
 for part in "${parts[@]}"; do
   case $part in
+    aggregate)
+      echo "== aggregate: events/s per core through the aggregator, heap bytes per open series"
+      cargo bench -p gatherer --bench aggregate
+      ;;
     export)
       echo "== export: rows/s, page cost by depth, cost of the ordering lock"
       cargo bench -p gatherer --bench export

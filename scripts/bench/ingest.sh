@@ -56,12 +56,18 @@ start_gatherer
 metric() { curl -s http://127.0.0.1:31298/metrics | awk -v m="$1" '$1 == m {print $2}'; }
 duration=$((BENCH_DISTINCT_SECONDS + 5)) run_wrk http://127.0.0.1:31298/gather scripts/bench/distinct.lua DISTINCT=200000 >/dev/null &
 load=$!
-max_pending=0
-for _ in $(seq 1 "${BENCH_DISTINCT_SECONDS:-60}"); do
+# Pending events include the open bucket, so they rise and fall with every bucket; a
+# growing backlog shows as a higher peak in the last third of the run than in the first.
+third=$((BENCH_DISTINCT_SECONDS / 3))
+peak_first=0
+peak_last=0
+for ((second = 1; second <= BENCH_DISTINCT_SECONDS; second++)); do
   sleep 1
   pending=$(metric gatherer_pending_events)
   pending=${pending%.*}
-  ((${pending:-0} > max_pending)) && max_pending=${pending:-0}
+  pending=${pending:-0}
+  ((second <= third && pending > peak_first)) && peak_first=$pending
+  ((second > BENCH_DISTINCT_SECONDS - third && pending > peak_last)) && peak_last=$pending
 done
 kill "$load" 2>/dev/null || true
 wait "$load" 2>/dev/null || true
@@ -103,8 +109,10 @@ printf '| single-event POST /gather (bench.lua), req/s | %.0f | bare actix handl
 printf '| NDJSON batches of 1 000 events, events/s | %.0f | | | >= 2 000 000 |\n' "$(echo "$batch_rate * 1000" | bc -l)"
 printf '| single-event POST /gather with the write-ahead log on, req/s | %.0f | WAL off: %.0f | %.2f | cost reported |\n' \
   "$wal_rate" "$single_rate" "$(echo "$wal_rate / $single_rate" | bc -l)"
-printf '| 200 000 distinct series per bucket for %d s: most pending events, mean flush | %d pending, %.3f s per flush (%d flushes, %d rows) | bucket 2 s | | no growing backlog, flush well under 2 s |\n' \
-  "$BENCH_DISTINCT_SECONDS" "$max_pending" "$(echo "$flush_sum / $flushes" | bc -l)" "${flushes%.*}" "${rows%.*}"
+printf '| 200 000 distinct series per bucket for %d s: peak pending events, last third against first | %d | %d | %.2f | no growing backlog (about 1) |\n' \
+  "$BENCH_DISTINCT_SECONDS" "$peak_last" "$peak_first" "$(echo "$peak_last / $peak_first" | bc -l)"
+printf '| the same run: mean flush (%d flushes, %d rows) | %.3f s | bucket: 2 s | %.2f | flush well under 2 s |\n' \
+  "${flushes%.*}" "${rows%.*}" "$(echo "$flush_sum / $flushes" | bc -l)" "$(echo "$flush_sum / $flushes / 2" | bc -l)"
 printf '| req/s over 1 000 000 distinct series against over 100 | %.0f | %.0f | %.2f | >= 0.8 |\n' \
   "$many_rate" "$few_rate" "$(echo "$many_rate / $few_rate" | bc -l)"
 printf '| RSS idle / after the runs | %d KiB / %d KiB (%d series seen) | | | idle < 30 MB |\n' \

@@ -12,7 +12,6 @@ use actix_web::dev::Server;
 use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpServer};
 use anyhow::Context;
-use tracing_actix_web::TracingLogger;
 
 use crate::auth::Users;
 use crate::configuration::Settings;
@@ -102,7 +101,7 @@ impl Application {
         let mut server = HttpServer::new(move || {
             App::new()
                 .wrap(from_fn(routes::require_auth))
-                .wrap(TracingLogger::default())
+                .wrap(from_fn(service::http::request_span))
                 .app_data(app_state.clone())
                 .app_data(service::http::query_config())
                 .service(routes::health::live)

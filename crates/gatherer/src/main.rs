@@ -55,12 +55,9 @@ enum LogFormat {
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    // One line per request is off by default here: at tens of thousands of requests a
-    // second it would cost more than the ingest (`RUST_LOG=info` turns it on).
-    service::telemetry::init(
-        cli.log_format == LogFormat::Json,
-        "info,tracing_actix_web=warn",
-    );
+    // One line per request (target `access`) is off by default here: at tens of thousands
+    // of requests a second it would cost more than the ingest (`RUST_LOG=info` turns it on).
+    service::telemetry::init(cli.log_format == LogFormat::Json, "info,access=warn");
     match run(cli).await {
         Ok(code) => code,
         Err(error) => {

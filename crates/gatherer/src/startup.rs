@@ -12,9 +12,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::dev::Server;
+use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpServer};
 use anyhow::Context;
-use tracing_actix_web::TracingLogger;
 
 use crate::configuration::Settings;
 use crate::flusher::{self, FlushReport, Flusher};
@@ -80,7 +80,7 @@ impl Application {
         let app_state = state.clone();
         let mut server = HttpServer::new(move || {
             App::new()
-                .wrap(TracingLogger::default())
+                .wrap(from_fn(service::http::request_span))
                 .app_data(app_state.clone())
                 .app_data(service::http::query_config())
                 .service(routes::info::info)

@@ -14,7 +14,7 @@ use actix_web::{post, web, HttpRequest, HttpResponse, ResponseError};
 use futures_util::StreamExt;
 use protocol::{ErrorReply, GatherReply, Rejected};
 
-use crate::ingest::{parse_body, BodyError, Framing, TimeRules};
+use crate::ingest::{parse_body, BodyError, Framing, TimeRules, ValidEvent};
 use crate::state::AppState;
 use crate::wal::WalError;
 
@@ -176,17 +176,13 @@ pub async fn gather(
                 return Err(GatherError::Wal(e));
             }
         };
-        for event in &parsed.events {
-            guard
-                .aggregator()
-                .record(&event.label, event.id, event.value, event.at_ms);
-        }
+        guard
+            .aggregator()
+            .record_all(&parsed.events, ValidEvent::fields);
     } else {
-        for event in &parsed.events {
-            state
-                .aggregator
-                .record(&event.label, event.id, event.value, event.at_ms);
-        }
+        state
+            .aggregator
+            .record_all(&parsed.events, ValidEvent::fields);
     }
     metrics::counter!("gatherer_events_accepted_total").increment(accepted);
     if !rejected.is_empty() {
