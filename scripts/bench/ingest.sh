@@ -71,6 +71,7 @@ for ((second = 1; second <= BENCH_DISTINCT_SECONDS; second++)); do
 done
 kill "$load" 2>/dev/null || true
 wait "$load" 2>/dev/null || true
+accepted=$(metric gatherer_events_accepted_total)
 flushes=$(metric gatherer_flush_seconds_count)
 flush_sum=$(metric gatherer_flush_seconds_sum)
 rows=$(metric gatherer_flushed_rows_total)
@@ -109,10 +110,16 @@ printf '| single-event POST /gather (bench.lua), req/s | %.0f | bare actix handl
 printf '| NDJSON batches of 1 000 events, events/s | %.0f | | | >= 2 000 000 |\n' "$(echo "$batch_rate * 1000" | bc -l)"
 printf '| single-event POST /gather with the write-ahead log on, req/s | %.0f | WAL off: %.0f | %.2f | cost reported |\n' \
   "$wal_rate" "$single_rate" "$(echo "$wal_rate / $single_rate" | bc -l)"
-printf '| 200 000 distinct series per bucket for %d s: peak pending events, last third against first | %d | %d | %.2f | no growing backlog (about 1) |\n' \
-  "$BENCH_DISTINCT_SECONDS" "$peak_last" "$peak_first" "$(echo "$peak_last / $peak_first" | bc -l)"
-printf '| the same run: mean flush (%d flushes, %d rows) | %.3f s | bucket: 2 s | %.2f | flush well under 2 s |\n' \
-  "${flushes%.*}" "${rows%.*}" "$(echo "$flush_sum / $flushes" | bc -l)" "$(echo "$flush_sum / $flushes / 2" | bc -l)"
+# Pending events in buckets' worth: the open bucket plus one being flushed is 2 at most
+# when the flusher keeps up; a growing backlog would climb past that.
+per_bucket_events=$(echo "${accepted%.*} / (($BENCH_DISTINCT_SECONDS + 5) / 2)" | bc -l)
+printf '| 200 000 distinct series per bucket for %d s: peak pending events in buckets of events, last third against first | %.2f | %.2f | %.2f | no growing backlog (about 1; at most 2 buckets) |\n' \
+  "$BENCH_DISTINCT_SECONDS" "$(echo "$peak_last / $per_bucket_events" | bc -l)" \
+  "$(echo "$peak_first / $per_bucket_events" | bc -l)" "$(echo "$peak_last / $peak_first" | bc -l)"
+# A bucket of 200 000 rows is flushed in several transactions (ingest.max_rows_per_batch).
+per_bucket=$(echo "$flush_sum / ($rows / 200000)" | bc -l)
+printf '| the same run: flush time per bucket of 200 000 rows (%d rows in %d transactions) | %.2f s | bucket: 2 s | %.2f | well under 2 s |\n' \
+  "${rows%.*}" "${flushes%.*}" "$per_bucket" "$(echo "$per_bucket / 2" | bc -l)"
 printf '| req/s over 1 000 000 distinct series against over 100 | %.0f | %.0f | %.2f | >= 0.8 |\n' \
   "$many_rate" "$few_rate" "$(echo "$many_rate / $few_rate" | bc -l)"
 printf '| RSS idle / after the runs | %d KiB / %d KiB (%d series seen) | | | idle < 30 MB |\n' \

@@ -374,10 +374,17 @@ impl Flusher {
                         metrics::counter!("gatherer_dead_letters_total")
                             .increment(dead_letters as u64);
                     }
+                    let elapsed_ms = started.elapsed().as_millis() as u64;
                     match outcome {
+                        FlushOutcome::Committed { rows, dead_letters } if elapsed_ms >= 1000 => {
+                            tracing::warn!(
+                                batch = %batch.id, rows, dead_letters, events = batch.events,
+                                elapsed_ms, "slow flush: a batch took over a second"
+                            );
+                        }
                         FlushOutcome::Committed { rows, dead_letters } => tracing::debug!(
                             batch = %batch.id, rows, dead_letters, events = batch.events,
-                            elapsed_ms = started.elapsed().as_millis() as u64, "flushed"
+                            elapsed_ms, "flushed"
                         ),
                         FlushOutcome::AlreadyCommitted => tracing::info!(
                             batch = %batch.id, "batch had committed before its retry; dropped the retry"

@@ -15,6 +15,7 @@ use anyhow::Context;
 use secrecy::ExposeSecret;
 use sqlx::migrate::MigrateDatabase;
 use sqlx::mysql::{MySqlConnectOptions, MySqlPoolOptions};
+use sqlx::ConnectOptions;
 use sqlx::{MySql, MySqlPool, QueryBuilder, Transaction};
 
 use protocol::{ExportPage, ExportRow};
@@ -99,10 +100,12 @@ async fn try_connect(
             }
         })?;
     }
+    // sqlx would log every statement over a second whole, and a flush's INSERT has 14 000
+    // placeholders; the flusher reports slow batches itself, in one short line.
     let pool = MySqlPoolOptions::new()
         .max_connections(max_connections.max(2))
         .acquire_timeout(Duration::from_secs(5))
-        .connect_with(options)
+        .connect_with(options.disable_statement_logging())
         .await?;
     sqlx::migrate!("../../migrations/gatherer")
         .run(&pool)

@@ -132,6 +132,13 @@ async fn outage_scenario(wal_dir: Option<std::path::PathBuf>) {
         (table_totals(&pool).await == acknowledged).then_some(())
     })
     .await;
+    // The rows are visible as soon as MySQL commits; the gatherer releases them from its
+    // backlog only once the COMMIT's reply is back. Cut before that and the reply is lost.
+    poll_until(Duration::from_secs(10), "first events released", || async {
+        let ready: Value = app.get("/health/ready").await.json().await.ok()?;
+        (ready["pending"] == 0).then_some(())
+    })
+    .await;
 
     proxy.cut();
     // Accepted while the backlog has room, then refused whole with 503 + Retry-After.
