@@ -9,6 +9,7 @@
 use std::alloc::System;
 use std::collections::HashMap;
 use std::hint::black_box;
+use std::time::SystemTime;
 
 use cap::Cap;
 use criterion::{criterion_group, BenchmarkId, Criterion, Throughput};
@@ -127,8 +128,8 @@ fn bytes_per_series() {
 }
 
 /// Million events per second of one benchmark of this run, from criterion's estimates
-/// (`None` when it did not run, e.g. filtered out).
-fn million_per_second(id: &str, series: u64) -> Option<f64> {
+/// (`None` when it did not run in this run, e.g. filtered out: its file is older).
+fn million_per_second(id: &str, series: u64, run_started: SystemTime) -> Option<f64> {
     let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(
         || std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target"),
         std::path::PathBuf::from,
@@ -136,19 +137,22 @@ fn million_per_second(id: &str, series: u64) -> Option<f64> {
     let path = target.join(format!(
         "criterion/aggregate/{id}/{series}/new/estimates.json"
     ));
+    if std::fs::metadata(&path).ok()?.modified().ok()? < run_started {
+        return None;
+    }
     let estimates: serde_json::Value = serde_json::from_slice(&std::fs::read(path).ok()?).ok()?;
     let nanos = estimates["mean"]["point_estimate"].as_f64()?;
     Some(EVENTS as f64 / nanos * 1e3)
 }
 
-fn print_ratios() {
+fn print_ratios(run_started: SystemTime) {
     println!("\n| series | plain HashMap, M events/s | record | ratio | record_all (1 000 per call) | ratio |");
     println!("| --- | --- | --- | --- | --- | --- |");
     for series in [100u64, 100_000] {
         let (Some(base), Some(one), Some(all)) = (
-            million_per_second("hashmap_baseline", series),
-            million_per_second("aggregator_record", series),
-            million_per_second("aggregator_record_all_1000", series),
+            million_per_second("hashmap_baseline", series, run_started),
+            million_per_second("aggregator_record", series, run_started),
+            million_per_second("aggregator_record_all_1000", series, run_started),
         ) else {
             continue;
         };
@@ -163,8 +167,9 @@ fn print_ratios() {
 criterion_group!(benches, aggregate);
 
 fn main() {
+    let run_started = SystemTime::now();
     bytes_per_series();
     benches();
     Criterion::default().configure_from_args().final_summary();
-    print_ratios();
+    print_ratios(run_started);
 }
