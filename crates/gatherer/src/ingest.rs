@@ -35,12 +35,17 @@ impl Framing {
             return Ok(Framing::Json);
         };
         let media = header.split(';').next().unwrap_or("").trim();
-        match media.to_ascii_lowercase().as_str() {
-            "" | "application/json" | "application/x-www-form-urlencoded" => Ok(Framing::Json),
-            "application/x-ndjson" | "application/ndjson" | "application/jsonlines" => {
-                Ok(Framing::Ndjson)
-            }
-            _ => Err(media.to_owned()),
+        let is = |names: &[&str]| names.iter().any(|name| media.eq_ignore_ascii_case(name));
+        if is(&["", "application/json", "application/x-www-form-urlencoded"]) {
+            Ok(Framing::Json)
+        } else if is(&[
+            "application/x-ndjson",
+            "application/ndjson",
+            "application/jsonlines",
+        ]) {
+            Ok(Framing::Ndjson)
+        } else {
+            Err(media.to_owned())
         }
     }
 }
@@ -138,6 +143,16 @@ pub fn parse_body<'a>(
         return Ok(parsed);
     }
     // One object, unless more values follow it: then the body is NDJSON sent as JSON.
+    // The usual body, one well-formed event, is parsed once, straight into its fields;
+    // a body that does not parse so takes the general path, which tells a malformed body
+    // from an invalid event.
+    let mut events = serde_json::Deserializer::from_slice(body).into_iter::<WireEvent<'a>>();
+    if let Some(Ok(wire)) = events.next() {
+        if events.next().is_some() {
+            return Ok(parse_ndjson(body, rules));
+        }
+        return single(validate(wire, rules));
+    }
     let mut stream = serde_json::Deserializer::from_slice(body).into_iter::<&RawValue>();
     let first = match stream.next() {
         Some(Ok(first)) => first,
@@ -147,9 +162,13 @@ pub fn parse_body<'a>(
     if stream.next().is_some() {
         return Ok(parse_ndjson(body, rules));
     }
-    let event = parse_event(first.get().as_bytes(), rules).map_err(BodyError::InvalidEvent)?;
+    single(parse_event(first.get().as_bytes(), rules))
+}
+
+/// The body of a single event: the event, or why it was refused.
+fn single(event: Result<ValidEvent<'_>, String>) -> Result<Parsed<'_>, BodyError> {
     Ok(Parsed {
-        events: vec![event],
+        events: vec![event.map_err(BodyError::InvalidEvent)?],
         rejected: Vec::new(),
         rejected_total: 0,
         is_batch: false,
@@ -429,6 +448,26 @@ mod tests {
     }
 
     #[test]
+    fn a_single_body_is_either_malformed_or_an_invalid_event() {
+        let invalid = |body| match parse(body) {
+            Err(BodyError::InvalidEvent(reason)) => reason,
+            other => panic!("{body}: {other:?}"),
+        };
+        assert_eq!(invalid(r#"{"label":"a","id":1}"#), "missing field `value`");
+        assert_eq!(
+            invalid(r#"{"label":"","id":1,"value":1}"#),
+            "label is empty"
+        );
+        assert!(invalid(r#" {"label":"a","id":"1","value":1} "#).contains("invalid type"));
+        // Sent as application/json, an invalid first line does not hide the NDJSON after it.
+        let parsed =
+            parse("{\"label\":\"a\",\"id\":1}\n{\"label\":\"b\",\"id\":2,\"value\":2}").unwrap();
+        assert!(parsed.is_batch);
+        assert_eq!(parsed.events.len(), 1);
+        assert_eq!(parsed.rejected, [(0, "missing field `value`".to_owned())]);
+    }
+
+    #[test]
     fn malformed_json_reports_the_position() {
         let err = parse(r#"{"label":"a","id":1,"value":}"#).unwrap_err();
         assert!(
@@ -512,7 +551,15 @@ mod tests {
             Framing::from_content_type(Some("application/x-ndjson")),
             Ok(Framing::Ndjson)
         );
-        assert!(Framing::from_content_type(Some("application/xml")).is_err());
+        assert_eq!(
+            Framing::from_content_type(Some(" Application/NDJSON ; x=1")),
+            Ok(Framing::Ndjson)
+        );
+        assert_eq!(Framing::from_content_type(Some("")), Ok(Framing::Json));
+        assert_eq!(
+            Framing::from_content_type(Some("application/xml")),
+            Err("application/xml".to_owned())
+        );
     }
 
     #[test]
