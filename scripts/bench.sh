@@ -10,13 +10,17 @@ source scripts/mysql.sh
 ensure_mysql
 export BENCH_MYSQL_URL="${BENCH_MYSQL_URL:-mysql://root@$MYSQL_HOST:$MYSQL_PORT}"
 parts=("$@")
-[[ $# -eq 0 ]] && parts=(aggregate ingest export analyser detect)
+[[ $# -eq 0 ]] && parts=(aggregate ingest instructions export analyser detect)
 
 for part in "${parts[@]}"; do
   case $part in
     aggregate)
       echo "== aggregate: events/s per core through the aggregator, heap bytes per open series"
       cargo bench -p gatherer --bench aggregate
+      ;;
+    instructions)
+      echo "== instructions: per request under callgrind, against the bare handler and as series grow"
+      scripts/bench/instructions.sh
       ;;
     export)
       echo "== export: rows/s, page cost by depth, cost of the ordering lock"
