@@ -12,6 +12,7 @@
 //!   verdicts calibrated to target false-alarm rates.
 //! * [`level`]: the `avg` / `min` / `max` checks of one step's values.
 //! * [`population`]: one step of one label, each entity against its peers.
+//! * [`synth`]: seeded synthetic series (counts, prices, stress families) for tests.
 //!
 //! Per-series state is made of plain `Clone + Debug` structs; with the `serde` feature they
 //! also derive `Serialize` and `Deserialize`, so the analyser can snapshot them.
@@ -24,6 +25,7 @@ pub mod population;
 mod season;
 pub mod sigma;
 mod stats;
+pub mod synth;
 
 pub use auto::{AutoConfig, AutoDetector, Score};
 pub use sigma::{fill_gaps, Judgement, SigmaConfig, SigmaMethod};
