@@ -128,6 +128,13 @@ pub struct DatasetSettings {
     pub time_ago: Option<Duration>,
     #[serde(default = "defaults::method")]
     pub method: Method,
+    /// Labels whose values are measurements (prices): judged on `events` and their levels
+    /// (`avg`, `min`, `max`), never on sums or the population. The others are counters.
+    #[serde(default)]
+    pub levels: Vec<String>,
+    /// A level anomaly also needs the level to move by this share of the expected level.
+    #[serde(default = "defaults::level_min_change")]
+    pub level_min_change: f64,
     #[serde(default = "defaults::min_count_per_step")]
     pub min_count_per_step: f64,
     #[serde(default = "defaults::warning_multiplier")]
@@ -160,6 +167,9 @@ mod defaults {
     }
     pub fn min_count_per_step() -> f64 {
         30.0
+    }
+    pub fn level_min_change() -> f64 {
+        0.25
     }
     pub fn warning_multiplier() -> f64 {
         2.0
@@ -194,6 +204,8 @@ impl DatasetSettings {
             time_step: defaults::time_step(),
             time_ago: None,
             method: defaults::method(),
+            levels: Vec::new(),
+            level_min_change: defaults::level_min_change(),
             min_count_per_step: defaults::min_count_per_step(),
             warning_multiplier: defaults::warning_multiplier(),
             alarm_multiplier: defaults::alarm_multiplier(),
@@ -304,6 +316,16 @@ impl Settings {
                 return Err(format!(
                     "{at}: need 0 < auto_alarm_rate <= auto_warning_rate < 0.5"
                 ));
+            }
+            if !(d.level_min_change >= 0.0 && d.level_min_change <= 10.0) {
+                return Err(format!("{at}: level_min_change must be between 0 and 10"));
+            }
+            if let Some(label) = d
+                .levels
+                .iter()
+                .find(|l| !d.labels.is_empty() && !d.labels.contains(l))
+            {
+                return Err(format!("{at}: level label {label:?} is not in labels"));
             }
             if d.min_count_per_step < 0.0 {
                 return Err(format!("{at}: min_count_per_step must not be negative"));

@@ -7,6 +7,7 @@ pub mod configuration;
 pub mod gatherer_client;
 pub mod judge;
 pub mod notify;
+pub mod present;
 pub mod pull;
 pub mod routes;
 pub mod shard;

@@ -1,8 +1,12 @@
-//! Posts new alarms to a Slack-style incoming webhook (`{"text": …}`).
+//! Posts alarms to a Slack-style incoming webhook (`{"text": …}`): one message when an
+//! incident becomes an alarm, naming every check that fired, and one when it resolves.
 //!
 //! Runs on its own task and reads what to send from the database (alarms with no
-//! `notified_at`), so detection never waits for it, a slow webhook only delays messages,
-//! and a restart neither loses nor repeats one. Each message is retried with backoff.
+//! `notified_at`, resolved ones with no `resolved_notified_at`), so detection never waits
+//! for it, a slow webhook only delays messages, and a restart neither loses nor repeats
+//! one. Each message is retried with backoff. Labels come from bots: every one is escaped
+//! and put in a code span (`present::slack_code`), so none can ping a channel or fake a
+//! link.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,6 +14,7 @@ use std::time::Duration;
 use sqlx::MySqlPool;
 use tokio::sync::Notify;
 
+use crate::present::{change, number, slack_code, slack_escape};
 use crate::store;
 
 const ATTEMPTS: u32 = 4;
@@ -51,19 +56,8 @@ impl Notifier {
 
     async fn send_pending(&self) -> anyhow::Result<()> {
         for alarm in store::alarms_to_notify(&self.pool, 100).await? {
-            let text = format!(
-                "Pulse alarm #{}: {} ({}) entity {} in dataset {}: observed {}, expected {:.1} ({}), {} to {} UTC",
-                alarm.id,
-                alarm.label,
-                alarm.metric,
-                alarm.entity_id,
-                alarm.dataset,
-                alarm.observed,
-                alarm.expected,
-                alarm.method,
-                alarm.period_start.format("%Y-%m-%d %H:%M"),
-                alarm.period_end.format("%H:%M"),
-            );
+            let resolved = alarm.state == "resolved";
+            let text = message(&alarm);
             let mut delay = Duration::from_millis(500);
             let mut attempt = 1;
             loop {
@@ -85,8 +79,46 @@ impl Notifier {
                     Err(error) => return Err(error.into()),
                 }
             }
-            store::mark_notified(&self.pool, alarm.id).await?;
+            store::mark_notified(&self.pool, alarm.id, resolved).await?;
         }
         Ok(())
+    }
+}
+
+/// The message for an alarm: what fired when it first fires, that it is over once resolved
+/// (both at once for an alarm that had already ended when first sent).
+pub fn message(alarm: &protocol::Anomaly) -> String {
+    let series = format!(
+        "{} entity {} in dataset {}",
+        slack_code(&alarm.label),
+        alarm.entity_id,
+        slack_code(&alarm.dataset),
+    );
+    let start = alarm.period_start.format("%Y-%m-%d %H:%M");
+    let end = alarm.period_end.format("%H:%M");
+    let signals: Vec<String> = alarm
+        .signals
+        .iter()
+        .map(|s| {
+            format!(
+                "{} {} ({}, expected {})",
+                s.metric,
+                number(s.observed),
+                change(s.observed, s.expected),
+                number(s.expected)
+            )
+        })
+        .collect();
+    let signals = slack_escape(&signals.join("; "));
+    match (alarm.state.as_str(), alarm.resolved_at) {
+        ("resolved", Some(at)) => format!(
+            "Pulse alarm #{} resolved: {series} is back to normal since {} UTC (it fired from {start} UTC: {signals})",
+            alarm.id,
+            at.format("%H:%M")
+        ),
+        _ => format!(
+            "Pulse alarm #{}: {series}: {signals}; since {start} UTC (still firing at {end})",
+            alarm.id
+        ),
     }
 }

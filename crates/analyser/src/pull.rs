@@ -245,22 +245,27 @@ impl Engine {
                 let changes = model.judge_step(step);
                 outcome.judged_steps += 1;
                 for change in &changes {
-                    if let Some(id) =
-                        store::apply_change(&mut *conn, &model.name, change, now).await?
+                    let id = store::apply_change(&mut *conn, &model.name, change, now).await?;
+                    if let (
+                        Some(id),
+                        Change::Open {
+                            label,
+                            entity_id,
+                            incident,
+                        },
+                    ) = (id, change)
                     {
+                        model.assign_id(label, *entity_id, id);
                         outcome.new_anomalies += 1;
-                        if let Change::New { finding, .. } = change {
-                            model.assign_id(finding, id);
-                            match finding.severity {
-                                Severity::Warning => outcome.new_warnings += 1,
-                                Severity::Alarm => outcome.new_alarms += 1,
-                            }
+                        match incident.severity() {
+                            Severity::Warning => outcome.new_warnings += 1,
+                            Severity::Alarm => outcome.new_alarms += 1,
                         }
                     }
                 }
             }
             if let (Some(judged_until), true) = (model.clock.judged_until, model.clock != before) {
-                let window = model.params.n as i64 * model.params.rules.step;
+                let window = model.params.window_steps as i64 * model.params.rules.step;
                 let since = judged_until - model.clock.snapshot_until.unwrap_or(i64::MIN / 2);
                 let a_minute_ago = self
                     .last_snapshot
@@ -318,8 +323,9 @@ impl Engine {
                     }
                     replay_from = Some(snapshot_until);
                 }
-                let from = replay_from
-                    .unwrap_or(judged_until - REPLAY_WINDOWS * model.params.n as i64 * step);
+                let from = replay_from.unwrap_or(
+                    judged_until - REPLAY_WINDOWS * model.params.window_steps as i64 * step,
+                );
                 let stored = store::load_step_totals(&self.pool, &settings.name, from).await?;
                 let mut by_step: BTreeMap<i64, Vec<(String, i64, StepTotals)>> = BTreeMap::new();
                 for row in stored {
@@ -349,13 +355,40 @@ impl Engine {
                         s += step;
                     }
                 }
-                for (label, entity_id, metric, open) in
-                    store::load_open_anomalies(&self.pool, &settings.name, judged_until).await?
-                {
-                    if self.shard.owns(&label) {
-                        model.restore_open(&label, entity_id, metric, open);
+                // Incidents a replay opened again are the store's: take their ids. One
+                // the store does not know (no snapshot to replay from) is forgotten, and a
+                // firing one the model no longer follows is resolved where judging stands.
+                for (label, entity_id, start) in model.incidents_without_id() {
+                    match store::firing_incident_id(
+                        &self.pool,
+                        &settings.name,
+                        &label,
+                        entity_id,
+                        start,
+                    )
+                    .await?
+                    {
+                        Some(id) => model.assign_id(&label, entity_id, id),
+                        None => model.forget_incident(&label, entity_id),
                     }
                 }
+                let following = model.firing_ids();
+                let mut tx = self.pool.begin().await?;
+                for (id, label) in store::firing_incidents(&self.pool, &settings.name).await? {
+                    if self.shard.owns(&label) && !following.contains(&id) {
+                        store::apply_change(
+                            &mut tx,
+                            &settings.name,
+                            &Change::Resolve {
+                                id,
+                                resolved_at: judged_until,
+                            },
+                            Utc::now(),
+                        )
+                        .await?;
+                    }
+                }
+                tx.commit().await?;
             }
             models.push(model);
         }
@@ -378,7 +411,8 @@ impl Engine {
         self.last_prune = Some(Instant::now());
         for model in &self.models {
             if let Some(judged_until) = model.clock.judged_until {
-                let keep = KEEP_WINDOWS * model.params.n as i64 * model.params.rules.step;
+                let keep =
+                    KEEP_WINDOWS * model.params.window_steps as i64 * model.params.rules.step;
                 // Never the totals a restart replays from the snapshot.
                 let before = model
                     .clock

@@ -14,7 +14,7 @@ use sqlx::{MySql, MySqlConnection, MySqlPool, QueryBuilder};
 
 use crate::clock::DatasetClock;
 use crate::configuration::DatabaseSettings;
-use crate::judge::{Change, Metric, OpenAnomaly, Severity};
+use crate::judge::{Change, Incident, Signal};
 
 /// Creates the database if missing, connects and migrates, waiting up to
 /// `connect_timeout` for a database that is still starting.
@@ -365,78 +365,70 @@ pub async fn prune_step_totals(
     }
 }
 
-/// Anomalies of a dataset that ended at or after `since`: they may still grow.
-pub async fn load_open_anomalies(
+/// The id of the firing incident of a series that began at `period_start`, if the store
+/// has one (used on start, for incidents a replay opened again).
+pub async fn firing_incident_id(
     pool: &MySqlPool,
     dataset: &str,
-    since: i64,
-) -> Result<Vec<(String, i64, Metric, OpenAnomaly)>, sqlx::Error> {
-    type OpenRecord = (
-        u64,
-        Vec<u8>,
-        i64,
-        String,
-        String,
-        NaiveDateTime,
-        f64,
-        f64,
-        f64,
-    );
-    let rows: Vec<OpenRecord> = sqlx::query_as(
-        "SELECT id, event_label, entity_id, metric, severity, period_end, observed, expected, deviation FROM anomalies \
-         WHERE dataset = ? AND period_end >= ? ORDER BY id",
+    label: &str,
+    entity_id: i64,
+    period_start: i64,
+) -> Result<Option<u64>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT id FROM anomalies WHERE dataset = ? AND state = 'firing' AND event_label = ? \
+         AND entity_id = ? AND period_start = ? ORDER BY id DESC LIMIT 1",
     )
     .bind(dataset)
-    .bind(date(since))
+    .bind(label)
+    .bind(entity_id)
+    .bind(date(period_start))
+    .fetch_optional(pool)
+    .await
+}
+
+/// The firing incidents of a dataset: (id, label).
+pub async fn firing_incidents(
+    pool: &MySqlPool,
+    dataset: &str,
+) -> Result<Vec<(u64, String)>, sqlx::Error> {
+    let rows: Vec<(u64, Vec<u8>)> = sqlx::query_as(
+        "SELECT id, event_label FROM anomalies WHERE dataset = ? AND state = 'firing'",
+    )
+    .bind(dataset)
     .fetch_all(pool)
     .await?;
     Ok(rows
         .into_iter()
-        .filter_map(
-            |(
-                id,
-                label,
-                entity_id,
-                metric,
-                severity,
-                period_end,
-                observed,
-                expected,
-                deviation,
-            )| {
-                let metric = parse_metric(&metric)?;
-                let open = OpenAnomaly {
-                    id,
-                    period_end: seconds(period_end),
-                    severity: Severity::parse(&severity)?,
-                    observed,
-                    deviation,
-                    expected,
-                };
-                Some((
-                    String::from_utf8_lossy(&label).into_owned(),
-                    entity_id,
-                    metric,
-                    open,
-                ))
-            },
-        )
+        .map(|(id, label)| (id, String::from_utf8_lossy(&label).into_owned()))
         .collect())
 }
 
-pub fn parse_metric(text: &str) -> Option<Metric> {
-    Some(match text {
-        "count" => Metric::Count,
-        "events" => Metric::Events,
-        "avg" => Metric::Avg,
-        "min" => Metric::Min,
-        "max" => Metric::Max,
-        "population" => Metric::Population,
-        _ => return None,
-    })
+fn signals_json(incident: &Incident) -> String {
+    let mut signals: Vec<&Signal> = incident.signals.iter().collect();
+    // Strongest first, as the API serves them.
+    let top = *incident.top();
+    signals.sort_by_key(|s| {
+        (
+            s.metric != top.metric,
+            std::cmp::Reverse(s.severity),
+            s.metric,
+        )
+    });
+    let wire: Vec<protocol::Signal> = signals
+        .into_iter()
+        .map(|s| protocol::Signal {
+            metric: s.metric.as_str().to_owned(),
+            method: s.method.as_str().to_owned(),
+            severity: s.severity.as_str().to_owned(),
+            observed: s.observed,
+            expected: s.expected,
+            deviation: s.deviation,
+        })
+        .collect();
+    serde_json::to_string(&wire).unwrap_or_else(|_| "[]".to_owned())
 }
 
-/// Writes one change; returns the id of a new anomaly.
+/// Writes one change; returns the id of a new incident.
 pub async fn apply_change(
     conn: &mut MySqlConnection,
     dataset: &str,
@@ -444,44 +436,59 @@ pub async fn apply_change(
     detected_at: DateTime<Utc>,
 ) -> Result<Option<u64>, sqlx::Error> {
     match change {
-        Change::New {
-            finding,
-            period_start,
-            period_end,
+        Change::Open {
+            label,
+            entity_id,
+            incident,
         } => {
+            let top = incident.top();
             let result = sqlx::query(
                 "INSERT INTO anomalies (dataset, event_label, entity_id, metric, severity, method, period_start, \
-                 period_end, observed, expected, deviation, detected_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                 period_end, observed, expected, deviation, signals, state, detected_at) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'firing', ?)",
             )
             .bind(dataset)
-            .bind(&*finding.label)
-            .bind(finding.entity_id)
-            .bind(finding.metric.as_str())
-            .bind(finding.severity.as_str())
-            .bind(finding.method)
-            .bind(date(*period_start))
-            .bind(date(*period_end))
-            .bind(finding.observed)
-            .bind(finding.expected)
-            .bind(finding.deviation)
+            .bind(&**label)
+            .bind(entity_id)
+            .bind(top.metric.as_str())
+            .bind(top.severity.as_str())
+            .bind(top.method.as_str())
+            .bind(date(incident.start))
+            .bind(date(incident.end))
+            .bind(top.observed)
+            .bind(top.expected)
+            .bind(top.deviation)
+            .bind(signals_json(incident))
             .bind(detected_at.naive_utc())
             .execute(conn)
             .await?;
             Ok(Some(result.last_insert_id()))
         }
-        Change::Grow {
-            id,
-            period_end,
-            severity,
-            observed,
-            deviation,
-        } => {
-            sqlx::query("UPDATE anomalies SET period_end = ?, severity = ?, observed = ?, deviation = ? WHERE id = ?")
-                .bind(date(*period_end))
-                .bind(severity.as_str())
-                .bind(observed)
-                .bind(deviation)
-                .bind(id)
+        Change::Update { incident } => {
+            let top = incident.top();
+            sqlx::query(
+                "UPDATE anomalies SET period_end = ?, metric = ?, severity = ?, method = ?, observed = ?, \
+                 expected = ?, deviation = ?, signals = ? WHERE id = ?",
+            )
+            .bind(date(incident.end))
+            .bind(top.metric.as_str())
+            .bind(top.severity.as_str())
+            .bind(top.method.as_str())
+            .bind(top.observed)
+            .bind(top.expected)
+            .bind(top.deviation)
+            .bind(signals_json(incident))
+            .bind(incident.id)
+            .execute(conn)
+            .await?;
+            Ok(None)
+        }
+        Change::Resolve { id, resolved_at } => {
+            sqlx::query(
+                "UPDATE anomalies SET state = 'resolved', resolved_at = ? WHERE id = ? AND state = 'firing'",
+            )
+            .bind(date(*resolved_at))
+            .bind(id)
             .execute(conn)
             .await?;
             Ok(None)
@@ -497,6 +504,8 @@ pub struct AnomalyFilter {
     pub entity_id: Option<i64>,
     pub severity: Option<String>,
     pub status: Option<String>,
+    /// `firing` or `resolved`.
+    pub state: Option<String>,
     /// Anomalies that ended at or after this.
     pub since: Option<DateTime<Utc>>,
     /// Anomalies that started before this (reports).
@@ -518,6 +527,9 @@ struct AnomalyRecord {
     observed: f64,
     expected: f64,
     deviation: f64,
+    signals: Option<String>,
+    state: String,
+    resolved_at: Option<NaiveDateTime>,
     status: String,
     detected_at: NaiveDateTime,
     decided_by: Option<String>,
@@ -527,7 +539,8 @@ struct AnomalyRecord {
 
 const ANOMALY_COLUMNS: &str =
     "id, dataset, event_label, entity_id, metric, severity, method, period_start, period_end, \
-     observed, expected, deviation, status, detected_at, decided_by, decided_at, comment";
+     observed, expected, deviation, signals, state, resolved_at, status, detected_at, decided_by, \
+     decided_at, comment";
 
 fn anomaly(r: AnomalyRecord) -> protocol::Anomaly {
     protocol::Anomaly {
@@ -543,6 +556,13 @@ fn anomaly(r: AnomalyRecord) -> protocol::Anomaly {
         observed: r.observed,
         expected: r.expected,
         deviation: r.deviation,
+        signals: r
+            .signals
+            .as_deref()
+            .and_then(|json| serde_json::from_str(json).ok())
+            .unwrap_or_default(),
+        state: r.state,
+        resolved_at: r.resolved_at.map(|d| d.and_utc()),
         status: r.status,
         detected_at: r.detected_at.and_utc(),
         decided_by: r.decided_by,
@@ -573,6 +593,9 @@ pub async fn anomalies(
     }
     if let Some(status) = &filter.status {
         select.push(" AND status = ").push_bind(status);
+    }
+    if let Some(incident_state) = &filter.state {
+        select.push(" AND state = ").push_bind(incident_state);
     }
     if let Some(since) = filter.since {
         select
@@ -622,14 +645,17 @@ pub async fn decide(
     anomaly_by_id(pool, id).await
 }
 
-/// Alarms not yet posted to the webhook (oldest first).
+/// Alarms not yet posted to the webhook (oldest first), and resolved alarms whose
+/// resolution has not been posted.
 pub async fn alarms_to_notify(
     pool: &MySqlPool,
     limit: u32,
 ) -> Result<Vec<protocol::Anomaly>, sqlx::Error> {
     let records: Vec<AnomalyRecord> = sqlx::query_as(&format!(
-        "SELECT {ANOMALY_COLUMNS} FROM anomalies WHERE notified_at IS NULL AND severity = 'alarm' \
-         AND status = 'open' ORDER BY id LIMIT ?"
+        "SELECT {ANOMALY_COLUMNS} FROM anomalies WHERE severity = 'alarm' \
+         AND ((notified_at IS NULL AND status = 'open') \
+           OR (notified_at IS NOT NULL AND state = 'resolved' AND resolved_notified_at IS NULL)) \
+         ORDER BY id LIMIT ?"
     ))
     .bind(limit)
     .fetch_all(pool)
@@ -637,10 +663,15 @@ pub async fn alarms_to_notify(
     Ok(records.into_iter().map(anomaly).collect())
 }
 
-pub async fn mark_notified(pool: &MySqlPool, id: u64) -> Result<(), sqlx::Error> {
-    sqlx::query("UPDATE anomalies SET notified_at = NOW(3) WHERE id = ?")
-        .bind(id)
-        .execute(pool)
-        .await?;
+/// Marks an alarm as posted; `resolved` when the message also told its resolution.
+pub async fn mark_notified(pool: &MySqlPool, id: u64, resolved: bool) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE anomalies SET notified_at = COALESCE(notified_at, NOW(3)), \
+         resolved_notified_at = IF(?, NOW(3), resolved_notified_at) WHERE id = ?",
+    )
+    .bind(resolved)
+    .bind(id)
+    .execute(pool)
+    .await?;
     Ok(())
 }

@@ -139,7 +139,26 @@ pub struct Readiness {
     pub reason: Option<String>,
 }
 
-/// One anomaly as the analyser serves it at `/api/v1/state`.
+/// One check that fired on an incident: its most extreme step, against what was expected
+/// before the incident began.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Signal {
+    /// `count`, `events`, `avg`, `min`, `max` or `population`.
+    pub metric: String,
+    /// The check: `three_sigma`, `last_point`, `auto`, `median_mad` (levels) or `population`.
+    pub method: String,
+    /// `warning` or `alarm`.
+    pub severity: String,
+    pub observed: f64,
+    pub expected: f64,
+    /// How far `observed` is from `expected`, in the check's own noise units; finite.
+    pub deviation: f64,
+}
+
+/// One anomaly (an incident) as the analyser serves it at `/api/v1/state`: the checks that
+/// fired on one series in overlapping periods. The top-level `metric`, `method`,
+/// `severity`, `observed`, `expected` and `deviation` are its strongest signal's.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Anomaly {
@@ -151,14 +170,20 @@ pub struct Anomaly {
     pub metric: String,
     /// `warning` or `alarm`.
     pub severity: String,
-    /// The check that fired: `three_sigma`, `last_point`, `auto`, `population`.
+    /// The check that fired: `three_sigma`, `last_point`, `auto`, `median_mad`, `population`.
     pub method: String,
     pub period_start: DateTime<Utc>,
     pub period_end: DateTime<Utc>,
     pub observed: f64,
     pub expected: f64,
     pub deviation: f64,
-    /// `open`, `approved` or `dismissed`.
+    /// Every check that fired, strongest first.
+    pub signals: Vec<Signal>,
+    /// `firing` while its checks fire, `resolved` once the series is back to normal.
+    pub state: String,
+    /// When it resolved (the end of its period).
+    pub resolved_at: Option<DateTime<Utc>>,
+    /// The analyst's verdict: `open`, `approved` or `dismissed`.
     pub status: String,
     pub detected_at: DateTime<Utc>,
     pub decided_by: Option<String>,

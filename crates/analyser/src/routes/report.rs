@@ -48,10 +48,16 @@ pub async fn report(
         alarms: Vec::new(),
     };
     for anomaly in anomalies {
+        // One entry per incident, naming every check that fired: "checkout (count, population)".
+        let metrics: Vec<&str> = if anomaly.signals.is_empty() {
+            vec![anomaly.metric.as_str()]
+        } else {
+            anomaly.signals.iter().map(|s| s.metric.as_str()).collect()
+        };
         let outlier = ReportOutlier {
             outlier_period_start: anomaly.period_start,
             outlier_period_end: anomaly.period_end,
-            metric: format!("{} ({})", anomaly.label, anomaly.metric),
+            metric: format!("{} ({})", anomaly.label, metrics.join(", ")),
             attribute: anomaly.entity_id.to_string(),
         };
         if anomaly.severity == "alarm" {

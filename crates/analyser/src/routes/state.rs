@@ -19,6 +19,7 @@ pub struct StateParams {
     entity_id: Option<String>,
     severity: Option<String>,
     status: Option<String>,
+    state: Option<String>,
     since: Option<String>,
     limit: Option<String>,
 }
@@ -45,6 +46,11 @@ impl StateParams {
                 ));
             }
         }
+        if let Some(incident_state) = &self.state {
+            if !["firing", "resolved"].contains(&incident_state.as_str()) {
+                return Err(ApiError::bad("state", "expected firing or resolved"));
+            }
+        }
         let limit = match &self.limit {
             None => 100,
             Some(text) => match text.parse::<u32>() {
@@ -63,6 +69,7 @@ impl StateParams {
             entity_id,
             severity: self.severity.clone(),
             status: self.status.clone(),
+            state: self.state.clone(),
             since: self
                 .since
                 .as_deref()
@@ -95,7 +102,8 @@ pub fn meta(app: &AppState) -> StateMeta {
     params(
         ("dataset" = Option<String>, Query), ("label" = Option<String>, Query), ("entity_id" = Option<i64>, Query),
         ("severity" = Option<String>, Query, description = "warning or alarm"),
-        ("status" = Option<String>, Query, description = "open, approved or dismissed"),
+        ("status" = Option<String>, Query, description = "the analyst's verdict: open, approved or dismissed"),
+        ("state" = Option<String>, Query, description = "firing or resolved"),
         ("since" = Option<String>, Query, description = "anomalies that ended at or after (RFC 3339 or unix seconds)"),
         ("limit" = Option<u32>, Query, description = "1 to 1 000, default 100"),
     ),

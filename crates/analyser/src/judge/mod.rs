@@ -1,0 +1,510 @@
+//! Pure: a dataset's series, their step totals, and the judging of complete steps.
+//!
+//! Rows of the export arrive as deltas; [`DatasetModel::add_row`] sums them into the step
+//! they fall in. When the dataset's clock completes a step, [`DatasetModel::judge_step`]
+//! judges every known series at that step (a series without rows is a zero): the
+//! population check per counter label (each entity against its own usual share), then each
+//! series' own checks (`series.rs`), whose findings grow, open or resolve the series'
+//! incident (`incident.rs`). What changed comes back as [`Change`]s for the store. No
+//! clock, no database: time comes in as arguments.
+
+mod incident;
+mod series;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+
+use detect::level::{LevelConfig, StepTotals};
+use detect::population::{
+    excess, population_judged, population_outliers, Member, PopulationConfig,
+};
+use detect::sigma::{SigmaConfig, SigmaMethod};
+use detect::{AutoConfig, Verdict};
+use serde::{Deserialize, Serialize};
+
+pub use incident::{Incident, Signal, Transition};
+use series::{Kind, Series};
+
+use crate::clock::{ClockRules, DatasetClock};
+use crate::configuration::{DatasetSettings, Method};
+
+/// What a signal is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Metric {
+    Count,
+    Events,
+    Avg,
+    Min,
+    Max,
+    Population,
+}
+
+impl Metric {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Metric::Count => "count",
+            Metric::Events => "events",
+            Metric::Avg => "avg",
+            Metric::Min => "min",
+            Metric::Max => "max",
+            Metric::Population => "population",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Warning,
+    Alarm,
+}
+
+impl Severity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Warning => "warning",
+            Severity::Alarm => "alarm",
+        }
+    }
+}
+
+/// The check that produced a signal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Check {
+    ThreeSigma,
+    LastPoint,
+    Auto,
+    /// The level checks: median and MAD of the window, with a material-change floor.
+    MedianMad,
+    Population,
+}
+
+impl Check {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Check::ThreeSigma => "three_sigma",
+            Check::LastPoint => "last_point",
+            Check::Auto => "auto",
+            Check::MedianMad => "median_mad",
+            Check::Population => "population",
+        }
+    }
+
+    fn of(method: Method) -> Self {
+        match method {
+            Method::ThreeSigma => Check::ThreeSigma,
+            Method::LastPoint => Check::LastPoint,
+            Method::Auto => Check::Auto,
+        }
+    }
+}
+
+/// A series: one (label, entity) of a dataset.
+pub type SeriesKey = (Arc<str>, i64);
+
+/// A series' encoded detector state, as a snapshot stores it: (label, entity, state).
+pub type SeriesState = (Arc<str>, i64, Vec<u8>);
+
+/// What judging a step changes in the anomaly table.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Change {
+    /// A new incident; the store gives it an id, handed back with
+    /// [`DatasetModel::assign_id`].
+    Open {
+        label: Arc<str>,
+        entity_id: i64,
+        incident: Incident,
+    },
+    /// A firing incident covers one more step; its signals may have changed.
+    Update { incident: Incident },
+    /// A firing incident ended at `resolved_at` (the start of the step that was normal).
+    Resolve { id: u64, resolved_at: i64 },
+}
+
+/// A dataset's settings in the form the judging needs.
+#[derive(Debug, Clone)]
+pub struct Params {
+    pub rules: ClockRules,
+    /// The baseline window, `time_ago / time_step` steps.
+    pub window_steps: usize,
+    pub method: Method,
+    pub sigma: SigmaConfig,
+    pub level: LevelConfig,
+    pub auto: AutoConfig,
+    pub population: PopulationConfig,
+    pub min_count_per_step: f64,
+    pub series_ttl: i64,
+    pub labels: HashSet<String>,
+    pub levels: HashSet<String>,
+    pub entities: HashSet<i64>,
+}
+
+impl Params {
+    pub fn from_settings(d: &DatasetSettings) -> Self {
+        Params {
+            rules: ClockRules {
+                step: d.step_seconds(),
+                idle_after: d.idle_after.as_secs() as i64,
+                allowed_lateness: d.allowed_lateness.as_secs() as i64,
+            },
+            window_steps: d.window_steps(),
+            method: d.method,
+            sigma: SigmaConfig {
+                warning_multiplier: d.warning_multiplier,
+                alarm_multiplier: d.alarm_multiplier,
+            },
+            level: LevelConfig {
+                warning_multiplier: d.warning_multiplier,
+                alarm_multiplier: d.alarm_multiplier,
+                min_change: d.level_min_change,
+                ..LevelConfig::default()
+            },
+            auto: AutoConfig::with_rates(d.auto_warning_rate, d.auto_alarm_rate),
+            population: PopulationConfig {
+                min_count_per_step: d.min_count_per_step,
+                ..PopulationConfig::default()
+            },
+            min_count_per_step: d.min_count_per_step,
+            series_ttl: d.series_ttl.as_secs() as i64,
+            labels: d.labels.iter().cloned().collect(),
+            levels: d.levels.iter().cloned().collect(),
+            entities: d.entities.iter().copied().collect(),
+        }
+    }
+
+    /// Whether a row of this label and entity belongs to the dataset.
+    pub fn selects(&self, label: &str, entity_id: i64) -> bool {
+        (self.labels.is_empty() || self.labels.contains(label))
+            && (self.entities.is_empty() || self.entities.contains(&entity_id))
+    }
+
+    fn kind(&self, label: &str) -> Kind {
+        if self.levels.contains(label) {
+            Kind::Level
+        } else {
+            Kind::Counter
+        }
+    }
+
+    /// The windowed method of the count checks unless `auto`.
+    fn sigma_method(&self) -> SigmaMethod {
+        match self.method {
+            Method::ThreeSigma => SigmaMethod::ThreeSigma,
+            Method::LastPoint | Method::Auto => SigmaMethod::LastPoint,
+        }
+    }
+
+    /// Rate of the exponential means of an entity's share: a memory of about one window.
+    fn share_rate(&self) -> f64 {
+        2.0 / (self.window_steps as f64 + 1.0)
+    }
+}
+
+const ZERO: StepTotals = StepTotals {
+    sum: 0.0,
+    events: 0,
+    min: 0.0,
+    max: 0.0,
+};
+
+/// Adds a delta to a step's totals.
+pub fn merge(into: &mut StepTotals, delta: &StepTotals) {
+    if delta.events == 0 {
+        return;
+    }
+    if into.events == 0 {
+        *into = *delta;
+        return;
+    }
+    into.sum += delta.sum;
+    into.events += delta.events;
+    into.min = into.min.min(delta.min);
+    into.max = into.max.max(delta.max);
+}
+
+/// Everything the analyser keeps in memory about one dataset.
+#[derive(Debug, Clone)]
+pub struct DatasetModel {
+    pub name: String,
+    pub params: Params,
+    pub clock: DatasetClock,
+    labels: HashSet<Arc<str>>,
+    series: HashMap<SeriesKey, Series>,
+    /// Totals of steps not judged yet, by step start.
+    pending: BTreeMap<i64, HashMap<SeriesKey, StepTotals>>,
+    /// Series-steps judged since this model was built.
+    pub judged_series_steps: u64,
+}
+
+impl DatasetModel {
+    pub fn new(settings: &DatasetSettings, clock: DatasetClock) -> Self {
+        DatasetModel {
+            name: settings.name.clone(),
+            params: Params::from_settings(settings),
+            clock,
+            labels: HashSet::new(),
+            series: HashMap::new(),
+            pending: BTreeMap::new(),
+            judged_series_steps: 0,
+        }
+    }
+
+    fn key(&mut self, label: &str, entity_id: i64) -> SeriesKey {
+        let label = match self.labels.get(label) {
+            Some(label) => label.clone(),
+            None => {
+                let label: Arc<str> = Arc::from(label);
+                self.labels.insert(label.clone());
+                label
+            }
+        };
+        (label, entity_id)
+    }
+
+    /// Adds an export row's totals to its step. Returns `true` for a late row: its step
+    /// was judged already, so it is added to the history but not judged again.
+    pub fn add_row(
+        &mut self,
+        label: &str,
+        entity_id: i64,
+        event_date: i64,
+        delta: &StepTotals,
+    ) -> bool {
+        let step = self.params.rules.step_of(event_date);
+        let key = self.key(label, entity_id);
+        match self.clock.judged_until {
+            Some(judged_until) if step < judged_until => {
+                if let Some(series) = self.series.get_mut(&key) {
+                    series.add_late(step, delta);
+                }
+                true
+            }
+            _ => {
+                let totals = self
+                    .pending
+                    .entry(step)
+                    .or_default()
+                    .entry(key)
+                    .or_insert(ZERO);
+                merge(totals, delta);
+                false
+            }
+        }
+    }
+
+    /// The population check of every counter label at this step: each entity's events
+    /// against its own usual share. Returns what it judged, and notes each entity's excess
+    /// for the next step.
+    fn population(
+        &mut self,
+        values: &HashMap<SeriesKey, StepTotals>,
+        label_events: &HashMap<Arc<str>, u64>,
+    ) -> HashMap<SeriesKey, Option<Signal>> {
+        let mut members: HashMap<Arc<str>, Vec<Member>> = HashMap::new();
+        let spread = self.params.population.spread;
+        for (key, series) in self.series.iter_mut() {
+            if self.params.kind(&key.0) != Kind::Counter {
+                continue;
+            }
+            let events = values.get(key).map_or(0, |t| t.events);
+            let total = label_events.get(&key.0).copied().unwrap_or(0);
+            let expected = series.expected_share(total - events, &self.params);
+            let member = Member {
+                entity_id: key.1,
+                events,
+                expected,
+                excess_before: f64::from(series.excess),
+            };
+            series.excess = expected.map_or(0.0, |e| excess(events as f64, e, spread) as f32);
+            members.entry(key.0.clone()).or_default().push(member);
+        }
+        let mut found = HashMap::new();
+        for (label, members) in members {
+            let total = label_events.get(&label).copied().unwrap_or(0);
+            let outliers = population_outliers(&members, total, &self.params.population);
+            if population_judged(&members, total, &self.params.population) {
+                for m in members.iter().filter(|m| m.expected.is_some()) {
+                    found.insert((label.clone(), m.entity_id), None);
+                }
+            }
+            for outlier in outliers {
+                let severity = match outlier.verdict {
+                    Verdict::Alarm => Severity::Alarm,
+                    Verdict::Warning => Severity::Warning,
+                    Verdict::None => continue,
+                };
+                found.insert(
+                    (label.clone(), outlier.entity_id),
+                    Some(Signal {
+                        metric: Metric::Population,
+                        method: Check::Population,
+                        severity,
+                        observed: outlier.observed,
+                        expected: outlier.expected,
+                        deviation: outlier.deviation.clamp(-1e6, 1e6),
+                    }),
+                );
+            }
+        }
+        found
+    }
+
+    /// Judges the step starting at `step` (the clock said it is complete) and marks it
+    /// judged. Returns the incident changes, in (label, entity) order.
+    pub fn judge_step(&mut self, step: i64) -> Vec<Change> {
+        let values = self.pending.remove(&step).unwrap_or_default();
+        for key in values.keys() {
+            if !self.series.contains_key(key) {
+                let kind = self.params.kind(&key.0);
+                self.series
+                    .insert(key.clone(), Series::new(&self.params, kind, step));
+            }
+        }
+        let mut label_events: HashMap<Arc<str>, u64> = HashMap::new();
+        for ((label, _), totals) in &values {
+            *label_events.entry(label.clone()).or_default() += totals.events;
+        }
+        let mut population = self.population(&values, &label_events);
+        let end = step + self.params.rules.step;
+        let mut changes = Vec::new();
+        for (key, series) in self.series.iter_mut() {
+            let x = values.get(key).copied().unwrap_or(ZERO);
+            let label_total = label_events.get(&key.0).copied().unwrap_or(0);
+            let transition = series.judge(
+                self.params.kind(&key.0),
+                step,
+                end,
+                &x,
+                label_total,
+                population.remove(key),
+                &self.params,
+            );
+            let change = match transition {
+                Transition::Quiet | Transition::Pending => None,
+                Transition::Opened => series.incidents.live.as_deref().map(|i| Change::Open {
+                    label: key.0.clone(),
+                    entity_id: key.1,
+                    incident: i.clone(),
+                }),
+                Transition::Grew => series.incidents.live.as_deref().map(|i| Change::Update {
+                    incident: i.clone(),
+                }),
+                Transition::Resolved { id } | Transition::Settled { id } => Some(Change::Resolve {
+                    id,
+                    resolved_at: step,
+                }),
+            };
+            if let Some(change) = change {
+                changes.push((key.clone(), change));
+            }
+        }
+        self.judged_series_steps += self.series.len() as u64;
+        // Forgotten series end their incident.
+        let ttl = self.params.series_ttl;
+        self.series.retain(|key, s| {
+            let keep = step - s.last_active < ttl;
+            if let (false, Some(live)) = (keep, s.incidents.live.as_deref()) {
+                changes.push((
+                    key.clone(),
+                    Change::Resolve {
+                        id: live.id,
+                        resolved_at: end,
+                    },
+                ));
+            }
+            keep
+        });
+        self.clock.judged(step, &self.params.rules);
+        changes.sort_by(|a, b| a.0.cmp(&b.0));
+        changes.into_iter().map(|(_, c)| c).collect()
+    }
+
+    /// Records the id the store gave a new incident, so that it can grow.
+    pub fn assign_id(&mut self, label: &str, entity_id: i64, id: u64) {
+        let key = self.key(label, entity_id);
+        if let Some(live) = self
+            .series
+            .get_mut(&key)
+            .and_then(|s| s.incidents.live.as_deref_mut())
+        {
+            live.id = id;
+        }
+    }
+
+    /// The firing incidents whose id is not known (opened while replaying): (label,
+    /// entity, period start).
+    pub fn incidents_without_id(&self) -> Vec<(Arc<str>, i64, i64)> {
+        self.series
+            .iter()
+            .filter_map(|(key, s)| {
+                let live = s.incidents.live.as_deref()?;
+                (live.id == 0).then(|| (key.0.clone(), key.1, live.start))
+            })
+            .collect()
+    }
+
+    /// The ids of the firing incidents.
+    pub fn firing_ids(&self) -> Vec<u64> {
+        self.series
+            .values()
+            .filter_map(|s| s.incidents.live.as_deref().map(|i| i.id))
+            .filter(|&id| id != 0)
+            .collect()
+    }
+
+    /// Forgets a firing incident the store does not know (state rebuilt without a snapshot).
+    pub fn forget_incident(&mut self, label: &str, entity_id: i64) {
+        let key = self.key(label, entity_id);
+        if let Some(series) = self.series.get_mut(&key) {
+            series.incidents.live = None;
+        }
+    }
+
+    /// Replays a judged step from stored totals (on start): the series learn it again and
+    /// their incidents follow, but nothing is reported.
+    pub fn replay_step(&mut self, step: i64, values: &[(String, i64, StepTotals)]) {
+        for (label, entity_id, totals) in values {
+            let key = self.key(label, *entity_id);
+            self.pending.entry(step).or_default().insert(key, *totals);
+        }
+        let judged_until = self.clock.judged_until;
+        let judged = self.judged_series_steps;
+        self.judge_step(step);
+        self.clock.judged_until = judged_until;
+        self.judged_series_steps = judged;
+    }
+
+    /// Every series' state (history window, detectors, share, incident), encoded, for a
+    /// snapshot taken at the current `judged_until`.
+    pub fn snapshot(&self) -> Result<Vec<SeriesState>, postcard::Error> {
+        self.series
+            .iter()
+            .map(|((label, entity_id), series)| {
+                Ok((label.clone(), *entity_id, postcard::to_allocvec(series)?))
+            })
+            .collect()
+    }
+
+    /// Restores one series from a snapshot (on start, before replaying the steps since).
+    pub fn restore_series(
+        &mut self,
+        label: &str,
+        entity_id: i64,
+        state: &[u8],
+    ) -> Result<(), postcard::Error> {
+        let series: Series = postcard::from_bytes(state)?;
+        let key = self.key(label, entity_id);
+        self.series.insert(key, series);
+        Ok(())
+    }
+
+    /// Number of series the dataset knows.
+    pub fn series_count(&self) -> usize {
+        self.series.len()
+    }
+}
+
+#[cfg(test)]
+mod tests;
