@@ -4,6 +4,8 @@
 //! data, so every test of the judging is fed from here: the same seed gives the same data
 //! on every machine. Pure: no clock, no I/O.
 
+pub mod families;
+
 /// SplitMix64: small, fast and seedable; good enough for simulated noise.
 #[derive(Debug, Clone)]
 pub struct Rng(u64);
