@@ -133,9 +133,9 @@ pub fn raw_score(series: Scored<'_>, threshold: f64, costs: Costs) -> f64 {
     let values = row_values(rows, series.windows);
     let mut best: Vec<Option<f64>> = vec![None; series.windows.len()];
     let mut fp = 0.0;
-    for i in probation(rows)..rows {
-        let (window, unit) = values[i];
-        let hit = series.scores[i] >= threshold;
+    let start = probation(rows);
+    for (&(window, unit), &score) in values.iter().zip(series.scores).skip(start) {
+        let hit = score >= threshold;
         match window {
             Some(w) => {
                 let slot = best[w].get_or_insert(-costs.fn_weight);
@@ -159,14 +159,14 @@ pub fn best_threshold(corpus: &[Scored<'_>], costs: Costs) -> (f64, f64) {
     for series in corpus {
         let rows = series.scores.len();
         let values = row_values(rows, series.windows);
-        for i in probation(rows)..rows {
-            let (window, unit) = values[i];
+        let start = probation(rows);
+        for (&(window, unit), &score) in values.iter().zip(series.scores).skip(start) {
             match window {
                 Some(w) => {
                     windows_seen.insert(base + w);
-                    points.push((series.scores[i], Some(base + w), unit * costs.tp_weight));
+                    points.push((score, Some(base + w), unit * costs.tp_weight));
                 }
-                None => points.push((series.scores[i], None, unit * costs.fp_weight)),
+                None => points.push((score, None, unit * costs.fp_weight)),
             }
         }
         base += series.windows.len();
@@ -227,7 +227,9 @@ mod tests {
     /// Two series of 200 rows (30 rows of probation), windows and scores such that every
     /// branch counts: an early and a late hit, a miss, false positives before any window,
     /// right after one and long after one. Expected values from `nab_score.py`.
-    fn corpus() -> (Vec<Vec<f64>>, Vec<Vec<(usize, usize)>>) {
+    type Windows = Vec<Vec<(usize, usize)>>;
+
+    fn corpus() -> (Vec<Vec<f64>>, Windows) {
         let mut a = vec![0.0; 200];
         a[10] = 0.9; // probation: not scored
         a[40] = 0.6; // before any window: a full false positive
@@ -237,7 +239,10 @@ mod tests {
         let mut b = vec![0.0; 200];
         b[101] = 0.5; // window 100..=139, early hit
         b[120] = 0.99; // later in the same window: counts nothing more
-        (vec![a, b], vec![vec![(50, 69)], vec![(100, 139), (160, 179)]])
+        (
+            vec![a, b],
+            vec![vec![(50, 69)], vec![(100, 139), (160, 179)]],
+        )
     }
 
     #[test]

@@ -400,8 +400,18 @@ mod tests {
 
     #[test]
     fn formatted_timestamps_parse_back() {
-        for secs in [0, 951_912_000, 1_396_310_700, 1_400_457_600 + 4031 * 300, -86_401] {
-            assert_eq!(parse_timestamp(&format_timestamp(secs)), Some(secs), "{secs}");
+        for secs in [
+            0,
+            951_912_000,
+            1_396_310_700,
+            1_400_457_600 + 4031 * 300,
+            -86_401,
+        ] {
+            assert_eq!(
+                parse_timestamp(&format_timestamp(secs)),
+                Some(secs),
+                "{secs}"
+            );
         }
         assert_eq!(format_timestamp(1_396_310_700), "2014-04-01 00:05:00");
     }

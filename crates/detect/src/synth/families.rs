@@ -10,7 +10,7 @@
 //! | family | ordinary behaviour | labelled anomalies |
 //! | --- | --- | --- |
 //! | [`Family::BurstyCounts`] | over-dispersed counts, daily rhythm, frequent heavy-tailed bursts that die out within minutes | two sustained surges, several times the base for an hour or more |
-//! | [`Family::SensorTemperature`] | a slowly drifting temperature, small daily cycle, correlated noise | a slow ramp up over hours, then a collapse to ambient (the failure) |
+//! | [`Family::SensorTemperature`] | a slowly drifting temperature, small daily cycle, correlated noise | a shutdown (cooling to ambient for a few hours); later a slow ramp up over hours, then a collapse to ambient that lasts (the failure) |
 //! | [`Family::Latency`] | log-normal latency with rare single-step spikes of 3-8x | a lasting level shift, then a burst of very slow requests |
 //! | [`Family::CpuVariance`] | CPU utilisation with a daily rhythm and correlated noise | two spells where the variance grows several-fold at the same mean |
 //! | [`Family::KeyPresses`] | idle zeros and typing sessions of a few key presses a step | a key held down (auto-repeat for many steps), then frantic up/down toggling |
@@ -138,14 +138,18 @@ fn bursty_counts(rng: &mut Rng) -> Labelled {
 fn sensor_temperature(rng: &mut Rng) -> Labelled {
     let level = rng.between(60.0, 90.0);
     let noise_sd = rng.between(0.3, 0.8);
-    let ramp_at = onset(rng, ROWS, 0.35, 0.7);
+    let ambient = level * rng.between(0.25, 0.5);
+    // A shutdown: cooling to ambient for a few hours, then back to work.
+    let shutdown_at = onset(rng, ROWS, 0.25, 0.45);
+    let shutdown_len = rng.between(24.0, 72.0) as usize;
+    // The failure: a slow ramp up over hours, then a collapse to ambient that lasts.
+    let ramp_at = onset(rng, ROWS, 0.6, 0.85);
     let ramp_len = rng.between(36.0, 96.0) as usize; // 3 to 8 hours
     let ramp_height = rng.between(10.0, 20.0) * noise_sd;
     let collapse_at = ramp_at + ramp_len;
-    let down_len = rng.between(24.0, 72.0) as usize;
-    let ambient = level * rng.between(0.25, 0.5);
     let mut drift = 0.0;
     let mut ar = 0.0;
+    let cooling = |k: usize, from: f64| ambient + (from - ambient) * (-(k as f64) / 3.0).exp();
     let points = (0..ROWS)
         .map(|i| {
             let ts = START + i as i64 * STEP;
@@ -154,19 +158,19 @@ fn sensor_temperature(rng: &mut Rng) -> Labelled {
             ar = 0.7 * ar + noise_sd * 0.71 * rng.normal();
             let daily = 0.8 * noise_sd * (std::f64::consts::TAU * day_phase(ts)).sin();
             let mut v = level + drift + daily + ar;
-            if (ramp_at..collapse_at).contains(&i) {
+            if (shutdown_at..shutdown_at + shutdown_len).contains(&i) {
+                v = cooling(i - shutdown_at, level) + 0.3 * ar;
+            } else if (ramp_at..collapse_at).contains(&i) {
                 v += ramp_height * (i - ramp_at) as f64 / ramp_len as f64;
-            } else if (collapse_at..collapse_at + down_len).contains(&i) {
-                // Cooling towards ambient within a few steps.
-                let k = (i - collapse_at) as f64;
-                v = ambient + (level + ramp_height - ambient) * (-k / 3.0).exp() + 0.3 * ar;
+            } else if i >= collapse_at {
+                v = cooling(i - collapse_at, level + ramp_height) + 0.3 * ar;
             }
             (ts, (v * 100.0).round() / 100.0)
         })
         .collect();
     Labelled {
         points,
-        onsets: vec![ramp_at, collapse_at],
+        onsets: vec![shutdown_at, ramp_at],
     }
 }
 
@@ -212,9 +216,7 @@ fn cpu_variance(rng: &mut Rng) -> Labelled {
         .map(|i| {
             let ts = START + i as i64 * STEP;
             let daily = 0.25 * level * (std::f64::consts::TAU * (day_phase(ts) - 0.4)).cos();
-            let wild = spells
-                .iter()
-                .any(|&(at, len)| (at..at + len).contains(&i));
+            let wild = spells.iter().any(|&(at, len)| (at..at + len).contains(&i));
             let sd = if wild { noise_sd * factor } else { noise_sd };
             ar = 0.5 * ar + 0.87 * rng.normal();
             let v = (level + daily + sd * ar).clamp(0.0, 100.0);
