@@ -6,8 +6,9 @@
 //! long version is `docs/DETECT.md`):
 //!
 //! 1. **Forecasts.** Several forecasters run side by side: a fast and a slow robust level
-//!    (exponential smoothing on winsorised errors), and additive Holt-Winters models with
-//!    a daily and a weekly profile (phase from the timestamp, so gaps do not shift them).
+//!    (exponential smoothing on winsorised errors), and seasonal models with a daily and a
+//!    weekly profile plus a short-term offset (phase from the timestamp, so gaps do not
+//!    shift them).
 //!    Each tracks its own robust error scale and its recent accuracy; the most accurate
 //!    ready forecaster is the one believed.
 //!    Counts (non-negative integers) are measured in units of `sqrt(expected)`, so the
@@ -25,11 +26,12 @@
 //!    good share of the range and by more than the noise, is surprising however noisy the
 //!    series is inside its range: a record among `n` steps has probability about `1 / n`.
 //! 5. **Verdict.** The larger of the two surprises (`-log10 p`) is compared with `-log10`
-//!    of the target rates (`warning_rate`, `alarm_rate`).
+//!    of the target rates (`warning_rate`, `alarm_rate`); the deviation must also be one
+//!    that Gaussian noise reaches at most at that rate.
 //! 6. **Score.** The same surprise plus half the contextual novelty ([`crate::context`]: has
 //!    the series moved like this before?), divided by 12 and clamped to `[0, 1]`. Right
-//!    after a detection the *score* is held back for a while unless something clearly
-//!    stronger comes, or until the series has been calm for a few steps (a continuing
+//!    after a detection the *score* is held back until the series has been calm for
+//!    `calm_steps` steps, unless something clearly stronger comes (a continuing
 //!    anomaly is not news: the benchmark rewards the first detection and charges for every
 //!    later one), while the *verdict* keeps flagging the steps that stay abnormal. The
 //!    verdict never uses the contextual channel, so its calibration to the target rates
