@@ -6,8 +6,9 @@
 //! long version is `docs/DETECT.md`):
 //!
 //! 1. **Forecasts.** Several forecasters run side by side: a fast and a slow robust level
-//!    (exponential smoothing on winsorised errors), and additive Holt-Winters models with
-//!    a daily and a weekly profile (phase from the timestamp, so gaps do not shift them).
+//!    (exponential smoothing on winsorised errors), and seasonal models with a daily and a
+//!    weekly profile plus a short-term offset (phase from the timestamp, so gaps do not
+//!    shift them).
 //!    Each tracks its own robust error scale and its recent accuracy; the most accurate
 //!    ready forecaster is the one believed.
 //!    Counts (non-negative integers) are measured in units of `sqrt(expected)`, so the
@@ -25,11 +26,12 @@
 //!    good share of the range and by more than the noise, is surprising however noisy the
 //!    series is inside its range: a record among `n` steps has probability about `1 / n`.
 //! 5. **Verdict.** The larger of the two surprises (`-log10 p`) is compared with `-log10`
-//!    of the target rates (`warning_rate`, `alarm_rate`).
+//!    of the target rates (`warning_rate`, `alarm_rate`); the deviation must also be one
+//!    that Gaussian noise reaches at most at that rate.
 //! 6. **Score.** The same surprise plus half the contextual novelty ([`crate::context`]: has
 //!    the series moved like this before?), divided by 12 and clamped to `[0, 1]`. Right
-//!    after a detection the *score* is held back for a while unless something clearly
-//!    stronger comes, or until the series has been calm for a few steps (a continuing
+//!    after a detection the *score* is held back until the series has been calm for
+//!    `calm_steps` steps, unless something clearly stronger comes (a continuing
 //!    anomaly is not news: the benchmark rewards the first detection and charges for every
 //!    later one), while the *verdict* keeps flagging the steps that stay abnormal. The
 //!    verdict never uses the contextual channel, so its calibration to the target rates
@@ -38,6 +40,7 @@
 use crate::context::{ContextNovelty, ContextSettings};
 use crate::likelihood::Likelihood;
 use crate::season::Profile;
+use crate::stats::normal_quantile_two_sided;
 use crate::Verdict;
 
 /// `-log10 p` at which `score` reaches 1.
@@ -45,85 +48,62 @@ const SCORE_FULL_SCALE: f64 = 12.0;
 /// Scale of a residual's mean absolute deviation to a standard deviation (sqrt(pi / 2)).
 const MAD_TO_SD: f64 = 1.253_314_137;
 
-/// Knobs of the detector's internals: fixed defaults, adjustable for experiments.
+/// Errors are winsorised at this many standard deviations before a forecaster learns from
+/// them: Gaussian noise goes beyond 4 sd once in 16 000 steps, so only outliers are cut.
+const CLIP_SD: f64 = 4.0;
+/// Share of a side's deviations that forms its tail, fitted as an exponential above it
+/// (peaks over threshold): the top 1 %.
+const TAIL_SHARE: f64 = 0.01;
+/// Share of the likelihood history kept when a seasonal forecaster takes over: deviations
+/// judged by a worse forecaster say little about the new one's, and a twentieth keeps the
+/// first steps after the switch from resting on the prior alone.
+const SWITCH_KEEP: f64 = 0.05;
+/// A record is new territory only if it beats the range of values seen by this share of
+/// the range's width and by `RANGE_MIN_SD` noise standard deviations: a stationary series
+/// sets new records by hairs; a value that escapes by a twentieth of the range is a change.
+const RANGE_MIN_SHARE: f64 = 0.05;
+const RANGE_MIN_SD: f64 = 2.0;
+/// Each further tenth of the range beyond it makes a record another ten times rarer.
+const RANGE_GAIN: f64 = 10.0;
+/// `-log10 p` of a score that counts as a detection and starts a hold-back (p = 1e-3).
+const DETECTION: f64 = 3.0;
+/// During a hold-back, a step is shown only if it is this much rarer (`-log10 p`) than the
+/// held peak: ten times rarer is a new event, a run that keeps rising by a hair is not.
+const HOLD_MARGIN: f64 = 1.0;
+/// `-log10 p` below which a step is calm (p = 0.1, an ordinary step).
+const CALM: f64 = 1.0;
+
+/// The settings of the detector's internals: time scales, memories and one weight, each
+/// with a reason that does not depend on any benchmark (docs/DETECT.md, "Settings").
 ///
 /// Not part of the stable interface; `detect-csv --param name=value` sets them by name.
 #[doc(hidden)]
 #[derive(Debug, Clone, Copy, PartialEq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct Tuning {
-    /// Smoothing rate of the fast level forecaster.
+    /// Smoothing rate of the fast level forecaster (0.8: the last value, a fifth smoothed).
     pub fast_alpha: f64,
-    /// Smoothing rate of the slow level forecaster.
+    /// Smoothing rate of the slow level forecaster (0.05: the level of the last 20 steps).
     pub slow_alpha: f64,
-    /// Rate at which a seasonal forecaster's offset follows its errors.
-    pub season_level_alpha: f64,
-    /// Rate at which a seasonal profile bin learns (per visit).
+    /// Rate at which a seasonal forecaster's offset follows a level shift (0.1: 10 steps).
+    pub offset_alpha: f64,
+    /// Rate at which a seasonal profile bin learns, per visit (0.2: the last 5 periods).
     pub season_alpha: f64,
-    /// Rate of the robust error scale (mean absolute deviation).
+    /// Rate of each forecaster's noise scale (0.01: 100 steps); its accuracy, which picks
+    /// the believed forecaster, is averaged over twice as long.
     pub scale_alpha: f64,
-    /// Rate of the accuracy that picks the believed forecaster.
-    pub perf_alpha: f64,
-    /// Errors are winsorised at this many standard deviations before learning.
-    pub clip: f64,
-    /// Rate of the short mean of `z` that catches persistent shifts.
+    /// Rate of the short mean of `z` that catches a persistent shift (0.25: 4 steps).
     pub short_alpha: f64,
-    /// Steps before any score is given.
+    /// Steps before any score is given; also the weight, in steps, of the Gaussian prior of
+    /// the likelihood, and a fifth of the steps after which the contextual grid is frozen.
     pub warmup: f64,
-    /// Effective number of steps the likelihood and the range remember.
+    /// Effective number of steps the likelihood, the range and the contextual calibration
+    /// remember.
     pub memory: f64,
-    /// Steps' worth of belief in the Gaussian prior of the likelihood.
-    pub prior_weight: f64,
-    /// Quantile above which the likelihood fits an exponential tail.
-    pub tail_share: f64,
-    /// Share of likelihood history kept when a seasonal forecaster takes over.
-    pub switch_shrink: f64,
-    /// Share of the range a record must exceed it by to count as new territory.
-    pub range_min_excess: f64,
-    /// Extra `-log10 p` per unit of range share beyond `range_min_excess`.
-    pub range_gain: f64,
-    /// A record must also exceed the range by this many noise standard deviations.
-    pub range_min_sd: f64,
-    /// 1 to measure non-negative integer series in Poisson units, 0 not to.
-    pub counts: f64,
-    /// Subtracted from the range surprise (a calibration margin).
-    pub range_offset: f64,
-    /// Steps the score is held back after a detection.
-    pub refractory: f64,
-    /// `-log10 p` of the score that starts a hold-back.
-    pub detect_level: f64,
-    /// During a hold-back, a step must beat the held peak by this much (`-log10 p`) to be
-    /// shown: a run that keeps rising by a hair is one event, not several.
-    pub refractory_margin: f64,
-    /// A hold-back ends early after this many calm steps in a row (surprise below
-    /// `calm_level`): the anomaly is over, the next one is news. 0 never ends it early.
-    pub calm_steps: f64,
-    /// `-log10 p` below which a step counts as calm.
-    pub calm_level: f64,
-    /// 1 to run the weekly forecaster, 0 not to.
-    pub use_week: f64,
-    /// 1 to run the daily forecaster, 0 not to.
-    pub use_day: f64,
-    /// Weight of the contextual novelty added to the score (not the verdict); 0 turns the
-    /// contextual channel off.
+    /// Weight of the contextual novelty in the score (not the verdict); 0 turns it off.
     pub context_weight: f64,
-    /// Quantisation levels of the contextual channel.
-    pub context_levels: f64,
-    /// Longest context, in steps.
-    pub context_order: f64,
-    /// Steps after which the contextual grid is frozen.
-    pub context_grid_after: f64,
-    /// Bits of the seen-context set.
-    pub context_bits: f64,
-    /// Effective number of steps the contextual calibration remembers.
-    pub context_memory: f64,
-    /// An alarm must also be this many noise units from the forecast at this very step: a
-    /// rare value for the series that is still within ordinary noise (a first evening's
-    /// new low), or a run of small residuals while a forecaster lags, is at most a
-    /// warning. The verdict only; the score does not use it.
-    pub alarm_min_z: f64,
-    /// The floor for a warning, on the step or on the recent run of residuals.
-    pub warning_min_z: f64,
+    /// After a detection the score is held back until this many calm steps in a row.
+    pub calm_steps: f64,
 }
 
 impl Default for Tuning {
@@ -131,37 +111,14 @@ impl Default for Tuning {
         Tuning {
             fast_alpha: 0.8,
             slow_alpha: 0.05,
-            season_level_alpha: 0.1,
+            offset_alpha: 0.1,
             season_alpha: 0.2,
             scale_alpha: 0.01,
-            perf_alpha: 0.005,
-            clip: 4.0,
             short_alpha: 0.25,
             warmup: 60.0,
             memory: 20000.0,
-            prior_weight: 50.0,
-            tail_share: 0.01,
-            switch_shrink: 0.05,
-            range_min_excess: 0.05,
-            range_gain: 10.0,
-            range_min_sd: 2.0,
-            counts: 1.0,
-            range_offset: 0.0,
-            refractory: 100.0,
-            detect_level: 3.0,
-            refractory_margin: 1.0,
-            calm_steps: 20.0,
-            calm_level: 1.0,
-            use_week: 1.0,
-            use_day: 1.0,
             context_weight: 0.5,
-            context_levels: 8.0,
-            context_order: 6.0,
-            context_grid_after: 300.0,
-            context_bits: 8192.0,
-            context_memory: 5000.0,
-            alarm_min_z: 4.5,
-            warning_min_z: 2.5,
+            calm_steps: 20.0,
         }
     }
 }
@@ -169,51 +126,25 @@ impl Default for Tuning {
 impl Tuning {
     fn context(&self) -> ContextSettings {
         ContextSettings {
-            levels: self.context_levels,
-            order: self.context_order.clamp(2.0, 64.0) as usize,
-            grid_after: self.context_grid_after.clamp(0.0, 1e9) as u32,
+            grid_after: (5.0 * self.warmup).clamp(0.0, 1e9) as u32,
             start: self.warmup.clamp(0.0, 1e9) as u32,
-            bits: self.context_bits.clamp(64.0, 1e7) as usize,
-            memory: self.context_memory,
+            memory: self.memory,
         }
     }
 
-    /// Sets a knob by name; `false` for an unknown name.
+    /// Sets a setting by name; `false` for an unknown name.
     pub fn set(&mut self, name: &str, value: f64) -> bool {
         let slot = match name {
             "fast_alpha" => &mut self.fast_alpha,
             "slow_alpha" => &mut self.slow_alpha,
-            "season_level_alpha" => &mut self.season_level_alpha,
+            "offset_alpha" => &mut self.offset_alpha,
             "season_alpha" => &mut self.season_alpha,
             "scale_alpha" => &mut self.scale_alpha,
-            "perf_alpha" => &mut self.perf_alpha,
-            "clip" => &mut self.clip,
             "short_alpha" => &mut self.short_alpha,
             "warmup" => &mut self.warmup,
             "memory" => &mut self.memory,
-            "prior_weight" => &mut self.prior_weight,
-            "tail_share" => &mut self.tail_share,
-            "switch_shrink" => &mut self.switch_shrink,
-            "range_min_excess" => &mut self.range_min_excess,
-            "range_gain" => &mut self.range_gain,
-            "range_min_sd" => &mut self.range_min_sd,
-            "counts" => &mut self.counts,
-            "range_offset" => &mut self.range_offset,
-            "refractory" => &mut self.refractory,
-            "detect_level" => &mut self.detect_level,
-            "refractory_margin" => &mut self.refractory_margin,
-            "calm_steps" => &mut self.calm_steps,
-            "calm_level" => &mut self.calm_level,
-            "use_week" => &mut self.use_week,
-            "use_day" => &mut self.use_day,
             "context_weight" => &mut self.context_weight,
-            "context_levels" => &mut self.context_levels,
-            "context_order" => &mut self.context_order,
-            "context_grid_after" => &mut self.context_grid_after,
-            "context_bits" => &mut self.context_bits,
-            "context_memory" => &mut self.context_memory,
-            "alarm_min_z" => &mut self.alarm_min_z,
-            "warning_min_z" => &mut self.warning_min_z,
+            "calm_steps" => &mut self.calm_steps,
             _ => return false,
         };
         *slot = value;
@@ -292,7 +223,7 @@ impl ErrorTrack {
         let unit = noise.unit(expected);
         let e = err / unit;
         let sd = self.sd().max(noise.floor(expected));
-        let bound = tuning.clip * sd;
+        let bound = CLIP_SD * sd;
         let clipped = if self.updates < 8 {
             e
         } else {
@@ -301,7 +232,7 @@ impl ErrorTrack {
         self.updates = self.updates.saturating_add(1);
         let a = tuning.scale_alpha.max(1.0 / f64::from(self.updates));
         self.mad += a * (clipped.abs() - self.mad);
-        let p = tuning.perf_alpha.max(1.0 / f64::from(self.updates));
+        let p = (0.5 * tuning.scale_alpha).max(1.0 / f64::from(self.updates));
         self.perf += p * (err.abs().min(2.0 * bound * unit) - self.perf);
         clipped * unit
     }
@@ -402,7 +333,7 @@ impl SeasonModel {
             .err
             .learn(x - base - self.offset, base + self.offset, noise, tuning);
         let xc = base + self.offset + e;
-        self.offset += tuning.season_level_alpha * (xc - base - self.offset);
+        self.offset += tuning.offset_alpha * (xc - base - self.offset);
         self.profile.update(ts, xc, tuning.season_alpha);
     }
 }
@@ -438,23 +369,29 @@ pub struct AutoDetector {
     likelihood: [Likelihood; 2],
     /// Has the series moved like this before (score only).
     context: Option<ContextNovelty>,
-    refractory_left: f64,
-    refractory_peak: f64,
+    /// `z` the believed forecaster must reach for a warning / an alarm (from the rates).
+    floors: (f64, f64),
+    /// After a detection the score is held back until the series has been calm for a while.
+    holding: bool,
+    held_peak: f64,
     /// Calm steps in a row during a hold-back.
-    calm_run: f64,
+    calm_run: u32,
 }
 
 impl AutoDetector {
     /// A detector for a new series.
     pub fn new(config: AutoConfig) -> Self {
-        let side = Likelihood::new(
-            config.tuning.memory,
-            config.tuning.prior_weight,
-            config.tuning.tail_share,
-        );
+        let side = Likelihood::new(config.tuning.memory, config.tuning.warmup, TAIL_SHARE);
         let likelihood = [side.clone(), side];
-        let context = (config.tuning.context_weight > 0.0)
-            .then(|| ContextNovelty::new(&config.tuning.context()));
+        // A verdict also needs a deviation that Gaussian noise reaches at most at the
+        // verdict's own rate: what is rare for this series but ordinary for noise (a first
+        // evening's new low while the daily profile is unlearnt, a lagging forecaster's run
+        // of small residuals) is not reported.
+        let floors = (
+            normal_quantile_two_sided(config.warning_rate),
+            normal_quantile_two_sided(config.alarm_rate),
+        );
+        let context = (config.tuning.context_weight > 0.0).then(ContextNovelty::new);
         AutoDetector {
             config,
             steps: 0,
@@ -472,9 +409,10 @@ impl AutoDetector {
             highest: f64::NEG_INFINITY,
             likelihood,
             context,
-            refractory_left: 0.0,
-            refractory_peak: 0.0,
-            calm_run: 0.0,
+            floors,
+            holding: false,
+            held_peak: 0.0,
+            calm_run: 0,
         }
     }
 
@@ -502,7 +440,7 @@ impl AutoDetector {
 
     fn noise(&self) -> Noise {
         Noise {
-            counts: self.integer_valued && self.config.tuning.counts > 0.0,
+            counts: self.integer_valued,
         }
     }
 
@@ -514,11 +452,10 @@ impl AutoDetector {
         if dt <= 0 {
             return;
         }
-        let t = &self.config.tuning;
-        if t.use_day > 0.0 && dt * 8 <= DAY {
+        if dt * 8 <= DAY {
             self.daily = Some(SeasonModel::new(DAY, dt, 288, ts));
         }
-        if t.use_week > 0.0 && dt * 28 <= WEEK {
+        if dt * 28 <= WEEK {
             self.weekly = Some(SeasonModel::new(WEEK, dt, 168, ts));
         }
         self.deltas = Vec::new();
@@ -536,10 +473,9 @@ impl AutoDetector {
         if range.is_finite() && range > 0.0 {
             let beyond = (value - self.highest).max(self.lowest - value);
             let excess = beyond / range;
-            if excess > t.range_min_excess && beyond > t.range_min_sd * noise_sd {
+            if excess > RANGE_MIN_SHARE && beyond > RANGE_MIN_SD * noise_sd {
                 let n = (self.steps as f64).min(t.memory).max(1.0);
-                surprise =
-                    n.log10() - t.range_offset + t.range_gain * (excess - t.range_min_excess);
+                surprise = n.log10() + RANGE_GAIN * (excess - RANGE_MIN_SHARE);
             }
         }
         let forget = 1.0 / t.memory;
@@ -563,7 +499,7 @@ impl AutoDetector {
         let (this, other) = if up { (upper, down) } else { (down, upper) };
         let (n, m) = (this.weight(), other.weight());
         // Share of steps on this side, with half a prior step each way.
-        let share = (n + t.prior_weight * 0.5) / (n + m + t.prior_weight);
+        let share = (n + t.warmup * 0.5) / (n + m + t.warmup);
         this.calibrate(u) - (2.0 * share).log10()
     }
 
@@ -603,7 +539,7 @@ impl AutoDetector {
             // before it were judged by a worse forecaster, so they count for little now.
             if self.best_model_seen >= 1 || chosen >= 2 {
                 for side in &mut self.likelihood {
-                    side.shrink(self.config.tuning.switch_shrink);
+                    side.shrink(SWITCH_KEEP);
                 }
             }
             self.best_model_seen = chosen;
@@ -636,9 +572,10 @@ impl AutoDetector {
 
         // 4. Verdict, and the score held back after a detection.
         let (warn, alarm) = self.thresholds();
-        let verdict = if calibrated >= alarm && z.abs() >= t.alarm_min_z {
+        let (warn_z, alarm_z) = self.floors;
+        let verdict = if calibrated >= alarm && z.abs() >= alarm_z {
             Verdict::Alarm
-        } else if calibrated >= warn && raw >= t.warning_min_z {
+        } else if calibrated >= warn && raw >= warn_z {
             Verdict::Warning
         } else {
             Verdict::None
@@ -652,26 +589,25 @@ impl AutoDetector {
                 shown += t.context_weight * novelty;
             }
         }
-        if self.refractory_left > 0.0 {
-            self.refractory_left -= 1.0;
-            self.calm_run = if calibrated < t.calm_level {
-                self.calm_run + 1.0
+        if self.holding {
+            self.calm_run = if calibrated < CALM {
+                self.calm_run.saturating_add(1)
             } else {
-                0.0
+                0
             };
-            if t.calm_steps > 0.0 && self.calm_run >= t.calm_steps {
-                self.refractory_left = 0.0;
+            if f64::from(self.calm_run) >= t.calm_steps {
+                self.holding = false;
             }
             // To show through, the forecasters' surprise alone must beat the held peak
             // (which included the contextual novelty) by the margin.
-            if calibrated <= self.refractory_peak + t.refractory_margin {
+            if calibrated <= self.held_peak + HOLD_MARGIN {
                 shown = 0.0;
             }
         }
-        if shown >= t.detect_level {
-            self.refractory_left = t.refractory;
-            self.calm_run = 0.0;
-            self.refractory_peak = shown;
+        if shown >= DETECTION {
+            self.holding = true;
+            self.calm_run = 0;
+            self.held_peak = shown;
         }
 
         // Learn.

@@ -5,15 +5,15 @@
 //! starts to oscillate, a plateau where the series used to wander). In the spirit of
 //! contextOSE (CAD OSE, Smirnov 2016, the leading detector of the Numenta benchmark for
 //! years), [`ContextNovelty`] quantises each value into a few levels, looks at the last
-//! `2..=order` levels as *contexts*, and remembers which contexts it has seen. A step whose
+//! `2..=6` levels as *contexts*, and remembers which contexts it has seen. A step whose
 //! contexts are all familiar is ordinary however far it is from the forecast; a step that
 //! completes several contexts never seen before is novel.
 //!
 //! * **Levels.** Until `grid_after` steps have been seen the levels divide the running
-//!   range into `levels` equal parts; then the grid is frozen (origin and width of that
+//!   range into 8 equal parts; then the grid is frozen (origin and width of that
 //!   range), and values beyond it get levels of their own (up to three ranges above and one
 //!   below), so new territory makes new contexts instead of squeezing the old ones.
-//! * **Memory.** Contexts are hashed into a fixed bit set (`bits` bits): bounded memory, no
+//! * **Memory.** Contexts are hashed into a fixed bit set (8 192 bits): bounded memory, no
 //!   forgetting; a noisy series fills it up and stops producing novelty, which is right.
 //! * **Calibration.** The share of new contexts is converted to `-log10 p` against this
 //!   series' own history of novelty (decayed counts per novelty level, a prior of
@@ -22,22 +22,24 @@
 
 /// Contexts longer than this are not tracked.
 pub(crate) const MAX_ORDER: usize = 8;
+/// Quantisation levels across the learnt range: 8 (3 bits) tell low, middle and high apart
+/// with room for a shape, few enough that an ordinary wiggle stays in its level.
+const LEVELS: f64 = 8.0;
+/// Longest context, in steps: patterns of up to half an hour at 5-minute steps.
+const ORDER: usize = 6;
+/// Bits of the seen-context set (1 KB): about a thousand distinct contexts before a
+/// quarter of the set is taken, more than a series with a stable pattern ever makes.
+const BITS: usize = 8192;
 /// Steps' worth of prior belief in the novelty calibration.
 const PRIOR: f64 = 20.0;
 
 /// Settings of the contextual channel (from the `auto` tuning).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) struct ContextSettings {
-    /// Quantisation levels across the learnt range.
-    pub(crate) levels: f64,
-    /// Longest context, in steps (2..=[`MAX_ORDER`]).
-    pub(crate) order: usize,
     /// Steps after which the quantisation grid is frozen.
     pub(crate) grid_after: u32,
     /// Steps before novelty is reported (the detector's warm-up).
     pub(crate) start: u32,
-    /// Size of the seen-context bit set (a multiple of 64).
-    pub(crate) bits: usize,
     /// Effective number of steps the calibration remembers.
     pub(crate) memory: f64,
 }
@@ -67,14 +69,14 @@ fn mix(key: u64, level: i8) -> u64 {
 }
 
 impl ContextNovelty {
-    pub(crate) fn new(settings: &ContextSettings) -> Self {
+    pub(crate) fn new() -> Self {
         ContextNovelty {
             low: f64::INFINITY,
             high: f64::NEG_INFINITY,
             grid: None,
             recent: [0; MAX_ORDER],
             steps: 0,
-            seen: vec![0; settings.bits.div_ceil(64).max(1)],
+            seen: vec![0; BITS / 64],
             novelty_counts: [0.0; MAX_ORDER],
             total: 0.0,
         }
@@ -101,8 +103,7 @@ impl ContextNovelty {
     /// Takes `value`, learns its contexts and returns the calibrated novelty (`-log10 p`,
     /// 0 for a step that completes no new context or before `start` steps).
     pub(crate) fn update(&mut self, value: f64, settings: &ContextSettings) -> f64 {
-        let levels = settings.levels.clamp(2.0, 40.0);
-        let order = settings.order.clamp(2, MAX_ORDER);
+        let (levels, order) = (LEVELS, ORDER);
         if self.grid.is_none() {
             self.low = self.low.min(value);
             self.high = self.high.max(value);
@@ -164,11 +165,8 @@ mod tests {
 
     fn settings() -> ContextSettings {
         ContextSettings {
-            levels: 8.0,
-            order: 6,
             grid_after: 300,
             start: 100,
-            bits: 8192,
             memory: 5000.0,
         }
     }
@@ -176,7 +174,7 @@ mod tests {
     #[test]
     fn a_repeating_pattern_becomes_familiar_and_a_new_one_is_novel() {
         let s = settings();
-        let mut c = ContextNovelty::new(&s);
+        let mut c = ContextNovelty::new();
         let pattern = [0.0, 1.0, 5.0, 1.0, 0.0, 3.0, 7.0, 2.0];
         let mut late = 0.0;
         for i in 0..2000 {
@@ -197,7 +195,7 @@ mod tests {
     #[test]
     fn memory_is_fixed_whatever_the_series() {
         let s = settings();
-        let mut c = ContextNovelty::new(&s);
+        let mut c = ContextNovelty::new();
         let before = c.heap_bytes();
         let mut x = 1u64;
         for _ in 0..50_000 {

@@ -21,6 +21,7 @@ pub mod auto;
 mod context;
 pub mod level;
 mod likelihood;
+pub mod nab;
 pub mod population;
 mod season;
 pub mod sigma;

@@ -24,6 +24,22 @@ pub(crate) fn neg_log10_two_sided(z: f64) -> f64 {
     -ln_erfc(z.abs() * std::f64::consts::FRAC_1_SQRT_2) / std::f64::consts::LN_10
 }
 
+/// The `z` whose two-sided normal tail probability `P(|Z| >= z)` is `p` (bisection; for
+/// settings, not for every step). About 0 for `p >= 1`.
+pub(crate) fn normal_quantile_two_sided(p: f64) -> f64 {
+    let target = -p.clamp(1e-300, 1.0).log10();
+    let (mut lo, mut hi) = (0.0, 40.0);
+    for _ in 0..60 {
+        let mid = 0.5 * (lo + hi);
+        if neg_log10_two_sided(mid) < target {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    0.5 * (lo + hi)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -39,5 +55,12 @@ mod tests {
         // Far tails stay finite and monotone.
         assert!(neg_log10_two_sided(40.0) > neg_log10_two_sided(30.0));
         assert!(neg_log10_two_sided(40.0).is_finite());
+    }
+
+    #[test]
+    fn the_quantile_inverts_the_tail() {
+        assert!((normal_quantile_two_sided(0.05) - 1.959_964).abs() < 1e-5);
+        assert!((normal_quantile_two_sided(2e-4) - 3.719_016).abs() < 1e-5);
+        assert!(normal_quantile_two_sided(1.0) < 1e-6);
     }
 }

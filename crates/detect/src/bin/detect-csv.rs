@@ -36,8 +36,16 @@ struct Args {
     #[arg(long, value_enum, default_value = "auto")]
     method: Method,
     /// Input CSV files (header `timestamp,value`).
-    #[arg(required = true)]
+    #[arg(required_unless_present = "write_families")]
     inputs: Vec<PathBuf>,
+    /// Instead of scoring, write the synthetic stress families (`detect::synth::families`)
+    /// into this folder in the benchmark's layout (`data/<family>/<family>-<seed>.csv`,
+    /// `labels/combined_windows.json`, `config/profiles.json`), for `nab_score.py`.
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["output", "out_dir"])]
+    write_families: Option<PathBuf>,
+    /// Series per family for `--write-families`.
+    #[arg(long, default_value_t = 4)]
+    seeds: u64,
     /// Output file (only with a single input; default: standard output).
     #[arg(short, long, conflicts_with = "out_dir")]
     output: Option<PathBuf>,
@@ -87,6 +95,83 @@ fn parse_timestamp(text: &str) -> Option<i64> {
     }
     Some(days_from_civil(y, m, d) * 86_400 + hh * 3600 + mm * 60 + ss)
 }
+
+/// `YYYY-MM-DD HH:MM:SS` of unix seconds (UTC; Howard Hinnant's `civil_from_days`).
+fn format_timestamp(secs: i64) -> String {
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60
+    )
+}
+
+/// Writes the stress families in the benchmark's layout under `dir`.
+fn write_families(dir: &Path, seeds: u64) -> Result<()> {
+    use detect::synth::families::Family;
+    let mut labels = String::from("{");
+    for family in Family::ALL {
+        let name = family.name().replace(' ', "-");
+        let folder = dir.join("data").join(&name);
+        std::fs::create_dir_all(&folder)
+            .with_context(|| format!("creating {}", folder.display()))?;
+        for seed in 1..=seeds {
+            let series = family.generate(seed);
+            let mut text = String::from("timestamp,value\n");
+            for &(ts, v) in &series.points {
+                let _ = writeln!(text, "{},{v}", format_timestamp(ts));
+            }
+            let file = format!("{name}-{seed}.csv");
+            std::fs::write(folder.join(&file), text)
+                .with_context(|| format!("writing {}", folder.join(&file).display()))?;
+            let windows: Vec<String> = series
+                .windows()
+                .iter()
+                .map(|&(a, b)| {
+                    format!(
+                        "[\"{}.000000\", \"{}.000000\"]",
+                        format_timestamp(series.points[a].0),
+                        format_timestamp(series.points[b].0)
+                    )
+                })
+                .collect();
+            if labels.len() > 1 {
+                labels.push_str(",\n");
+            }
+            let _ = write!(labels, "\"{name}/{file}\": [{}]", windows.join(", "));
+        }
+    }
+    labels.push_str("}\n");
+    for (sub, file, text) in [
+        ("labels", "combined_windows.json", labels.as_str()),
+        ("config", "profiles.json", PROFILES),
+    ] {
+        let folder = dir.join(sub);
+        std::fs::create_dir_all(&folder)
+            .with_context(|| format!("creating {}", folder.display()))?;
+        std::fs::write(folder.join(file), text)
+            .with_context(|| format!("writing {}", folder.join(file).display()))?;
+    }
+    Ok(())
+}
+
+/// NAB's three cost profiles, as `nab_score.py` reads them.
+const PROFILES: &str = r#"{
+ "standard": {"CostMatrix": {"tpWeight": 1.0, "fnWeight": 1.0, "fpWeight": 0.11, "tnWeight": 1.0}},
+ "reward_low_FP_rate": {"CostMatrix": {"tpWeight": 1.0, "fnWeight": 1.0, "fpWeight": 0.22, "tnWeight": 1.0}},
+ "reward_low_FN_rate": {"CostMatrix": {"tpWeight": 1.0, "fnWeight": 2.0, "fpWeight": 0.11, "tnWeight": 1.0}}
+}
+"#;
 
 /// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
 fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
@@ -239,6 +324,9 @@ fn output_path(args: &Args, input: &Path) -> Result<Option<PathBuf>> {
 
 fn main() -> Result<()> {
     let args = Args::parse();
+    if let Some(dir) = &args.write_families {
+        return write_families(dir, args.seeds);
+    }
     if args.inputs.len() > 1 && args.out_dir.is_none() {
         bail!("several inputs need --out-dir");
     }
@@ -308,6 +396,24 @@ mod tests {
         assert_eq!(parse_timestamp("1396310700"), Some(1_396_310_700));
         assert_eq!(parse_timestamp("2014-13-01 00:00:00"), None);
         assert_eq!(parse_timestamp("yesterday"), None);
+    }
+
+    #[test]
+    fn formatted_timestamps_parse_back() {
+        for secs in [
+            0,
+            951_912_000,
+            1_396_310_700,
+            1_400_457_600 + 4031 * 300,
+            -86_401,
+        ] {
+            assert_eq!(
+                parse_timestamp(&format_timestamp(secs)),
+                Some(secs),
+                "{secs}"
+            );
+        }
+        assert_eq!(format_timestamp(1_396_310_700), "2014-04-01 00:05:00");
     }
 
     #[test]

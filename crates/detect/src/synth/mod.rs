@@ -4,6 +4,7 @@
 //! data, so every test of the judging is fed from here: the same seed gives the same data
 //! on every machine. Pure: no clock, no I/O.
 
+pub mod families;
 pub mod shop;
 
 /// SplitMix64: small, fast and seedable; good enough for simulated noise.
