@@ -87,7 +87,7 @@ mod tests {
     fn numbers_are_rounded_for_people() {
         assert_eq!(number(546.7647058823529), "547");
         assert_eq!(number(55.5), "55.5");
-        assert_eq!(number(3.14159), "3.14");
+        assert_eq!(number(2.345678), "2.35");
         assert_eq!(number(0.012345), "0.012");
         assert_eq!(number(-1_000_000.0), "-1000000");
         assert_eq!(number(-0.0001), "0");

@@ -43,6 +43,11 @@ use crate::season::Profile;
 use crate::stats::normal_quantile_two_sided;
 use crate::Verdict;
 
+/// The verdict floors allow for a noise scale that is too small by this much: the scale is
+/// a robust mean of the last hundred or so errors (the memory of `scale_alpha`), which
+/// leaves it about a fifth uncertain, and over-dispersed counts on their first day have not
+/// shown their spread yet.
+const SCALE_MARGIN: f64 = 1.2;
 /// `-log10 p` at which `score` reaches 1.
 const SCORE_FULL_SCALE: f64 = 12.0;
 /// Scale of a residual's mean absolute deviation to a standard deviation (sqrt(pi / 2)).
@@ -388,8 +393,8 @@ impl AutoDetector {
         // evening's new low while the daily profile is unlearnt, a lagging forecaster's run
         // of small residuals) is not reported.
         let floors = (
-            normal_quantile_two_sided(config.warning_rate),
-            normal_quantile_two_sided(config.alarm_rate),
+            SCALE_MARGIN * normal_quantile_two_sided(config.warning_rate),
+            SCALE_MARGIN * normal_quantile_two_sided(config.alarm_rate),
         );
         let context = (config.tuning.context_weight > 0.0).then(ContextNovelty::new);
         AutoDetector {

@@ -224,7 +224,8 @@ mod tests {
         let mut found = Vec::new();
         for step in 0..steps {
             // A daily rhythm the whole label shares: nights at 15 % of the peak.
-            let rhythm = 0.15 + 0.85 * (0.5 - 0.5 * (step as f64 / 288.0 * 6.283).cos());
+            let rhythm =
+                0.15 + 0.85 * (0.5 - 0.5 * (step as f64 / 288.0 * std::f64::consts::TAU).cos());
             let counts: Vec<u64> = (0..12)
                 .map(|i| {
                     let mean = rate * sizes[i] * rhythm * flood(step, i as i64 + 1);

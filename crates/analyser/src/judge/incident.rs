@@ -48,6 +48,10 @@ pub struct Incident {
 /// scales off on the incident's side (the warning level of the windowed methods).
 pub const CONTINUE_AT: f64 = 2.0;
 
+/// An alarm this many noise units off opens an incident at once; a weaker one waits for
+/// the next step, as warnings do.
+pub const DECISIVE: f64 = 6.0;
+
 /// What a step did to a series' incident.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Transition {
@@ -192,7 +196,10 @@ impl Incidents {
                 self.live = Some(confirmed);
                 Transition::Opened
             }
-            None if findings.iter().any(|f| f.severity == Severity::Alarm) => {
+            None if findings
+                .iter()
+                .any(|f| f.severity == Severity::Alarm && f.deviation.abs() >= DECISIVE) =>
+            {
                 self.live = Some(Box::new(Incident::new(step, end, findings)));
                 Transition::Opened
             }

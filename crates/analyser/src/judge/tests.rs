@@ -120,18 +120,6 @@ fn quiet_days(step_seconds: u64, hours: u64, seeds: u64) {
         alarms.len(),
         warnings.len()
     );
-    if std::env::var_os("PULSE_DEBUG_QUIET").is_some() {
-        for (seed, r) in &alarms {
-            eprintln!(
-                "alarm seed {seed}: {} {} +{}h {}min {:?}",
-                r.label,
-                r.entity,
-                (r.start - DAY0) / 3600,
-                (r.end - r.start) / 60,
-                r.metrics
-            );
-        }
-    }
     assert!(a <= 2.0, "{a:.2} alarms per 10 000: {alarms:#?}");
     assert!(w <= 15.0, "{w:.2} warnings per 10 000: {warnings:#?}");
 }
@@ -170,11 +158,7 @@ fn scenario(
 ) -> Scenario {
     let per_day = 86_400 / step_seconds;
     let from = 2 * per_day + 14 * 3600 / step_seconds;
-    let seed = std::env::var("PULSE_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(42);
-    let mut traffic = ShopTraffic::new(seed, 12, step_seconds as i64, DAY0);
+    let mut traffic = ShopTraffic::new(42, 12, step_seconds as i64, DAY0);
     traffic.volume = volume;
     let mut traffic = traffic.with(build(from, steps));
     let settings = shop_settings(step_seconds);
@@ -320,98 +304,4 @@ fn smaller_anomalies_are_found_at_least_as_warnings() {
         Severity::Warning,
         "the biggest shop's visits halved for 30 minutes",
     );
-}
-
-#[test]
-fn debug_seed2() {
-    let step_seconds = 300u64;
-    let per_day = 86_400 / step_seconds;
-    let from = 2 * per_day + 14 * 3600 / step_seconds;
-    let traffic = ShopTraffic::new(2, 12, step_seconds as i64, DAY0);
-    let mut traffic = traffic.with(flood(CHECKOUT, 3, 10.0)(from, 30));
-    let settings = shop_settings(step_seconds);
-    let mut model = DatasetModel::new(&settings, DatasetClock::default());
-    model.clock.judged_until = Some(traffic.step_start(0));
-    let mut det = detect::AutoDetector::new(model.params.auto.clone());
-    for step in 0..from + 40 {
-        let t = traffic.step_start(step);
-        let rows = traffic.step(step);
-        for s in &rows {
-            model.add_row(s.label, s.entity, t + 1, &s.totals);
-        }
-        let x = rows
-            .iter()
-            .find(|s| s.label == CHECKOUT && s.entity == 7)
-            .map_or(0.0, |s| s.totals.sum);
-        let sc = det.update(t, x);
-        if step + 24 >= from + 20 {
-            eprintln!(
-                "{} x {x} exp {:.1} dev {:.2} {:?}",
-                (t - DAY0) / 60 % 1440,
-                sc.expected,
-                sc.deviation,
-                sc.verdict
-            );
-        }
-        model.judge_step(t);
-    }
-}
-
-/// Prints one scenario's series step by step (`PULSE_TRACE=label,shop,factor,steps,step_seconds`).
-#[test]
-fn trace_a_scenario() {
-    let Some(spec) = std::env::var("PULSE_TRACE").ok() else {
-        return;
-    };
-    let parts: Vec<&str> = spec.split(',').collect();
-    let label: &'static str = match parts[0] {
-        "visit" => VISIT,
-        "checkout" => CHECKOUT,
-        _ => PRICE,
-    };
-    let shop: i64 = parts[1].parse().unwrap();
-    let factor: f64 = parts[2].parse().unwrap();
-    let steps: u64 = parts[3].parse().unwrap();
-    let step_seconds: u64 = parts[4].parse().unwrap();
-    let seed = std::env::var("PULSE_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(42);
-    let per_day = 86_400 / step_seconds;
-    let from = 2 * per_day + 14 * 3600 / step_seconds;
-    let injected = if label == PRICE {
-        price(shop, factor)(from, steps)
-    } else {
-        flood(label, shop, factor)(from, steps)
-    };
-    let mut traffic = ShopTraffic::new(seed, 12, step_seconds as i64, DAY0).with(injected);
-    let mut model = DatasetModel::new(&shop_settings(step_seconds), DatasetClock::default());
-    model.clock.judged_until = Some(traffic.step_start(0));
-    for step in 0..from + steps + 20 {
-        let t = traffic.step_start(step);
-        let rows = traffic.step(step);
-        for s in &rows {
-            model.add_row(s.label, s.entity, t + 1, &s.totals);
-        }
-        let x = rows
-            .iter()
-            .find(|s| s.label == label && s.entity == shop)
-            .map(|s| s.totals);
-        let changes = model.judge_step(t);
-        if step + 3 >= from {
-            let key: SeriesKey = (Arc::from(label), shop);
-            let live = model
-                .series
-                .get(&key)
-                .and_then(|s| s.incidents.live.as_deref())
-                .map(|i| i.signals.clone());
-            eprintln!(
-                "{} {:?} changes {} live {:?}",
-                (t - DAY0) / 60 % 1440,
-                x.map(|x| (x.sum, x.events)),
-                changes.len(),
-                live
-            );
-        }
-    }
 }
