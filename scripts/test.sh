@@ -11,7 +11,8 @@ usage: scripts/test.sh [--check]
 
 Runs the gate: cargo fmt --check, clippy -D warnings, cargo deny (when installed), every
 test of the workspace, then checks of the scripts themselves (a fresh clone's --check,
-scripts/run.sh on other ports and SIGTERM) and that the run left no test database behind.
+scripts/run.sh on other ports and SIGTERM, the demo's databases dropped on exit) and that
+the run left no test database behind.
 
 First it sets up what the tests need, saying so in one line for each thing it installs:
   - MySQL on 127.0.0.1:3306 (or TEST_MYSQL_URL / DATABASE_URL): a private MariaDB in
@@ -76,6 +77,8 @@ echo "== a fresh clone: scripts/test.sh --check"
 scripts/tests/fresh-clone.sh || status=1
 echo "== scripts/run.sh on other ports, stopped by SIGTERM"
 scripts/tests/run-ports.sh || status=1
+echo "== scripts/run.sh --demo drops its databases on exit, keeps them with --keep"
+scripts/tests/demo-databases.sh || status=1
 
 echo "== test databases left behind"
 "$(source scripts/build.sh && pulse_bin_dir)/test-databases" left "$PULSE_TEST_RUN" || status=1

@@ -194,6 +194,19 @@ pub async fn drop_test_database(name: &str) -> Result<(), BoxError> {
     drop_database(name.to_owned()).await
 }
 
+/// Whether a database of that name is on the server.
+pub async fn database_exists(name: &str) -> Result<bool, BoxError> {
+    let mut conn = connect_to_server().await?;
+    let found: Option<String> = sqlx::query_scalar(
+        "SELECT CAST(schema_name AS CHAR) FROM information_schema.schemata WHERE schema_name = ?",
+    )
+    .bind(name)
+    .fetch_optional(&mut conn)
+    .await?;
+    let _ = conn.close().await;
+    Ok(found.is_some())
+}
+
 /// The test databases on the server (every run's, this one's included).
 pub async fn test_databases(conn: &mut MySqlConnection) -> Result<Vec<String>, sqlx::Error> {
     sqlx::query_scalar(

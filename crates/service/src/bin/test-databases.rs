@@ -5,6 +5,7 @@
 //! test-databases sweep        drop test databases older than an hour (a killed run's)
 //! test-databases name PREFIX  print a new database name of this run (PULSE_TEST_RUN)
 //! test-databases drop NAME…   drop these test databases
+//! test-databases exists NAME  exit 0 if database NAME is on the server, 1 if not
 //! ```
 //!
 //! `scripts/test.sh` gives each run an id (`PULSE_TEST_RUN`, part of every database name)
@@ -75,10 +76,18 @@ async fn main() -> ExitCode {
             }
             ExitCode::SUCCESS
         }
+        ["exists", name] => match testing::database_exists(name).await {
+            Ok(true) => ExitCode::SUCCESS,
+            Ok(false) => ExitCode::FAILURE,
+            Err(error) => {
+                eprintln!("test-databases: {error}");
+                ExitCode::from(2)
+            }
+        },
         _ => {
             eprintln!(
-                "usage: test-databases left RUN | sweep | name PREFIX | drop NAME… \
-                 (names start with {})",
+                "usage: test-databases left RUN | sweep | name PREFIX | drop NAME… | exists NAME \
+                 (names to drop start with {})",
                 testing::PREFIX
             );
             ExitCode::from(2)
