@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # scripts/run.sh with both ports overridden: the gatherer and the analyser answer on the
 # ports given, the analyser follows that gatherer (an event sent to it becomes a series
-# the analyser serves), and SIGTERM to run.sh stops everything, the gatherer after a flush.
+# the analyser serves), var/analyser.toml is created with mode 0600, and SIGTERM to run.sh
+# stops everything, the gatherer after a flush. A gatherer that cannot start (its port
+# taken) stops run.sh with one line naming it and its log, instead of a wait without end.
 # Runs on two test databases of this run (PULSE_TEST_RUN), dropped at the end.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -46,6 +48,18 @@ poll() { # seconds what command...
     sleep 0.2
   done
 }
+
+# A port that is taken (MySQL's): the gatherer cannot bind it and exits at once.
+mysql_port=${server##*:}
+mysql_port=${mysql_port%%/*}
+status=0
+PULSE_VAR_DIR="$tmp/var" GATHERER__SERVER__PORT=$mysql_port ANALYSER__SERVER__PORT=$aport \
+  DATABASE_URL="$server/$gdb" ANALYSER__DATABASE__URL="$server/$adb" PULSE_START_TIMEOUT=20 \
+  timeout 60 scripts/run.sh >"$tmp/out.txt" 2>&1 || status=$?
+((status == 1)) || fail "run.sh with the gatherer's port taken exited with $status, not 1"
+grep -q "^gatherer exited during start-up: .*; its log: $tmp/var/log/gatherer.log$" "$tmp/out.txt" ||
+  fail "run.sh did not say in one line that the gatherer exited, and where its log is"
+[[ $(stat -c %a "$tmp/var/analyser.toml") == 600 ]] || fail "var/analyser.toml was not created with mode 0600"
 
 PULSE_VAR_DIR="$tmp/var" GATHERER__SERVER__PORT=$gport ANALYSER__SERVER__PORT=$aport \
   DATABASE_URL="$server/$gdb" ANALYSER__DATABASE__URL="$server/$adb" \
