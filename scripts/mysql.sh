@@ -3,7 +3,7 @@
 # ensure_mysql sets MYSQL_HOST and MYSQL_PORT. In order: the host and port of
 # DATABASE_URL if it is set, else 127.0.0.1:3306 if it answers, else the system's MariaDB
 # started as a daemon (with CI=true or PULSE_SYSTEM_MYSQL=1), else a private mariadbd in
-# var/mysql, else it says exactly what to install.
+# var/mysql, else it says exactly what to install. mysql_plan says which, doing nothing.
 
 mysql_answers() { # host port
   (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null
@@ -61,4 +61,34 @@ ensure_mysql() {
     --pid-file="$dir/mariadbd.pid" --bind-address=127.0.0.1 --port=3306 \
     --user="$(id -un)" >"$dir/mariadbd.log" 2>&1 &
   wait_for_mysql "$MYSQL_HOST" "$MYSQL_PORT" 60
+}
+
+# One line: what ensure_mysql would do; returns 1 when it could not get a server.
+mysql_plan() {
+  if [[ -n "${DATABASE_URL:-}" ]]; then
+    local hostport=${DATABASE_URL#*://}
+    hostport=${hostport#*@}
+    hostport=${hostport%%/*}
+    local host=${hostport%%:*} port=3306
+    [[ $hostport == *:* ]] && port=${hostport##*:}
+    if mysql_answers "$host" "$port"; then
+      echo "ok       MySQL at $host:$port (DATABASE_URL)"
+    else
+      echo "missing  MySQL at $host:$port (DATABASE_URL) does not answer"
+      return 1
+    fi
+  elif mysql_answers 127.0.0.1 3306; then
+    echo "ok       MySQL at 127.0.0.1:3306"
+  elif [[ ! -x /usr/sbin/mariadbd ]]; then
+    if [[ "${CI:-}" == true ]] && command -v apt-get >/dev/null; then
+      echo "install  MariaDB (apt-get install mariadb-server), then start it"
+    else
+      echo "missing  MySQL: none answers on 127.0.0.1:3306 and MariaDB is not installed: run sudo apt-get install -y mariadb-server, or set DATABASE_URL"
+      return 1
+    fi
+  elif [[ "${CI:-}" == true || "${PULSE_SYSTEM_MYSQL:-}" == 1 ]]; then
+    echo "start    the system MariaDB"
+  else
+    echo "start    a private MariaDB on 127.0.0.1:3306 with its data in var/mysql"
+  fi
 }

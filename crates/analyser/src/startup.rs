@@ -98,11 +98,16 @@ impl Application {
             })?;
         let address = listener.local_addr()?;
         let app_state = state.clone();
+        let api_routes = web::Data::new(service::routes::Routes::from_openapi(
+            &<routes::openapi::ApiDoc as utoipa::OpenApi>::openapi(),
+        ));
         let mut server = HttpServer::new(move || {
             App::new()
+                .wrap(from_fn(service::routes::check_query))
                 .wrap(from_fn(routes::require_auth))
                 .wrap(from_fn(service::http::request_span))
                 .app_data(app_state.clone())
+                .app_data(api_routes.clone())
                 .app_data(service::http::query_config())
                 .service(routes::health::live)
                 .service(routes::health::ready)
@@ -118,7 +123,7 @@ impl Application {
                 .service(routes::pull::pull)
                 .service(routes::dashboard::dashboard)
                 .service(routes::assets::asset)
-                .default_service(web::to(routes::not_found))
+                .default_service(web::to(service::routes::no_route))
         })
         .disable_signals()
         .shutdown_timeout(5);

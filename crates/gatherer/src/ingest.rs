@@ -235,15 +235,152 @@ impl<'a> Visitor<'a> for Items<'_, 'a> {
     }
 }
 
-/// The event object as it appears on the wire; unknown fields are ignored.
+/// The event object as it appears on the wire; unknown fields are ignored. Each field's
+/// error names the field (`value must be an integer, got 1.5`), where serde's own would
+/// only say what it expected.
 #[derive(Deserialize)]
 struct WireEvent<'a> {
-    #[serde(borrow)]
+    #[serde(borrow, deserialize_with = "label_field")]
     label: Cow<'a, str>,
+    #[serde(deserialize_with = "id_field")]
     id: i64,
+    #[serde(deserialize_with = "value_field")]
     value: i64,
     #[serde(default)]
     ts: Option<WireTs>,
+}
+
+fn label_field<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Cow<'de, str>, D::Error> {
+    deserializer.deserialize_any(LabelVisitor)
+}
+
+fn id_field<'de, D: Deserializer<'de>>(deserializer: D) -> Result<i64, D::Error> {
+    deserializer.deserialize_any(IntegerVisitor("id"))
+}
+
+fn value_field<'de, D: Deserializer<'de>>(deserializer: D) -> Result<i64, D::Error> {
+    deserializer.deserialize_any(IntegerVisitor("value"))
+}
+
+/// A JSON value that is not what a field takes, described for the error message.
+fn got(unexpected: de::Unexpected<'_>) -> String {
+    match unexpected {
+        de::Unexpected::Float(v) => format!("{v}"),
+        de::Unexpected::Str(v) => format!("the string {v:?}"),
+        de::Unexpected::Unit => "null".to_owned(),
+        other => other.to_string(),
+    }
+}
+
+/// `id` and `value`: integers that fit i64 (a BIGINT column). Fractions, strings and null
+/// "must be an integer"; integers beyond i64 (also written as `1e20`) are "out of range".
+struct IntegerVisitor(&'static str);
+
+impl IntegerVisitor {
+    fn not_integer<E: de::Error>(&self, unexpected: de::Unexpected<'_>) -> E {
+        E::custom(format_args!(
+            "{} must be an integer, got {}",
+            self.0,
+            got(unexpected)
+        ))
+    }
+}
+
+impl<'de> Visitor<'de> for IntegerVisitor {
+    type Value = i64;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        write!(f, "{} to be an integer", self.0)
+    }
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<i64, E> {
+        Ok(v)
+    }
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<i64, E> {
+        i64::try_from(v).map_err(|_| {
+            E::custom(format_args!(
+                "{} out of range: {v} is above {}",
+                self.0,
+                i64::MAX
+            ))
+        })
+    }
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<i64, E> {
+        // Beyond ±2^63 a float cannot be an i64 whatever its digits: out of range. Below,
+        // a JSON number with a fraction or an exponent is not an integer, even 2.0.
+        if v.is_finite() && v.abs() < 2f64.powi(63) {
+            Err(self.not_integer(de::Unexpected::Float(v)))
+        } else {
+            Err(E::custom(format_args!(
+                "{} out of range: {v:e} does not fit a 64-bit integer",
+                self.0
+            )))
+        }
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<i64, E> {
+        Err(self.not_integer(de::Unexpected::Str(v)))
+    }
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<i64, E> {
+        Err(self.not_integer(de::Unexpected::Bool(v)))
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<i64, E> {
+        Err(self.not_integer(de::Unexpected::Unit))
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, _: A) -> Result<i64, A::Error> {
+        Err(self.not_integer(de::Unexpected::Seq))
+    }
+    fn visit_map<A: de::MapAccess<'de>>(self, _: A) -> Result<i64, A::Error> {
+        Err(self.not_integer(de::Unexpected::Map))
+    }
+}
+
+/// `label`: a string, borrowed from the body when it has no escapes.
+struct LabelVisitor;
+
+impl LabelVisitor {
+    fn not_string<E: de::Error>(unexpected: de::Unexpected<'_>) -> E {
+        E::custom(format_args!(
+            "label must be a string, got {}",
+            got(unexpected)
+        ))
+    }
+}
+
+impl<'de> Visitor<'de> for LabelVisitor {
+    type Value = Cow<'de, str>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("label to be a string")
+    }
+    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+        Ok(Cow::Borrowed(v))
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(Cow::Owned(v.to_owned()))
+    }
+    fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
+        Ok(Cow::Owned(v))
+    }
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
+        Err(Self::not_string(de::Unexpected::Signed(v)))
+    }
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
+        Err(Self::not_string(de::Unexpected::Unsigned(v)))
+    }
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
+        Err(Self::not_string(de::Unexpected::Float(v)))
+    }
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<Self::Value, E> {
+        Err(Self::not_string(de::Unexpected::Bool(v)))
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Err(Self::not_string(de::Unexpected::Unit))
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, _: A) -> Result<Self::Value, A::Error> {
+        Err(Self::not_string(de::Unexpected::Seq))
+    }
+    fn visit_map<A: de::MapAccess<'de>>(self, _: A) -> Result<Self::Value, A::Error> {
+        Err(Self::not_string(de::Unexpected::Map))
+    }
 }
 
 /// `ts` as RFC 3339 text or unix seconds (integer or fractional), in milliseconds.
@@ -427,6 +564,63 @@ mod tests {
     }
 
     #[test]
+    fn a_bad_field_is_named_with_what_is_wrong() {
+        let invalid = |body: &str| match parse(body) {
+            Err(BodyError::InvalidEvent(reason)) => reason,
+            other => panic!("{body}: {other:?}"),
+        };
+        let event = |id: &str, value: &str| format!(r#"{{"label":"a","id":{id},"value":{value}}}"#);
+        for (body, reason) in [
+            (event("1", "1.5"), "value must be an integer, got 1.5"),
+            (event("1", "2.0"), "value must be an integer, got 2"),
+            (event("1", "-3e2"), "value must be an integer, got -300"),
+            (event("1", "null"), "value must be an integer, got null"),
+            (
+                event("1", "true"),
+                "value must be an integer, got boolean `true`",
+            ),
+            (event("1", "[1]"), "value must be an integer, got sequence"),
+            (event("0.5", "1"), "id must be an integer, got 0.5"),
+            (
+                event("1", "1e20"),
+                "value out of range: 1e20 does not fit a 64-bit integer",
+            ),
+            (
+                event("-1e19", "1"),
+                "id out of range: -1e19 does not fit a 64-bit integer",
+            ),
+            (
+                event("1", "9223372036854775808"),
+                "value out of range: 9223372036854775808 is above 9223372036854775807",
+            ),
+            (
+                r#"{"label":7,"id":1,"value":1}"#.to_owned(),
+                "label must be a string, got integer `7`",
+            ),
+            (
+                r#"{"label":null,"id":1,"value":1}"#.to_owned(),
+                "label must be a string, got null",
+            ),
+        ] {
+            assert_eq!(invalid(&body), reason, "{body}");
+        }
+        // The extremes of i64 are integers like any other.
+        let extremes = event("-9223372036854775808", "9223372036854775807");
+        let parsed = parse(&extremes).unwrap();
+        assert_eq!(
+            (parsed.events[0].id, parsed.events[0].value),
+            (i64::MIN, i64::MAX)
+        );
+        // In a batch, each item says the same.
+        let batch = format!("[{},{}]", event("1", "1"), event("1", "1.5"));
+        let parsed = parse(&batch).unwrap();
+        assert_eq!(
+            parsed.rejected,
+            [(1, "value must be an integer, got 1.5".to_owned())]
+        );
+    }
+
+    #[test]
     fn label_rules_follow_the_column() {
         assert!(validate_label(&"é".repeat(50)).is_ok());
         assert!(validate_label(&"é".repeat(51)).is_err());
@@ -458,7 +652,10 @@ mod tests {
             invalid(r#"{"label":"","id":1,"value":1}"#),
             "label is empty"
         );
-        assert!(invalid(r#" {"label":"a","id":"1","value":1} "#).contains("invalid type"));
+        assert_eq!(
+            invalid(r#" {"label":"a","id":"1","value":1} "#),
+            r#"id must be an integer, got the string "1""#
+        );
         // Sent as application/json, an invalid first line does not hide the NDJSON after it.
         let parsed =
             parse("{\"label\":\"a\",\"id\":1}\n{\"label\":\"b\",\"id\":2,\"value\":2}").unwrap();

@@ -78,10 +78,15 @@ impl Application {
         // final flush gets the rest.
         let http_grace = (shutdown_timeout / 4).min(Duration::from_secs(5));
         let app_state = state.clone();
+        let api_routes = web::Data::new(service::routes::Routes::from_openapi(
+            &<routes::openapi::ApiDoc as utoipa::OpenApi>::openapi(),
+        ));
         let mut server = HttpServer::new(move || {
             App::new()
+                .wrap(from_fn(service::routes::check_query))
                 .wrap(from_fn(service::http::request_span))
                 .app_data(app_state.clone())
+                .app_data(api_routes.clone())
                 .app_data(service::http::query_config())
                 .service(routes::info::info)
                 .service(routes::ingest::gather)
@@ -93,7 +98,7 @@ impl Application {
                 .service(routes::openapi::document)
                 .service(routes::openapi::docs)
                 .service(routes::openapi::redoc)
-                .default_service(web::to(routes::not_found))
+                .default_service(web::to(service::routes::no_route))
         })
         .disable_signals()
         .shutdown_timeout(http_grace.as_secs().max(1))

@@ -46,12 +46,15 @@ pub struct Rejected {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ErrorReply {
+    /// Always `false`.
+    #[cfg_attr(feature = "openapi", schema(example = false))]
     pub ok: bool,
+    #[cfg_attr(feature = "openapi", schema(example = "what went wrong, and where"))]
     pub error: String,
     /// The query or body parameter at fault, when one is.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parameter: Option<String>,
-    /// For a batch refused whole: why each item was refused.
+    /// Only on a `400` of `POST /gather` refusing a whole batch: why each item was refused.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rejected: Option<Vec<Rejected>>,
 }

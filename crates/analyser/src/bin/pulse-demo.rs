@@ -1,19 +1,35 @@
 //! `pulse-demo`: realistic shop traffic for the gatherer, with an anomaly now and then.
 //!
 //! It first backfills a few hours of history (events with `ts`, so the detectors have
-//! learnt the shop's rhythm), then sends live traffic every second. Every few minutes it
-//! injects one anomaly and says so: a bot flooding one shop's `checkout`, a `price`
-//! entered a hundred times too low, or one shop's `visit` stopping. Watch them appear in
-//! the analyser's `/api/v1/state`.
+//! learnt the shop's rhythm), then sends live traffic every second. Every five minutes
+//! (start to start; the first 90 s after the backfill) it injects one anomaly for three
+//! minutes and says so: a bot flooding one shop's `checkout`, a `price` entered a hundred
+//! times too low, or one shop's `visit` stopping. Watch them appear in the analyser's
+//! `/api/v1/state`.
+//!
+//! `scripts/run.sh --demo` runs it on databases of its own and drops them on exit with
+//! `pulse-demo drop-databases`; `pulse-demo clean` drops the ones earlier demos left.
 
+use std::str::FromStr;
 use std::time::Duration;
 
-use clap::Parser;
+use clap::{Parser, Subcommand};
+use detect::synth::Rng;
 use protocol::Event;
+use sqlx::mysql::{MySqlConnectOptions, MySqlConnection};
+use sqlx::{ConnectOptions, Connection};
 
 #[derive(Debug, Parser)]
 #[command(about = "Pulse demo traffic: a shop's metrics with the occasional anomaly")]
 struct Args {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    traffic: Traffic,
+}
+
+#[derive(Debug, clap::Args)]
+struct Traffic {
     /// The gatherer's base URL.
     #[arg(long, default_value = "http://127.0.0.1:31115")]
     gatherer: String,
@@ -23,37 +39,28 @@ struct Args {
     /// Shops (entities) per label.
     #[arg(long, default_value_t = 12)]
     shops: i64,
-    /// Minutes between injected anomalies.
-    #[arg(long, default_value_t = 4)]
+    /// Minutes from the start of one injected anomaly to the start of the next (at least 2).
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(i64).range(2..))]
     every_minutes: i64,
     #[arg(long, default_value_t = 42)]
     seed: u64,
 }
 
-/// xorshift64*: small, seeded, good enough for traffic.
-struct Rng(u64);
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Drop these databases (mysql://USER@HOST:PORT/NAME URLs), killing their sessions.
+    DropDatabases { urls: Vec<String> },
+    /// Drop the `pulse_demo_…` databases earlier demos left; those in use are kept.
+    Clean {
+        /// The MySQL server, without a database.
+        #[arg(long, default_value = "mysql://root@127.0.0.1:3306")]
+        server: String,
+    },
+}
 
-impl Rng {
-    fn next(&mut self) -> f64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        (self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 11) as f64 / (1u64 << 53) as f64
-    }
-
-    fn poisson(&mut self, mean: f64) -> u64 {
-        if mean > 30.0 {
-            let z = (-2.0 * self.next().max(1e-12).ln()).sqrt()
-                * (std::f64::consts::TAU * self.next()).cos();
-            return (mean + z * mean.sqrt()).round().max(0.0) as u64;
-        }
-        let (limit, mut product, mut k) = ((-mean).exp(), self.next(), 0);
-        while product > limit {
-            product *= self.next();
-            k += 1;
-        }
-        k
-    }
+/// How long each injected anomaly lasts: three minutes, or less when they come closer.
+fn anomaly_minutes(every_minutes: i64) -> i64 {
+    (every_minutes - 1).clamp(1, 3)
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -137,9 +144,17 @@ async fn post(client: &reqwest::Client, url: &str, events: &[Event]) -> anyhow::
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    match args.command {
+        Some(Command::DropDatabases { urls }) => drop_databases(&urls).await,
+        Some(Command::Clean { server }) => clean(&server).await,
+        None => traffic(args.traffic).await,
+    }
+}
+
+async fn traffic(args: Traffic) -> anyhow::Result<()> {
     let client = reqwest::Client::new();
     let url = format!("{}/gather", args.gatherer.trim_end_matches('/'));
-    let mut rng = Rng(args.seed.max(1));
+    let mut rng = Rng::new(args.seed);
 
     let now = chrono::Utc::now().timestamp();
     let mut events = Vec::new();
@@ -151,32 +166,43 @@ async fn main() -> anyhow::Result<()> {
         }
     }
     post(&client, &url, &events).await?;
+    let live_from = chrono::Utc::now().timestamp();
+    let minutes = anomaly_minutes(args.every_minutes);
+    let mut next_anomaly = live_from + 90;
     println!(
-        "backfilled {} hours of history; now sending live traffic",
-        args.backfill_hours
+        "backfilled {} hours of history; now sending live traffic, with an anomaly every {} \
+         minutes lasting {minutes}, the first at {}",
+        args.backfill_hours,
+        args.every_minutes,
+        clock(next_anomaly)
     );
 
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let mut active: Option<(Anomaly, i64)> = None;
-    let mut next_anomaly = now + 90;
     let mut which = 0;
     loop {
         tick.tick().await;
         let ts = chrono::Utc::now().timestamp();
         if active.is_some_and(|(_, until)| ts >= until) {
-            println!("anomaly over");
+            println!("{} anomaly over", clock(ts));
             active = None;
-            next_anomaly = ts + args.every_minutes * 60;
         }
         if active.is_none() && ts >= next_anomaly {
-            let shop = 1 + (rng.next() * args.shops as f64) as i64 % args.shops;
-            let (anomaly, minutes) = match which % 3 {
-                0 => (Anomaly::Flood { shop }, 3),
-                1 => (Anomaly::PriceTypo { shop }, 3),
-                _ => (Anomaly::Stop { shop }, 5),
+            let shop = 1 + (rng.uniform() * args.shops as f64) as i64 % args.shops;
+            let anomaly = match which % 3 {
+                0 => Anomaly::Flood { shop },
+                1 => Anomaly::PriceTypo { shop },
+                _ => Anomaly::Stop { shop },
             };
             which += 1;
-            println!("injecting for {minutes} minutes: {anomaly:?}");
+            // Start to start, whatever the tick's jitter: the README's cadence.
+            next_anomaly += args.every_minutes * 60;
+            println!(
+                "{} injecting for {minutes} minutes: {}; next at {}",
+                clock(ts),
+                describe(anomaly),
+                clock(next_anomaly)
+            );
             active = Some((anomaly, ts + minutes * 60));
         }
         let mut events = Vec::new();
@@ -190,6 +216,141 @@ async fn main() -> anyhow::Result<()> {
         );
         if let Err(error) = post(&client, &url, &events).await {
             eprintln!("gatherer unreachable ({error}); retrying next second");
+        }
+    }
+}
+
+/// `HH:MM:SS` UTC, as the dashboard shows times.
+fn clock(ts: i64) -> String {
+    chrono::DateTime::from_timestamp(ts, 0)
+        .map(|t| t.format("%H:%M:%S UTC").to_string())
+        .unwrap_or_default()
+}
+
+/// What an analyst will see, in the words of the dashboard's series selector.
+fn describe(anomaly: Anomaly) -> String {
+    match anomaly {
+        Anomaly::Flood { shop } => {
+            format!("a bot floods shop {shop}'s orders (series shop / checkout / {shop})")
+        }
+        Anomaly::PriceTypo { shop } => {
+            format!("shop {shop}'s price is a hundred times too low (series shop / price / {shop})")
+        }
+        Anomaly::Stop { shop } => {
+            format!("shop {shop}'s visits stop (series shop / visit / {shop})")
+        }
+    }
+}
+
+/// `mysql://USER@HOST:PORT/NAME?OPTIONS` without its `/NAME`.
+fn server_of(url: &str) -> String {
+    let (base, query) = url.split_once('?').map_or((url, ""), |(b, q)| (b, q));
+    let authority_from = base.find("://").map_or(0, |i| i + 3);
+    let base = match base[authority_from..].find('/') {
+        Some(slash) => &base[..authority_from + slash],
+        None => base,
+    };
+    if query.is_empty() {
+        base.to_owned()
+    } else {
+        format!("{base}?{query}")
+    }
+}
+
+/// A connection to the server of `url`, on no database.
+async fn server_connection(url: &str) -> anyhow::Result<MySqlConnection> {
+    Ok(MySqlConnectOptions::from_str(&server_of(url))?
+        .connect()
+        .await?)
+}
+
+/// Kills the sessions on `name`, then drops it.
+async fn drop_database(conn: &mut MySqlConnection, name: &str) -> anyhow::Result<()> {
+    for id in sessions_on(conn, name).await? {
+        let _ = sqlx::query(&format!("KILL {id}")).execute(&mut *conn).await;
+    }
+    sqlx::query(&format!(
+        "DROP DATABASE IF EXISTS `{}`",
+        name.replace('`', "``")
+    ))
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+async fn sessions_on(conn: &mut MySqlConnection, name: &str) -> anyhow::Result<Vec<i64>> {
+    Ok(sqlx::query_scalar(
+        "SELECT CAST(id AS SIGNED) FROM information_schema.processlist WHERE db = ? AND id <> CONNECTION_ID()",
+    )
+    .bind(name)
+    .fetch_all(&mut *conn)
+    .await?)
+}
+
+async fn drop_databases(urls: &[String]) -> anyhow::Result<()> {
+    for url in urls {
+        let name = url
+            .rsplit_once('/')
+            .map(|(_, name)| name.split('?').next().unwrap_or(name))
+            .filter(|name| !name.is_empty())
+            .ok_or_else(|| anyhow::anyhow!("{url:?} names no database"))?;
+        let mut conn = server_connection(url).await?;
+        drop_database(&mut conn, name).await?;
+        conn.close().await?;
+        println!("dropped {name}");
+    }
+    Ok(())
+}
+
+async fn clean(server: &str) -> anyhow::Result<()> {
+    let mut conn = server_connection(server).await?;
+    let names: Vec<String> = sqlx::query_scalar(
+        "SELECT CAST(schema_name AS CHAR) FROM information_schema.schemata WHERE schema_name LIKE 'pulse\\_demo\\_%' ORDER BY 1",
+    )
+    .fetch_all(&mut conn)
+    .await?;
+    let (mut dropped, mut kept) = (0, 0);
+    for name in names {
+        if sessions_on(&mut conn, &name).await?.is_empty() {
+            drop_database(&mut conn, &name).await?;
+            println!("dropped {name}");
+            dropped += 1;
+        } else {
+            println!("kept {name}: a running demo uses it");
+            kept += 1;
+        }
+    }
+    conn.close().await?;
+    println!("{dropped} demo database(s) dropped, {kept} in use kept");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_database_url_without_its_database_is_its_server() {
+        for (url, server) in [
+            (
+                "mysql://root@127.0.0.1:3306/pulse_demo_1",
+                "mysql://root@127.0.0.1:3306",
+            ),
+            (
+                "mysql://u:p@db:3306/x?ssl-mode=disabled",
+                "mysql://u:p@db:3306?ssl-mode=disabled",
+            ),
+            ("mysql://root@127.0.0.1:3306", "mysql://root@127.0.0.1:3306"),
+        ] {
+            assert_eq!(server_of(url), server);
+        }
+    }
+
+    #[test]
+    fn anomalies_end_before_the_next_one_starts() {
+        assert_eq!(anomaly_minutes(5), 3);
+        for every in 2..30 {
+            assert!((1..every).contains(&anomaly_minutes(every)), "{every}");
         }
     }
 }

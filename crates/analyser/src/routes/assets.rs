@@ -73,7 +73,10 @@ fn fnv1a(bytes: &[u8]) -> u64 {
 /// `GET /assets/{name}`, behind basic auth like everything the dashboard loads.
 #[utoipa::path(
     get, path = "/assets/{name}", tag = "analysts", security(("basic" = [])),
-    params(("name" = String, Path, description = "dashboard.js, dashboard.css, uplot.js or uplot.css")),
+    params(
+        ("name" = String, Path, description = "dashboard.js, dashboard.css, uplot.js or uplot.css"),
+        ("v" = Option<String>, Query, description = "the content hash the dashboard links with, so a new build is a new URL"),
+    ),
     responses((status = 200, description = "The dashboard's script or style"), (status = 404, body = protocol::ErrorReply))
 )]
 #[get("/assets/{name}")]

@@ -97,11 +97,6 @@ impl ResponseError for ApiError {
     }
 }
 
-/// Unknown paths answer JSON too.
-pub async fn not_found() -> Result<HttpResponse, ApiError> {
-    Err(ApiError::NotFound("no such endpoint".into()))
-}
-
 /// The authenticated analyst's name, put in the request by [`require_auth`].
 #[derive(Debug, Clone)]
 pub struct Analyst(pub String);

@@ -30,7 +30,7 @@ pub struct SeriesParams {
     responses(
         (status = 200, body = protocol::SeriesReply),
         (status = 400, body = protocol::ErrorReply),
-        (status = 404, description = "No such dataset", body = protocol::ErrorReply),
+        (status = 404, description = "No such dataset, or no such series (the analyser holds no totals for it)", body = protocol::ErrorReply),
     )
 )]
 #[get("/api/v1/series")]
@@ -77,6 +77,14 @@ pub async fn series(
         to.timestamp(),
     )
     .await?;
+    // A window of zeros reads as traffic that stopped: only a series the analyser holds
+    // totals for gets one.
+    if rows.is_empty() && !series_known(&state.pool, &dataset.name, &label, entity_id).await? {
+        return Err(ApiError::NotFound(format!(
+            "no such series: {label:?} / {entity_id} in dataset {:?}",
+            dataset.name
+        )));
+    }
     // Steps without rows are zeros, as the detector sees them.
     let mut points = Vec::new();
     let mut rows = rows.into_iter().peekable();
@@ -112,4 +120,22 @@ pub async fn series(
         time_step_seconds: step as u64,
         points,
     }))
+}
+
+/// Whether the analyser holds any step totals of the series (a primary-key prefix probe).
+async fn series_known(
+    pool: &sqlx::MySqlPool,
+    dataset: &str,
+    label: &str,
+    entity_id: i64,
+) -> Result<bool, sqlx::Error> {
+    let found: Option<i64> = sqlx::query_scalar(
+        "SELECT 1 FROM step_totals WHERE dataset = ? AND event_label = ? AND entity_id = ? LIMIT 1",
+    )
+    .bind(dataset)
+    .bind(label)
+    .bind(entity_id)
+    .fetch_optional(pool)
+    .await?;
+    Ok(found.is_some())
 }

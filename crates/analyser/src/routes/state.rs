@@ -8,7 +8,7 @@ use std::sync::Arc;
 use protocol::StateMeta;
 use serde::Deserialize;
 
-use super::{parse_time, ApiError};
+use super::{parse_time, pick_dataset, ApiError};
 use crate::state::AppState;
 use crate::store::{self, AnomalyFilter};
 
@@ -110,7 +110,9 @@ pub fn meta(app: &AppState) -> StateMeta {
     responses(
         (status = 200, body = protocol::StateReply),
         (status = 400, description = "A bad parameter, named in `parameter`", body = protocol::ErrorReply),
-        (status = 401, description = "Missing or wrong credentials", body = protocol::ErrorReply),
+        (status = 401, description = "Missing or wrong credentials", body = protocol::ErrorReply,
+            example = json!({"ok": false, "error": "missing or invalid credentials"})),
+        (status = 404, description = "No such dataset", body = protocol::ErrorReply),
     )
 )]
 #[get("/api/v1/state")]
@@ -118,6 +120,11 @@ pub async fn state(
     params: web::Query<StateParams>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
+    // An unknown dataset is a 404, as on /report and /series: an empty list would read as
+    // "nothing found" in a dataset that does not exist.
+    if let Some(name) = &params.dataset {
+        pick_dataset(&state, Some(name))?;
+    }
     let filter = params.filter()?;
     let key = format!("{filter:?}");
     let data = match state.state_cache.get(&key) {

@@ -99,6 +99,8 @@ async fn everything_but_health_asks_for_basic_auth_without_saying_which_half_was
             .status(),
         200
     );
+    // After a pull, whatever the timer's first pull has done by now.
+    analyser.pull().await;
     let state = analyser.state("").await;
     assert_eq!(state["ok"], true);
     assert_eq!(state["meta"]["gatherer"], "up");
@@ -336,4 +338,163 @@ async fn the_openapi_document_is_public_and_describes_every_route() {
         "basic"
     );
     assert!(document["components"]["schemas"]["Anomaly"].is_object());
+}
+
+#[tokio::test]
+async fn an_unknown_dataset_or_a_series_never_seen_is_a_404_not_an_empty_answer() {
+    let (_gatherer, analyser) = analyser_with_flood().await;
+    let start = crate::scenarios::flood().0;
+    let analyser = &analyser;
+    let get = |path: String| async move {
+        let response = analyser.get(&path).send().await.unwrap();
+        let status = response.status().as_u16();
+        (status, response.json::<Value>().await.unwrap())
+    };
+    let (status, body) = get("/api/v1/state?dataset=shopp".into()).await;
+    assert_eq!(
+        (status, &body["error"]),
+        (404, &json!("no dataset named \"shopp\""))
+    );
+    let (status, body) = get("/api/v1/state?dataset=shop".into()).await;
+    assert_eq!(status, 200);
+    assert!(!body["data"].as_array().unwrap().is_empty(), "{body}");
+
+    for path in [
+        "/api/v1/series?label=checkout&entity_id=999",
+        "/api/v1/series?label=chekout&entity_id=3",
+        "/api/v1/series?dataset=shop&label=visit&entity_id=3",
+    ] {
+        let (status, body) = get(path.into()).await;
+        assert_eq!(status, 404, "{path}: {body}");
+        assert!(
+            body["error"]
+                .as_str()
+                .unwrap()
+                .starts_with("no such series"),
+            "{path}: {body}"
+        );
+    }
+    let (status, body) = get("/api/v1/series?label=checkout&entity_id=3".into()).await;
+    assert_eq!(status, 200, "{body}");
+    // A series the analyser knows, over a window before its first event: zeros, as judged.
+    let (status, body) = get(format!(
+        "/api/v1/series?label=checkout&entity_id=3&from={}&to={}",
+        start - 3600,
+        start - 600
+    ))
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let points = body["points"].as_array().unwrap();
+    assert!(
+        !points.is_empty() && points.iter().all(|p| p["count"] == 0.0),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn every_endpoint_refuses_a_query_parameter_it_does_not_take_and_names_it() {
+    let gatherer = Gatherer::start().await;
+    let analyser = Analyser::start(&gatherer.url, vec![shop(&["checkout"], Method::Auto)]).await;
+    let document: Value = analyser
+        .get("/api/v1/openapi.json")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let mut checked = 0;
+    for (path, item) in document["paths"].as_object().unwrap() {
+        let concrete = path.replace("{id}", "1").replace("{name}", "dashboard.js");
+        for method in item.as_object().unwrap().keys() {
+            let method = reqwest::Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
+            let response = analyser
+                .client
+                .request(
+                    method.clone(),
+                    format!("{}{concrete}?severty=alarm", analyser.url),
+                )
+                .basic_auth(USER, Some(PASSWORD))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), 400, "{method} {path}");
+            let reply: Value = response.json().await.unwrap();
+            assert_eq!(reply["parameter"], "severty", "{method} {path}: {reply}");
+            checked += 1;
+        }
+    }
+    assert!(checked >= 14, "{checked}");
+    let reply: Value = analyser
+        .get("/api/v1/state?severty=alarm&limit=5")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        reply["error"],
+        "unknown query parameter severty: GET /api/v1/state takes dataset, label, entity_id, \
+         severity, status, since, limit"
+    );
+    // Credentials come first: a stranger learns nothing about the parameters.
+    let anonymous = analyser
+        .client
+        .get(format!("{}/api/v1/state?severty=alarm", analyser.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anonymous.status(), 401);
+}
+
+#[tokio::test]
+async fn a_known_path_asked_with_another_method_gets_405_with_allow() {
+    let gatherer = Gatherer::start().await;
+    let analyser = Analyser::start(&gatherer.url, vec![shop(&["checkout"], Method::Auto)]).await;
+    for (method, path, allow) in [
+        (reqwest::Method::GET, "/api/v1/pull", "POST"),
+        (reqwest::Method::GET, "/api/v1/anomalies/7/approve", "POST"),
+        (reqwest::Method::DELETE, "/api/v1/state", "GET"),
+        (reqwest::Method::POST, "/", "GET"),
+    ] {
+        let response = analyser
+            .client
+            .request(method.clone(), format!("{}{path}", analyser.url))
+            .basic_auth(USER, Some(PASSWORD))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 405, "{method} {path}");
+        assert_eq!(response.headers()["allow"], allow, "{method} {path}");
+        assert_eq!(response.json::<Value>().await.unwrap()["ok"], false);
+    }
+    let missing = analyser.get("/api/v1/pulls").send().await.unwrap();
+    assert_eq!(missing.status(), 404);
+}
+
+#[tokio::test]
+async fn the_documented_401_is_the_reply_a_client_gets() {
+    let gatherer = Gatherer::start().await;
+    let analyser = Analyser::start(&gatherer.url, vec![shop(&["checkout"], Method::Auto)]).await;
+    let document: Value = analyser
+        .get("/api/v1/openapi.json")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let documented = &document["paths"]["/api/v1/state"]["get"]["responses"]["401"]["content"]
+        ["application/json"]["example"];
+    let reply: Value = analyser
+        .client
+        .get(format!("{}/api/v1/state", analyser.url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(&reply, documented);
 }

@@ -2,7 +2,8 @@
 //! driven end to end in headless Chromium (Playwright, `tests/e2e/dashboard.mjs`).
 //!
 //! Needs `/usr/bin/chromium` (or `CHROMIUM`), `node`, and `npm ci` run in `tests/e2e/`;
-//! `.ci/run` installs all three. Without them the test fails and says what is missing.
+//! `scripts/test.sh` installs all three when missing. Without them the test fails and says
+//! what is missing.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -35,14 +36,14 @@ fn chromium() -> PathBuf {
 fn assert_browser_tools_installed() {
     assert!(
         chromium().is_file(),
-        "{} is missing: install it (apt-get install -y chromium) or set CHROMIUM; .ci/run does",
+        "{} is missing: install it (apt-get install -y chromium) or set CHROMIUM; scripts/test.sh does",
         chromium().display()
     );
     assert!(
         e2e_dir()
             .join("node_modules/playwright-core/package.json")
             .is_file(),
-        "Playwright is missing: run `npm ci` in {}; .ci/run does",
+        "Playwright is missing: run `npm ci` in {}; scripts/test.sh does",
         e2e_dir().display()
     );
 }

@@ -86,7 +86,8 @@ pub struct ExportParams {
     responses(
         (status = 200, body = ExportPage),
         (status = 400, description = "A bad parameter, named in `parameter`", body = ErrorReply),
-        (status = 401, description = "[auth] export_token is set and the Bearer token is missing or wrong", body = ErrorReply),
+        (status = 401, description = "[auth] export_token is set and the Bearer token is missing or wrong", body = ErrorReply,
+            example = json!({"ok": false, "error": "missing or wrong bearer token"})),
     )
 )]
 #[get("/api/v1/export")]
@@ -117,7 +118,8 @@ pub async fn export(
     responses(
         (status = 200, body = [StatRow]),
         (status = 400, description = "A bad parameter, named in `parameter`", body = ErrorReply),
-        (status = 401, description = "Bearer token missing or wrong", body = ErrorReply),
+        (status = 401, description = "Bearer token missing or wrong", body = ErrorReply,
+            example = json!({"ok": false, "error": "missing or wrong bearer token"})),
     )
 )]
 #[post("/stat")]

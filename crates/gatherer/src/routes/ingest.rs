@@ -115,7 +115,8 @@ impl ResponseError for GatherError {
     responses(
         (status = 200, description = "Accepted (a batch lists refused items)", body = GatherReply),
         (status = 400, description = "Malformed JSON, an invalid single event, or nothing valid in a batch", body = ErrorReply),
-        (status = 401, description = "[auth] ingest_tokens is set and the Bearer token is missing or wrong", body = ErrorReply),
+        (status = 401, description = "[auth] ingest_tokens is set and the Bearer token is missing or wrong", body = ErrorReply,
+            example = json!({"ok": false, "error": "missing or unknown bearer token"})),
         (status = 413, description = "Body over max_body_bytes", body = ErrorReply),
         (status = 415, description = "Content type other than JSON, NDJSON, form or none", body = ErrorReply),
         (status = 503, description = "Pending events at max_pending_events, or shutting down; retry after Retry-After", body = ErrorReply),

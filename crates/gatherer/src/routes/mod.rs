@@ -17,11 +17,6 @@ pub fn json_error(status: StatusCode, message: impl Into<String>) -> HttpRespons
     HttpResponse::build(status).json(ErrorReply::new(message))
 }
 
-/// Unknown paths answer JSON too, so clients never have to parse two error shapes.
-pub async fn not_found() -> HttpResponse {
-    json_error(StatusCode::NOT_FOUND, "no such endpoint")
-}
-
 /// Checks `Authorization: Bearer <token>` against the accepted tokens, in constant time
 /// per token. No tokens configured means the endpoint is open.
 pub fn bearer_allowed(req: &actix_web::HttpRequest, tokens: &[SecretString]) -> bool {

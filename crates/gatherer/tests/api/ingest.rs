@@ -79,15 +79,19 @@ async fn bad_events_get_a_clear_400_and_nothing_is_recorded() {
         ),
         (
             r#"{"label":"a","id":1,"value":1.5}"#.to_owned(),
-            "invalid type",
+            "value must be an integer, got 1.5",
+        ),
+        (
+            r#"{"label":"a","id":1,"value":1e20}"#.to_owned(),
+            "value out of range",
         ),
         (
             r#"{"label":"a","id":"1","value":1}"#.to_owned(),
-            "invalid type",
+            "id must be an integer",
         ),
         (
             r#"{"label":"a","id":1,"value":null}"#.to_owned(),
-            "invalid type",
+            "value must be an integer, got null",
         ),
         (
             r#"{"label":"a","value":1}"#.to_owned(),
