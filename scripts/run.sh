@@ -90,6 +90,7 @@ password = "$password"   # development only: use password_hash (analyser hash-pa
 [[datasets]]
 name = "shop"
 labels = ["checkout", "price", "visit"]
+levels = ["price"]        # prices are measurements: judged on their level, not their sum
 time_step = "1m"
 time_ago = "30m"
 method = "auto"

@@ -1,7 +1,10 @@
 //! `pulse-demo`: realistic shop traffic for the gatherer, with an anomaly now and then.
 //!
-//! It first backfills a few hours of history (events with `ts`, so the detectors have
-//! learnt the shop's rhythm), then sends live traffic every second. Every five minutes
+//! The traffic is `detect::synth::shop`'s, the same the analyser's tests judge: shops whose
+//! sizes spread six times, a daily rhythm, counts that vary more than Poisson, and prices
+//! that jitter around each shop's own. It first backfills a few hours of history (events
+//! with `ts`, so the detectors have learnt the shops), then sends live traffic every
+//! second. Every five minutes
 //! (start to start; the first 90 s after the backfill) it injects one anomaly for three
 //! minutes and says so: a bot flooding one shop's `checkout`, a `price` entered a hundred
 //! times too low, or one shop's `visit` stopping. Watch them appear in the analyser's
@@ -14,6 +17,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use detect::synth::shop::{Injected, ShopTraffic, CHECKOUT, VISIT};
 use detect::synth::Rng;
 use protocol::Event;
 use sqlx::mysql::{MySqlConnectOptions, MySqlConnection};
@@ -70,50 +74,44 @@ enum Anomaly {
     Stop { shop: i64 },
 }
 
-/// The shop's daily rhythm: quiet at night, busy in the evening.
-fn rhythm(ts: i64) -> f64 {
-    let hour = ts.rem_euclid(86_400) as f64 / 3600.0;
-    0.25 + 0.75 * (0.5 - 0.5 * (std::f64::consts::TAU * (hour - 4.0) / 24.0).cos())
+impl Anomaly {
+    /// The anomaly as the traffic generator injects it, over `seconds` from second `from`.
+    fn injected(self, from: u64, seconds: u64) -> Injected {
+        match self {
+            Anomaly::Flood { shop } => Injected::Scale {
+                label: CHECKOUT,
+                shop,
+                factor: 10.0,
+                from,
+                steps: seconds,
+            },
+            Anomaly::PriceTypo { shop } => Injected::Price {
+                shop,
+                factor: 0.01,
+                from,
+                steps: seconds,
+            },
+            Anomaly::Stop { shop } => Injected::Scale {
+                label: VISIT,
+                shop,
+                factor: 0.0,
+                from,
+                steps: seconds,
+            },
+        }
+    }
 }
 
-/// One second of traffic at `ts`, with `active` injected.
-fn second(
-    rng: &mut Rng,
-    ts: i64,
-    shops: i64,
-    active: Option<Anomaly>,
-    with_ts: bool,
-    out: &mut Vec<Event>,
-) {
-    let level = rhythm(ts);
-    for shop in 1..=shops {
-        let size = 1.0 + (shop % 4) as f64 * 0.5;
-        let mut emit = |label: &str, count: u64, value: i64| {
-            for _ in 0..count {
-                out.push(Event {
-                    label: label.to_owned(),
-                    id: shop,
-                    value,
-                    ts: with_ts.then_some(ts),
-                });
-            }
-        };
-        let visits = match active {
-            Some(Anomaly::Stop { shop: s }) if s == shop => 0,
-            _ => rng.poisson(2.0 * size * level),
-        };
-        emit("visit", visits, 1);
-        let orders = match active {
-            Some(Anomaly::Flood { shop: s }) if s == shop => rng.poisson(12.0 * size * level),
-            _ => rng.poisson(1.2 * size * level),
-        };
-        emit("checkout", orders, 1);
-        let price = 1_990 + shop * 10;
-        let price = match active {
-            Some(Anomaly::PriceTypo { shop: s }) if s == shop => price / 100,
-            _ => price,
-        };
-        emit("price", rng.poisson(1.0 * size * level), price);
+/// The events of second `step` of the traffic, stamped with their time or not (live
+/// traffic is stamped by the gatherer on arrival).
+fn second(traffic: &mut ShopTraffic, step: u64, with_ts: bool, out: &mut Vec<Event>) {
+    for e in traffic.events(step) {
+        out.push(Event {
+            label: e.label.to_owned(),
+            id: e.entity,
+            value: e.value,
+            ts: with_ts.then_some(e.ts),
+        });
     }
 }
 
@@ -156,16 +154,25 @@ async fn traffic(args: Traffic) -> anyhow::Result<()> {
     let url = format!("{}/gather", args.gatherer.trim_end_matches('/'));
     let mut rng = Rng::new(args.seed);
 
+    // Shops whose sizes spread six times, with a daily rhythm, jittering prices and counts
+    // that vary more than Poisson, one step a second; three times the generator's
+    // standard volume, so that at one-minute steps the bigger shops sell the 30 items a
+    // minute the level checks need to judge a price.
     let now = chrono::Utc::now().timestamp();
+    let start = now - args.backfill_hours * 3600;
+    let mut shop_traffic = ShopTraffic::new(args.seed, args.shops.max(2) as usize, 1, start);
+    shop_traffic.volume = 3.0;
+    let second_of = |ts: i64| (ts - start).max(0) as u64;
     let mut events = Vec::new();
-    for ts in now - args.backfill_hours * 3600..now {
-        second(&mut rng, ts, args.shops, None, true, &mut events);
+    for step in 0..second_of(now) {
+        second(&mut shop_traffic, step, true, &mut events);
         if events.len() >= 100_000 {
             post(&client, &url, &events).await?;
             events.clear();
         }
     }
     post(&client, &url, &events).await?;
+    let mut next_second = second_of(now);
     let live_from = chrono::Utc::now().timestamp();
     let minutes = anomaly_minutes(args.every_minutes);
     let mut next_anomaly = live_from + 90;
@@ -178,21 +185,27 @@ async fn traffic(args: Traffic) -> anyhow::Result<()> {
     );
 
     let mut tick = tokio::time::interval(Duration::from_secs(1));
-    let mut active: Option<(Anomaly, i64)> = None;
+    let mut active_until: Option<i64> = None;
     let mut which = 0;
+    let shops = shop_traffic.shops.len() as i64;
     loop {
         tick.tick().await;
         let ts = chrono::Utc::now().timestamp();
-        if active.is_some_and(|(_, until)| ts >= until) {
+        if active_until.is_some_and(|until| ts >= until) {
             println!("{} anomaly over", clock(ts));
-            active = None;
+            active_until = None;
         }
-        if active.is_none() && ts >= next_anomaly {
-            let shop = 1 + (rng.uniform() * args.shops as f64) as i64 % args.shops;
+        if active_until.is_none() && ts >= next_anomaly {
+            // Prices and visits of the bigger half of the shops, so each is judged; a
+            // flood anywhere, the smallest shop included.
+            let any = 1 + (rng.uniform() * shops as f64) as i64 % shops;
+            let bigger = shops / 2
+                + 1
+                + (rng.uniform() * (shops - shops / 2) as f64) as i64 % (shops - shops / 2);
             let anomaly = match which % 3 {
-                0 => Anomaly::Flood { shop },
-                1 => Anomaly::PriceTypo { shop },
-                _ => Anomaly::Stop { shop },
+                0 => Anomaly::Flood { shop: any },
+                1 => Anomaly::PriceTypo { shop: bigger },
+                _ => Anomaly::Stop { shop: bigger },
             };
             which += 1;
             // Start to start, whatever the tick's jitter: the README's cadence.
@@ -203,17 +216,17 @@ async fn traffic(args: Traffic) -> anyhow::Result<()> {
                 describe(anomaly),
                 clock(next_anomaly)
             );
-            active = Some((anomaly, ts + minutes * 60));
+            shop_traffic
+                .injected
+                .push(anomaly.injected(second_of(ts), minutes as u64 * 60));
+            active_until = Some(ts + minutes * 60);
         }
         let mut events = Vec::new();
-        second(
-            &mut rng,
-            ts,
-            args.shops,
-            active.map(|(a, _)| a),
-            false,
-            &mut events,
-        );
+        // Every second once, in order, even when a tick came late.
+        while next_second <= second_of(ts) {
+            second(&mut shop_traffic, next_second, false, &mut events);
+            next_second += 1;
+        }
         if let Err(error) = post(&client, &url, &events).await {
             eprintln!("gatherer unreachable ({error}); retrying next second");
         }

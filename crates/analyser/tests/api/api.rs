@@ -4,7 +4,7 @@ use analyser::configuration::Method;
 use serde_json::{json, Value};
 
 use crate::helpers::{shop, Analyser, Gatherer, PASSWORD, USER};
-use crate::scenarios::flood;
+use crate::scenarios::{flood, traffic, ANOMALY_AT};
 
 pub async fn analyser_with_flood() -> (Gatherer, Analyser) {
     let gatherer = Gatherer::start().await;
@@ -168,17 +168,43 @@ async fn bad_parameters_get_400_naming_them_and_unknown_things_404() {
 
 #[tokio::test]
 async fn approve_and_dismiss_keep_who_when_and_why_and_state_filters_by_them() {
-    let (_gatherer, analyser) = analyser_with_flood().await;
-    let alarms = analyser
-        .state("severity=alarm&label=checkout&entity_id=3")
-        .await;
+    // Two floods: entity 3, then entity 5 a quarter of an hour later.
+    let gatherer = Gatherer::start().await;
+    let mut rng = detect::synth::Rng::new(7);
+    let (_, events) = traffic("checkout", |step, entity| {
+        let flood = (entity == 3 && (ANOMALY_AT..ANOMALY_AT + 3).contains(&step))
+            || (entity == 5 && (ANOMALY_AT + 15..ANOMALY_AT + 18).contains(&step));
+        (if flood { 600 } else { rng.poisson(60.0) }, 1)
+    });
+    gatherer.post(&events).await;
+    gatherer.flushed().await;
+    let analyser = Analyser::start(&gatherer.url, vec![shop(&["checkout"], Method::Auto)]).await;
+    analyser.pull().await;
+    let alarms = analyser.state("severity=alarm&label=checkout").await;
     let ids: Vec<u64> = alarms["data"]
         .as_array()
         .unwrap()
         .iter()
         .map(|a| a["id"].as_u64().unwrap())
         .collect();
-    assert!(ids.len() >= 2, "{alarms}");
+    // One incident each, both over by now; newest first.
+    assert_eq!(ids.len(), 2, "{alarms:#}");
+    assert_eq!(alarms["data"][0]["entity_id"], 5);
+    assert_eq!(alarms["data"][1]["entity_id"], 3);
+    assert_eq!(
+        analyser.state("state=resolved").await["data"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+    assert_eq!(analyser.state("state=firing").await["data"], json!([]));
+    let bad = analyser
+        .get("/api/v1/state?state=over")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 400);
 
     // Asked before the verdict, the same query must not answer from a stale cache after.
     assert_eq!(analyser.state("status=approved").await["data"], json!([]));
@@ -202,9 +228,7 @@ async fn approve_and_dismiss_keep_who_when_and_why_and_state_filters_by_them() {
         .unwrap();
     assert_eq!(dismissed.status(), 200);
 
-    let open = analyser
-        .state("status=open&entity_id=3&severity=alarm")
-        .await;
+    let open = analyser.state("status=open&severity=alarm").await;
     assert!(open["data"]
         .as_array()
         .unwrap()
@@ -436,7 +460,7 @@ async fn every_endpoint_refuses_a_query_parameter_it_does_not_take_and_names_it(
     assert_eq!(
         reply["error"],
         "unknown query parameter severty: GET /api/v1/state takes dataset, label, entity_id, \
-         severity, status, since, limit"
+         severity, status, state, since, limit"
     );
     // Credentials come first: a stranger learns nothing about the parameters.
     let anonymous = analyser

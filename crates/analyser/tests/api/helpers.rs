@@ -94,10 +94,16 @@ impl Drop for Gatherer {
     }
 }
 
-/// The dataset of the scenarios: 1-minute steps over 30 minutes, `auto`.
+/// The dataset of the scenarios: 1-minute steps over 30 minutes, `auto`; `price` carries
+/// measurements, as in the README's example configuration.
 pub fn shop(labels: &[&str], method: Method) -> DatasetSettings {
     DatasetSettings {
         labels: labels.iter().map(|l| l.to_string()).collect(),
+        levels: labels
+            .iter()
+            .filter(|l| **l == "price")
+            .map(|l| l.to_string())
+            .collect(),
         time_step: Duration::from_secs(60),
         time_ago: Some(Duration::from_secs(1800)),
         method,
@@ -195,40 +201,8 @@ impl Drop for Analyser {
     }
 }
 
-/// A small seeded generator (xorshift64*), so scenarios are the same on every run.
-pub struct Rng(u64);
-
-impl Rng {
-    pub fn new(seed: u64) -> Self {
-        Rng(seed.max(1))
-    }
-
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    pub fn uniform(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
-    }
-
-    /// Poisson by inversion for small means, normal approximation above 50.
-    pub fn poisson(&mut self, mean: f64) -> u64 {
-        if mean > 50.0 {
-            let z = (-2.0 * self.uniform().max(1e-12).ln()).sqrt()
-                * (std::f64::consts::TAU * self.uniform()).cos();
-            return (mean + z * mean.sqrt()).round().max(0.0) as u64;
-        }
-        let (limit, mut product, mut k) = ((-mean).exp(), self.uniform(), 0);
-        while product > limit {
-            product *= self.uniform();
-            k += 1;
-        }
-        k
-    }
-}
+/// The workspace's seeded generator, so scenarios are the same on every run.
+pub use detect::synth::Rng;
 
 /// The start of the step `minutes_ago` minutes before now, unix seconds.
 pub fn minutes_ago(minutes: i64) -> i64 {

@@ -1,4 +1,5 @@
-//! New alarms reach a Slack-style webhook: retried when it fails, sent once each.
+//! Alarms reach a Slack-style webhook: one message when an incident fires, one when it
+//! resolves, retried when the webhook fails, never twice, and no label can ping a channel.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -8,7 +9,7 @@ use analyser::configuration::Method;
 use serde_json::Value;
 
 use crate::helpers::{analyser_settings, poll_until, shop, Analyser, Gatherer, TestDb};
-use crate::scenarios::flood;
+use crate::scenarios::{traffic, ANOMALY_AT};
 
 /// A webhook that fails its first request, then records every message.
 async fn webhook() -> (String, Arc<Mutex<Vec<Value>>>) {
@@ -41,62 +42,116 @@ async fn webhook() -> (String, Arc<Mutex<Vec<Value>>>) {
     (url, received)
 }
 
+/// The flood of `scenarios::flood`, on a label that tries to ping a Slack channel.
+const LABEL: &str = "<!channel> & co";
+
+fn messages_about(messages: &[Value], id: u64) -> Vec<String> {
+    messages
+        .iter()
+        .filter_map(|m| m["text"].as_str())
+        .filter(|t| {
+            t.starts_with(&format!("Pulse alarm #{id}:"))
+                || t.starts_with(&format!("Pulse alarm #{id} "))
+        })
+        .map(str::to_owned)
+        .collect()
+}
+
 #[tokio::test]
-async fn each_new_alarm_is_posted_once_despite_a_failing_webhook() {
+async fn an_incident_is_posted_once_when_it_fires_and_once_when_it_resolves() {
     let (url, received) = webhook().await;
     let gatherer = Gatherer::start().await;
-    gatherer.post(&flood().1).await;
+    let mut rng = detect::synth::Rng::new(1);
+    let (start, events) = traffic(LABEL, |step, entity| {
+        let flood = entity == 3 && (ANOMALY_AT..ANOMALY_AT + 3).contains(&step);
+        (if flood { 600 } else { rng.poisson(60.0) }, 1)
+    });
+    let flood_start = start + ANOMALY_AT * 60;
+    // First the history up to the flood's second minute: the incident is firing.
+    let (before, after): (Vec<Value>, Vec<Value>) = events
+        .into_iter()
+        .partition(|e| e["ts"].as_i64().unwrap() < flood_start + 120);
+    gatherer.post(&before).await;
     gatherer.flushed().await;
     let db = TestDb::new("pulse_test_a");
-    let mut settings =
-        analyser_settings(&db, &gatherer.url, vec![shop(&["checkout"], Method::Auto)]);
+    let mut dataset = shop(&[LABEL], Method::Auto);
+    // The test, not wall time, says when the traffic goes on.
+    dataset.idle_after = Duration::from_secs(3600);
+    let mut settings = analyser_settings(&db, &gatherer.url, vec![dataset]);
     settings.notify.webhook_url = url;
     let analyser = Analyser::start_with(db, settings).await;
     analyser.pull().await;
 
-    let alarms = analyser.state("severity=alarm&limit=1000").await;
-    let ids: Vec<u64> = alarms["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| a["id"].as_u64().unwrap())
-        .collect();
-    assert!(!ids.is_empty());
-    let messages = poll_until(
+    let firing = analyser.state("severity=alarm&state=firing").await;
+    let incident = firing["data"].as_array().unwrap();
+    assert_eq!(incident.len(), 1, "{firing:#}");
+    let id = incident[0]["id"].as_u64().unwrap();
+    assert_eq!(incident[0]["entity_id"], 3);
+    let first = poll_until(Duration::from_secs(30), "the firing message", || async {
+        let messages = messages_about(&received.lock().unwrap(), id);
+        (!messages.is_empty()).then_some(messages)
+    })
+    .await;
+    assert_eq!(first.len(), 1, "{first:#?}");
+    let text = &first[0];
+    // Every check that fired, in numbers a person reads; the label cannot ping anybody.
+    assert!(
+        text.contains("count 600 (9.") || text.contains("count 600 (10"),
+        "{text}"
+    );
+    assert!(text.contains("population 600"), "{text}");
+    assert!(
+        text.contains("`&lt;!channel&gt; &amp; co` entity 3"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("<!channel>") && text.contains("still firing"),
+        "{text}"
+    );
+
+    // The rest of the traffic: the flood ends, the incident resolves, one more message.
+    gatherer.post(&after).await;
+    gatherer.flushed().await;
+    analyser.pull().await;
+    let resolved = analyser.state("state=resolved&entity_id=3").await;
+    assert_eq!(resolved["data"][0]["id"], id, "{resolved:#}");
+    assert_eq!(
+        resolved["data"][0]["resolved_at"],
+        resolved["data"][0]["period_end"]
+    );
+    let both = poll_until(
         Duration::from_secs(30),
-        "every alarm to be posted",
+        "the resolution message",
         || async {
-            let messages = received.lock().unwrap().clone();
-            (messages.len() >= ids.len()).then_some(messages)
+            let messages = messages_about(&received.lock().unwrap(), id);
+            (messages.len() >= 2).then_some(messages)
         },
     )
     .await;
-    assert_eq!(messages.len(), ids.len(), "{messages:#?}");
-    for id in &ids {
-        let sent = messages
-            .iter()
-            .filter(|m| m["text"].as_str().unwrap().contains(&format!("#{id}:")))
-            .count();
-        assert_eq!(sent, 1, "alarm {id}: {messages:#?}");
-    }
-    let flood = messages
-        .iter()
-        .filter_map(|m| m["text"].as_str())
-        .find(|t| t.contains("entity 3"));
+    assert_eq!(both.len(), 2, "{both:#?}");
     assert!(
-        flood.is_some_and(|t| t.contains("checkout (count)") && t.contains("observed 600")),
-        "{messages:#?}"
+        both[1].contains(&format!("#{id} resolved")) && both[1].contains("back to normal"),
+        "{both:#?}"
+    );
+    // Nothing else was posted: no second incident on the recovery, nothing on the quiet
+    // entities.
+    assert_eq!(
+        received.lock().unwrap().len(),
+        2,
+        "{:#?}",
+        received.lock().unwrap()
     );
 
-    // Each is marked as notified, so a restart does not post it again.
+    // Both are marked as sent, so a restart posts neither again.
     // (The mark is written just after the webhook answers: poll for it.)
     let pool = analyser.db.pool().await;
     poll_until(
         Duration::from_secs(10),
-        "every alarm marked as notified",
+        "the alarm marked as notified",
         || async {
             let unsent: i64 = sqlx::query_scalar(
-                "SELECT COUNT(*) FROM anomalies WHERE severity = 'alarm' AND notified_at IS NULL",
+                "SELECT COUNT(*) FROM anomalies WHERE severity = 'alarm' \
+             AND (notified_at IS NULL OR resolved_notified_at IS NULL)",
             )
             .fetch_one(&pool)
             .await
@@ -105,5 +160,4 @@ async fn each_new_alarm_is_posted_once_despite_a_failing_webhook() {
         },
     )
     .await;
-    assert_eq!(received.lock().unwrap().len(), ids.len(), "posted again");
 }

@@ -118,6 +118,19 @@ async fn a_bot_flooding_one_entitys_checkout_is_an_alarm_on_that_entity() {
         at + 180,
         "one anomaly whose period grows with the flood: {hit}"
     );
+    // One incident: the count and the population checks are its signals, the count on top.
+    let on_entity: Vec<_> = alarms.iter().filter(|a| a["entity_id"] == 3).collect();
+    assert_eq!(on_entity.len(), 1, "{on_entity:#?}");
+    assert_eq!(hit["metric"], "count");
+    let signals: Vec<&str> = hit["signals"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["metric"].as_str().unwrap())
+        .collect();
+    assert_eq!(signals, ["count", "population"], "{hit:#}");
+    assert_eq!(hit["state"], "resolved");
+    assert_eq!(hit["resolved_at"], hit["period_end"]);
     only_entity_during(&alarms, 3, at, at + 180);
 
     // The report over the last time_ago names it in the brief's shape.
@@ -134,9 +147,11 @@ async fn a_bot_flooding_one_entitys_checkout_is_an_alarm_on_that_entity() {
     assert_eq!(report["TimeStep"], "1m");
     let reported = report["Result"]["Alarms"].as_array().unwrap();
     assert!(
-        reported.iter().any(|a| a["Metric"] == "checkout (count)"
-            && a["Attribute"] == "3"
-            && ts(&a["OutlierPeriodStart"]) == at),
+        reported
+            .iter()
+            .any(|a| a["Metric"] == "checkout (count, population)"
+                && a["Attribute"] == "3"
+                && ts(&a["OutlierPeriodStart"]) == at),
         "{report:#}"
     );
 
@@ -191,6 +206,12 @@ async fn a_price_a_hundred_times_too_low_is_an_alarm_while_the_count_is_normal()
     let at = start + ANOMALY_AT * 60;
     let hit = found(&alarms, 4, &["avg", "min", "max"], at);
     assert_eq!(hit["observed"], 20.0, "{hit}");
+    assert_eq!(hit["metric"], "avg", "{hit}");
+    assert_eq!(
+        hit["signals"].as_array().unwrap().len(),
+        3,
+        "avg, min and max: {hit:#}"
+    );
     assert_eq!(ts(&hit["period_end"]), at + 180, "{hit}");
     only_entity_during(&alarms, 4, at, at + 180);
 }
@@ -237,4 +258,62 @@ async fn a_quiet_day_with_noise_and_a_daily_rhythm_raises_no_alarm() {
     assert!(alarms.is_empty(), "a quiet day raised alarms: {alarms:#?}");
     let state = analyser.state("").await;
     assert_eq!(state["meta"]["series"], 5);
+}
+
+/// A day of a shop platform, as a new user would try it: twelve shops whose sizes spread
+/// six times, a daily rhythm, over-dispersed counts, value-1 visits and checkouts and
+/// prices that jitter by 2 %, through the real gatherer and analyser at 5-minute steps,
+/// from no history at all. Within the budget of 2 alarms and 15 warnings per 10 000
+/// judged series-steps, with every deviation finite.
+#[tokio::test]
+async fn a_quiet_day_of_a_shop_platform_stays_within_the_alarm_budget() {
+    use detect::synth::shop::ShopTraffic;
+    let start = minutes_ago(24 * 60 + 5).div_euclid(300) * 300;
+    let mut traffic = ShopTraffic::new(9, 12, 300, start);
+    traffic.volume = 0.3;
+    let mut all = Vec::new();
+    for step in 0..288 {
+        for e in traffic.events(step) {
+            all.push(
+                serde_json::json!({"label": e.label, "id": e.entity, "value": e.value, "ts": e.ts}),
+            );
+        }
+    }
+    let gatherer = Gatherer::start().await;
+    gatherer.post(&all).await;
+    gatherer.flushed().await;
+    let mut dataset = shop(&["visit", "checkout", "price"], Method::Auto);
+    dataset.time_step = std::time::Duration::from_secs(300);
+    dataset.time_ago = Some(std::time::Duration::from_secs(30 * 300));
+    let analyser = Analyser::start(&gatherer.url, vec![dataset]).await;
+    analyser.pull().await;
+    let state = analyser.state("limit=1000").await;
+    let anomalies = state["data"].as_array().unwrap();
+    assert_eq!(state["meta"]["series"], 36);
+    // 288 steps of 36 series (a few start later: a budget per 10 000 leaves room for them).
+    let judged = 288.0 * 36.0;
+    let count = |severity: &str| {
+        anomalies
+            .iter()
+            .filter(|a| a["severity"] == severity)
+            .count()
+    };
+    let (alarms, warnings) = (count("alarm"), count("warning"));
+    assert!(
+        alarms as f64 <= 2.0 * judged / 10_000.0 && warnings as f64 <= 15.0 * judged / 10_000.0,
+        "{alarms} alarms and {warnings} warnings: {anomalies:#?}"
+    );
+    for a in anomalies {
+        let deviations = std::iter::once(&a["deviation"]).chain(
+            a["signals"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|s| &s["deviation"]),
+        );
+        for d in deviations {
+            let d = d.as_f64().unwrap();
+            assert!(d.is_finite() && d.abs() < 1e5, "{a:#}");
+        }
+    }
 }
