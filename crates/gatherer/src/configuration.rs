@@ -62,8 +62,9 @@ pub struct IngestSettings {
     /// Oldest accepted event `ts` (backfill may raise it to days).
     #[serde(with = "humantime_serde")]
     pub max_event_age: Duration,
-    /// Events held but not yet in MySQL; at the bound, `/gather` answers 503.
-    pub max_pending_events: u64,
+    /// Rows (series × buckets) held in memory and not yet committed to MySQL; at the
+    /// bound, `/gather` answers 503. Events summed into a row already held cost nothing.
+    pub max_pending_rows: u64,
     pub max_body_bytes: usize,
     #[serde(with = "humantime_serde")]
     pub shutdown_timeout: Duration,
@@ -114,7 +115,7 @@ connect_timeout = "10s"
 [ingest]
 bucket_seconds = 2
 max_event_age = "10m"
-max_pending_events = 5_000_000
+max_pending_rows = 2_000_000
 max_body_bytes = 16_777_216
 shutdown_timeout = "30s"
 flush_grace = "250ms"
@@ -151,8 +152,8 @@ impl Settings {
         if !(1..=3600).contains(&ingest.bucket_seconds) {
             return Err("ingest.bucket_seconds must be between 1 and 3600".into());
         }
-        if ingest.max_pending_events == 0 {
-            return Err("ingest.max_pending_events must be at least 1".into());
+        if ingest.max_pending_rows == 0 {
+            return Err("ingest.max_pending_rows must be at least 1".into());
         }
         if ingest.max_rows_per_batch == 0 {
             return Err("ingest.max_rows_per_batch must be at least 1".into());
@@ -217,7 +218,7 @@ mod tests {
         assert_eq!(settings.server.port, 31115);
         assert_eq!(settings.ingest.bucket_seconds, 2);
         assert_eq!(settings.ingest.max_event_age, Duration::from_secs(600));
-        assert_eq!(settings.ingest.max_pending_events, 5_000_000);
+        assert_eq!(settings.ingest.max_pending_rows, 2_000_000);
         assert_eq!(settings.ingest.shutdown_timeout, Duration::from_secs(30));
         assert!(!settings.wal.enabled);
         assert_eq!(

@@ -4,8 +4,8 @@
 //! flight), cuts them into batches and writes them with [`store::insert_batch`]. A batch
 //! that fails is kept and retried, with backoff, under the same id until it commits, so
 //! an outage delays events but never loses or doubles them. While a batch waits, new
-//! events keep aggregating in memory; the [`Backlog`] bound turns that into 503s at
-//! ingest instead of unbounded memory.
+//! events keep aggregating in memory; the [`Backlog`] bound on rows not yet committed
+//! turns that into 503s at ingest instead of unbounded memory.
 
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
@@ -25,7 +25,10 @@ const TICK: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 const PING_EVERY: Duration = Duration::from_secs(1);
 
-/// Events accepted but not yet committed to MySQL, against their bound.
+/// Rows (series × buckets) held in memory and not yet committed to MySQL, against their
+/// bound: what actually waits for MySQL and costs memory. Events summed into a row already
+/// held add nothing, so the bound is reached only when MySQL falls behind (or is away),
+/// never by the event rate alone.
 #[derive(Debug)]
 pub struct Backlog {
     pending: AtomicU64,
@@ -33,38 +36,32 @@ pub struct Backlog {
 }
 
 impl Backlog {
-    pub fn new(max: u64) -> Self {
+    pub fn new(max_rows: u64) -> Self {
         Backlog {
             pending: AtomicU64::new(0),
-            max,
+            max: max_rows,
         }
     }
 
-    /// Reserves room for `n` events; false (and nothing reserved) when that would pass
-    /// the bound.
-    pub fn try_reserve(&self, n: u64) -> bool {
-        let before = self.pending.fetch_add(n, Ordering::AcqRel);
-        if before.saturating_add(n) > self.max {
-            self.pending.fetch_sub(n, Ordering::AcqRel);
-            return false;
+    /// Counts rows a request (or a replay of the write-ahead log) added.
+    pub fn add(&self, rows: u64) {
+        if rows > 0 {
+            self.pending.fetch_add(rows, Ordering::AcqRel);
         }
-        true
     }
 
-    /// Counts `n` events whatever the bound: replayed from the write-ahead log at start.
-    pub fn add(&self, n: u64) {
-        self.pending.fetch_add(n, Ordering::AcqRel);
-    }
-
-    /// Gives back `n` events: they committed (or were never recorded).
-    pub fn release(&self, n: u64) {
-        self.pending.fetch_sub(n, Ordering::AcqRel);
+    /// Gives back `rows`: their batch committed.
+    pub fn release(&self, rows: u64) {
+        self.pending.fetch_sub(rows, Ordering::AcqRel);
     }
 
     pub fn pending(&self) -> u64 {
         self.pending.load(Ordering::Acquire)
     }
 
+    /// At the bound: `/gather` refuses whole requests (503) until batches commit. A request
+    /// admitted just below it may pass it by the rows it adds, so the memory held is at
+    /// most the bound plus what the requests in flight add.
     pub fn is_full(&self) -> bool {
         self.pending() >= self.max
     }
@@ -161,7 +158,7 @@ impl Flusher {
                 self.segment_done(key);
                 continue;
             }
-            self.backlog.add(batch.events);
+            self.backlog.add(batch.deltas.len() as u64);
             self.enqueue_for_segment(batch, key);
             self.segment_done(key);
         }
@@ -184,7 +181,7 @@ impl Flusher {
                 _ = tick.tick() => {}
                 () = &mut shutdown => break,
             }
-            metrics::gauge!("gatherer_pending_events").set(self.backlog.pending() as f64);
+            metrics::gauge!("gatherer_pending_rows").set(self.backlog.pending() as f64);
             let now_ms = chrono::Utc::now().timestamp_millis();
             let grace_ms = i64::try_from(self.grace.as_millis()).unwrap_or(i64::MAX);
             if let Some(sealed) = self.wal.as_ref().and_then(|wal| wal.seal_if_due(now_ms)) {
@@ -390,7 +387,7 @@ impl Flusher {
                             batch = %batch.id, "batch had committed before its retry; dropped the retry"
                         ),
                     }
-                    self.backlog.release(batch.events);
+                    self.backlog.release(batch.deltas.len() as u64);
                     self.queue.pop_front();
                     if let Some(segment) = segment {
                         self.batch_committed(segment);

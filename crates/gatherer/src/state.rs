@@ -41,7 +41,7 @@ impl AppState {
         let shards = std::thread::available_parallelism().map_or(8, |n| n.get() * 16);
         AppState {
             aggregator: Arc::new(Aggregator::new(ingest.bucket_seconds, shards)),
-            backlog: Arc::new(Backlog::new(ingest.max_pending_events)),
+            backlog: Arc::new(Backlog::new(ingest.max_pending_rows)),
             db: Arc::new(DbStatus::default()),
             pool,
             ingest,

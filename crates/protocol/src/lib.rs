@@ -131,7 +131,8 @@ pub struct Readiness {
     pub ready: bool,
     /// `up` or `down`.
     pub database: String,
-    /// Events held in memory but not yet in MySQL (gatherer only).
+    /// Rows (series × buckets) held in memory and not yet committed to MySQL, the figure
+    /// `max_pending_rows` bounds (gatherer only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pending: Option<u64>,
     /// Why the service is not ready, when it is not.

@@ -24,7 +24,7 @@ pub async fn ready(state: web::Data<AppState>) -> HttpResponse {
     let reason = if state.is_shutting_down() {
         Some("shutting down")
     } else if state.backlog.is_full() {
-        Some("pending events at max_pending_events")
+        Some("pending rows at max_pending_rows")
     } else if !state.db.ever_up() {
         Some("database not reached since start")
     } else {
@@ -43,7 +43,7 @@ pub async fn ready(state: web::Data<AppState>) -> HttpResponse {
     }
 }
 
-/// Prometheus text: events accepted / rejected by reason, pending events, flush latency,
+/// Prometheus text: events accepted / rejected by reason, pending rows, flush latency,
 /// flush retries, rows flushed and exported.
 #[utoipa::path(get, path = "/metrics", tag = "service", responses((status = 200, description = "Prometheus text", content_type = "text/plain")))]
 #[get("/metrics")]

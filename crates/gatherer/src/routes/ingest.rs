@@ -1,8 +1,10 @@
 //! `POST /gather`: accept metric events.
 //!
 //! A `200` means every accepted event is in the aggregator and will reach `events_count`
-//! exactly once. When the backlog is at its bound the whole request is refused with 503
-//! and `Retry-After`, before anything is recorded: backpressure, never silent loss.
+//! exactly once. When the rows waiting for MySQL are at their bound (`max_pending_rows`:
+//! MySQL is slow or away) the whole request is refused with 503 and `Retry-After`, before
+//! anything is recorded: backpressure, never silent loss. Events summed into rows already
+//! held cost nothing, so a healthy MySQL never causes a 503, whatever the event rate.
 //!
 //! With the write-ahead log on, the events are appended to the log first and recorded only
 //! once the log's `fsync` has returned; a log that cannot be written answers 503, and the
@@ -118,7 +120,7 @@ impl ResponseError for GatherError {
         (status = 401, description = "[auth] ingest_tokens is set and the Bearer token is missing or wrong", body = ErrorReply),
         (status = 413, description = "Body over max_body_bytes", body = ErrorReply),
         (status = 415, description = "Content type other than JSON, NDJSON, form or none", body = ErrorReply),
-        (status = 503, description = "Pending events at max_pending_events, or shutting down; retry after Retry-After", body = ErrorReply),
+        (status = 503, description = "Rows waiting for MySQL at max_pending_rows, shutting down, or the write-ahead log failed; retry after Retry-After", body = ErrorReply),
     )
 )]
 #[post("/gather")]
@@ -160,10 +162,10 @@ pub async fn gather(
         return Err(GatherError::NothingValid(rejected));
     }
     let accepted = parsed.events.len() as u64;
-    if !state.backlog.try_reserve(accepted) {
+    if state.backlog.is_full() {
         return Err(GatherError::Backpressure);
     }
-    if let Some(wal) = &state.wal {
+    let rows = if let Some(wal) = &state.wal {
         let durable = match wal.append(&parsed.events) {
             Ok(pending) => pending.durable().await,
             Err(e) => Err(e),
@@ -172,18 +174,18 @@ pub async fn gather(
             Ok(guard) => guard,
             Err(e) => {
                 tracing::warn!(error = %e, events = accepted, "refused: the write-ahead log failed");
-                state.backlog.release(accepted);
                 return Err(GatherError::Wal(e));
             }
         };
         guard
             .aggregator()
-            .record_all(&parsed.events, ValidEvent::fields);
+            .record_all(&parsed.events, ValidEvent::fields)
     } else {
         state
             .aggregator
-            .record_all(&parsed.events, ValidEvent::fields);
-    }
+            .record_all(&parsed.events, ValidEvent::fields)
+    };
+    state.backlog.add(rows as u64);
     metrics::counter!("gatherer_events_accepted_total").increment(accepted);
     if !rejected.is_empty() {
         metrics::counter!("gatherer_events_rejected_total", "reason" => "invalid")
