@@ -47,7 +47,7 @@ count() {
   echo $((instructions / requests))
 }
 
-export DATABASE_URL="mysql://root@$MYSQL_HOST:$MYSQL_PORT/$db" GATHERER__INGEST__MAX_PENDING_EVENTS=50000000 RUST_LOG=warn
+export DATABASE_URL="mysql://root@$MYSQL_HOST:$MYSQL_PORT/$db" RUST_LOG=warn
 bare=$(count bare bench.lua X=1 -- "$bin/examples/bare_http" "$port")
 single=$(count single bench.lua X=1 -- "$bin/gatherer" --port "$port")
 few=$(count few scripts/bench/series.lua SERIES=100 -- "$bin/gatherer" --port "$port")

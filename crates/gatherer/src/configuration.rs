@@ -65,6 +65,12 @@ pub struct IngestSettings {
     /// Rows (series × buckets) held in memory and not yet committed to MySQL; at the
     /// bound, `/gather` answers 503. Events summed into a row already held cost nothing.
     pub max_pending_rows: u64,
+    /// How long an accepted `Idempotency-Key` is recognised: a retry within it gets the
+    /// original reply and records nothing.
+    #[serde(with = "humantime_serde")]
+    pub idempotency_window: Duration,
+    /// Keys kept at most; the oldest go first.
+    pub max_idempotency_keys: usize,
     pub max_body_bytes: usize,
     #[serde(with = "humantime_serde")]
     pub shutdown_timeout: Duration,
@@ -116,6 +122,8 @@ connect_timeout = "10s"
 bucket_seconds = 2
 max_event_age = "10m"
 max_pending_rows = 2_000_000
+idempotency_window = "10m"
+max_idempotency_keys = 1_000_000
 max_body_bytes = 16_777_216
 shutdown_timeout = "30s"
 flush_grace = "250ms"
@@ -154,6 +162,14 @@ impl Settings {
         }
         if ingest.max_pending_rows == 0 {
             return Err("ingest.max_pending_rows must be at least 1".into());
+        }
+        if ingest.idempotency_window < Duration::from_secs(1)
+            || ingest.idempotency_window > Duration::from_secs(7 * 86_400)
+        {
+            return Err("ingest.idempotency_window must be between 1s and 7d".into());
+        }
+        if ingest.max_idempotency_keys == 0 {
+            return Err("ingest.max_idempotency_keys must be at least 1".into());
         }
         if ingest.max_rows_per_batch == 0 {
             return Err("ingest.max_rows_per_batch must be at least 1".into());
@@ -219,6 +235,8 @@ mod tests {
         assert_eq!(settings.ingest.bucket_seconds, 2);
         assert_eq!(settings.ingest.max_event_age, Duration::from_secs(600));
         assert_eq!(settings.ingest.max_pending_rows, 2_000_000);
+        assert_eq!(settings.ingest.idempotency_window, Duration::from_secs(600));
+        assert_eq!(settings.ingest.max_idempotency_keys, 1_000_000);
         assert_eq!(settings.ingest.shutdown_timeout, Duration::from_secs(30));
         assert!(!settings.wal.enabled);
         assert_eq!(
@@ -244,6 +262,8 @@ mod tests {
             "[server]\nkeep_alive = \"5\"\n",
             "[ingest]\nmax_body_bytes = 1_000_000_000\n",
             "[wal]\nenabled = true\ndir = \" \"\n",
+            "[ingest]\nidempotency_window = \"0s\"\n",
+            "[ingest]\nmax_idempotency_keys = 0\n",
         ] {
             std::fs::write(&file, bad).unwrap();
             assert!(Settings::load(Some(&file), None).is_err(), "{bad}");

@@ -18,12 +18,18 @@ use sqlx::MySqlPool;
 use tokio::time::Instant;
 
 use crate::bucket::{Aggregator, Delta};
+use crate::idempotency::KeyStore;
 use crate::store::{self, Batch, FlushOutcome};
 use crate::wal::{Epoch, Wal};
 
 const TICK: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 const PING_EVERY: Duration = Duration::from_secs(1);
+/// Accepted idempotency keys ride with the next batch; when no batch comes, they are
+/// committed alone this often.
+const KEYS_ALONE_EVERY: Duration = Duration::from_secs(2);
+/// How often keys past the window are deleted from `idempotency_keys`.
+const PRUNE_KEYS_EVERY: Duration = Duration::from_secs(60);
 
 /// Rows (series × buckets) held in memory and not yet committed to MySQL, against their
 /// bound: what actually waits for MySQL and costs memory. Events summed into a row already
@@ -118,6 +124,10 @@ pub struct Flusher {
     backoff: Duration,
     retry_at: Option<Instant>,
     last_ping: Option<Instant>,
+    /// Idempotency keys: each batch takes the keys accepted since the previous one.
+    keys: Option<(Arc<KeyStore>, Duration)>,
+    keys_alone_at: Instant,
+    prune_keys_at: Instant,
 }
 
 impl Flusher {
@@ -146,7 +156,18 @@ impl Flusher {
             backoff: TICK,
             retry_at: None,
             last_ping: None,
+            keys: None,
+            keys_alone_at: Instant::now() + KEYS_ALONE_EVERY,
+            prune_keys_at: Instant::now(),
         }
+    }
+
+    /// Commits the idempotency keys `keys` accepts with the batches, and deletes those
+    /// older than `window` from MySQL. Call before [`Flusher::with_wal`], so that keys
+    /// read back from the log ride with its replay.
+    pub fn with_keys(mut self, keys: Arc<KeyStore>, window: Duration) -> Self {
+        self.keys = Some((keys, window));
+        self
     }
 
     /// Switches to the write-ahead log: events come from the log's epochs, and `replay`
@@ -182,6 +203,9 @@ impl Flusher {
                 () = &mut shutdown => break,
             }
             metrics::gauge!("gatherer_pending_rows").set(self.backlog.pending() as f64);
+            if let Some((keys, _)) = &self.keys {
+                metrics::gauge!("gatherer_idempotency_keys").set(keys.len() as f64);
+            }
             let now_ms = chrono::Utc::now().timestamp_millis();
             let grace_ms = i64::try_from(self.grace.as_millis()).unwrap_or(i64::MAX);
             if let Some(sealed) = self.wal.as_ref().and_then(|wal| wal.seal_if_due(now_ms)) {
@@ -197,8 +221,14 @@ impl Flusher {
                     self.enqueue(closed);
                 }
             }
+            if self.queue.is_empty() && Instant::now() >= self.keys_alone_at {
+                self.push_keys_alone();
+            }
             if self.queue.is_empty() {
                 self.ping_when_idle().await;
+                if self.db.is_up() {
+                    self.prune_keys().await;
+                }
             } else if self.retry_at.is_none_or(|at| Instant::now() >= at) {
                 self.flush_queue().await;
             }
@@ -215,6 +245,7 @@ impl Flusher {
             let everything = self.aggregator.drain_all();
             self.enqueue(everything);
         }
+        self.push_keys_alone();
         while !self.queue.is_empty() && Instant::now() < deadline {
             if self.retry_at.is_some_and(|at| Instant::now() < at) {
                 tokio::time::sleep_until(self.retry_at.unwrap_or(deadline).min(deadline)).await;
@@ -299,10 +330,54 @@ impl Flusher {
         if let Some(slot) = self.segments.get_mut(&segment) {
             slot.queued += 1;
         }
-        self.queue.push_back(Queued {
+        self.push(Queued {
             batch,
             segment: Some(segment),
         });
+    }
+
+    /// Queues a batch, with the idempotency keys accepted since the previous one: a key
+    /// is accepted only after its events are recorded (and, with the log, before its
+    /// epoch can be drained), so the batch that takes it commits no later than the last
+    /// batch holding its events.
+    fn push(&mut self, mut queued: Queued) {
+        if let Some((keys, _)) = &self.keys {
+            queued.batch.keys.extend(keys.take_outbox());
+            self.keys_alone_at = Instant::now() + KEYS_ALONE_EVERY;
+        }
+        self.queue.push_back(queued);
+    }
+
+    /// Queues the accepted keys no batch took, in a batch of their own.
+    fn push_keys_alone(&mut self) {
+        let Some((keys, _)) = &self.keys else { return };
+        let taken = keys.take_outbox();
+        self.keys_alone_at = Instant::now() + KEYS_ALONE_EVERY;
+        if taken.is_empty() {
+            return;
+        }
+        let id = format!("{}-{}", self.instance, self.next_sequence);
+        self.next_sequence += 1;
+        let mut batch = Batch::new(id, Vec::new());
+        batch.keys = taken;
+        self.queue.push_back(Queued {
+            batch,
+            segment: None,
+        });
+    }
+
+    /// Deletes keys past the window from MySQL, now and then, while nothing waits.
+    async fn prune_keys(&mut self) {
+        let Some((_, window)) = &self.keys else { return };
+        if Instant::now() < self.prune_keys_at {
+            return;
+        }
+        self.prune_keys_at = Instant::now() + PRUNE_KEYS_EVERY;
+        let window_ms = i64::try_from(window.as_millis()).unwrap_or(i64::MAX);
+        let before = chrono::Utc::now().timestamp_millis().saturating_sub(window_ms);
+        if let Err(error) = store::prune_idempotency_keys(&self.pool, before).await {
+            tracing::warn!(%error, "could not delete expired idempotency keys; will retry");
+        }
     }
 
     /// Nothing more will be drained from this segment's events.
@@ -349,7 +424,7 @@ impl Flusher {
             let rest = deltas.split_off(deltas.len().min(self.max_rows_per_batch));
             let id = format!("{}-{}", self.instance, self.next_sequence);
             self.next_sequence += 1;
-            self.queue.push_back(Queued {
+            self.push(Queued {
                 batch: Batch::new(id, deltas),
                 segment: None,
             });
@@ -388,6 +463,10 @@ impl Flusher {
                         ),
                     }
                     self.backlog.release(batch.deltas.len() as u64);
+                    if !batch.keys.is_empty() {
+                        metrics::counter!("gatherer_idempotency_keys_committed_total")
+                            .increment(batch.keys.len() as u64);
+                    }
                     self.queue.pop_front();
                     if let Some(segment) = segment {
                         self.batch_committed(segment);

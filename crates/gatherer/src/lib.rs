@@ -5,6 +5,7 @@ pub mod bucket;
 pub mod configuration;
 pub mod export;
 pub mod flusher;
+pub mod idempotency;
 pub mod ingest;
 pub mod routes;
 pub mod startup;

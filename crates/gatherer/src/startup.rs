@@ -18,6 +18,7 @@ use anyhow::Context;
 
 use crate::configuration::Settings;
 use crate::flusher::{self, FlushReport, Flusher};
+use crate::idempotency::{Accepted, KeyStore};
 use crate::routes;
 use crate::state::AppState;
 use crate::store::{self, Batch};
@@ -47,11 +48,11 @@ impl Application {
     pub async fn build(settings: Settings) -> anyhow::Result<Application> {
         service::telemetry::prometheus();
         let pool = store::connect(&settings.database).await?;
-        let (wal, replay) = if settings.wal.enabled {
-            let (wal, replay) = open_wal(&settings, &pool).await?;
-            (Some(wal), replay)
+        let (wal, replay, logged_keys) = if settings.wal.enabled {
+            let (wal, replay, keys) = open_wal(&settings, &pool).await?;
+            (Some(wal), replay, keys)
         } else {
-            (None, Vec::new())
+            (None, Vec::new(), Vec::new())
         };
         let state = web::Data::new(
             AppState::new(
@@ -64,6 +65,7 @@ impl Application {
             .with_body_timeout(settings.server.request_body_timeout),
         );
         state.db.set(true);
+        restore_keys(&state.keys, &settings, &pool, logged_keys).await?;
 
         let listener = TcpListener::bind((settings.server.host.as_str(), settings.server.port))
             .with_context(|| {
@@ -114,6 +116,7 @@ impl Application {
             settings.ingest.flush_grace,
             settings.ingest.max_rows_per_batch,
         );
+        flusher = flusher.with_keys(state.keys.clone(), settings.ingest.idempotency_window);
         if let Some(wal) = wal {
             flusher = flusher.with_wal(wal, replay);
         }
@@ -189,13 +192,15 @@ impl Application {
 async fn open_wal(
     settings: &Settings,
     pool: &sqlx::MySqlPool,
-) -> anyhow::Result<(Arc<Wal>, Vec<(Batch, PathBuf)>)> {
+) -> anyhow::Result<(Arc<Wal>, Vec<(Batch, PathBuf)>, Vec<Accepted>)> {
     let dir = PathBuf::from(&settings.wal.dir);
     let recovered = wal::recover(&dir).map_err(|e| anyhow::anyhow!("{e}"))?;
     let mut committed = std::collections::HashMap::new();
     let mut replay = Vec::with_capacity(recovered.len());
+    let mut keys = Vec::new();
     let (mut events, mut torn) = (0u64, 0usize);
-    for segment in recovered {
+    for mut segment in recovered {
+        keys.append(&mut segment.keys);
         if !committed.contains_key(&segment.instance) {
             let thresholds = store::wal_committed_thresholds(pool, &segment.instance)
                 .await
@@ -237,5 +242,32 @@ async fn open_wal(
         settings.ingest.bucket_seconds,
         chrono::Utc::now().timestamp_millis(),
     );
-    Ok((Arc::new(wal), replay))
+    Ok((Arc::new(wal), replay, keys))
+}
+
+/// Fills the key store: the keys committed to MySQL within the window (by any gatherer:
+/// a retry may reach another replica after a restart), then those the write-ahead log
+/// holds, which the replay's first batch commits.
+async fn restore_keys(
+    keys: &KeyStore,
+    settings: &Settings,
+    pool: &sqlx::MySqlPool,
+    logged: Vec<Accepted>,
+) -> anyhow::Result<()> {
+    let now_ms = chrono::Utc::now().timestamp_millis();
+    let window_ms = i64::try_from(settings.ingest.idempotency_window.as_millis()).unwrap_or(i64::MAX);
+    let committed = store::load_idempotency_keys(pool, now_ms.saturating_sub(window_ms))
+        .await
+        .context("reading the idempotency keys accepted within the window")?;
+    let (from_mysql, from_log) = (committed.len(), logged.len());
+    for key in committed {
+        keys.restore(key, true, now_ms);
+    }
+    for key in logged {
+        keys.restore(key, false, now_ms);
+    }
+    if from_mysql + from_log > 0 {
+        tracing::info!(from_mysql, from_log, "idempotency keys restored");
+    }
+    Ok(())
 }

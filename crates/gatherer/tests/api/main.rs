@@ -8,6 +8,7 @@ mod exactly_once;
 mod export;
 mod helpers;
 mod hostile;
+mod idempotency;
 mod ingest;
 mod metrics;
 mod openapi;
