@@ -10,7 +10,7 @@ use detect::synth::Rng;
 use serde_json::{json, Value};
 use tokio::io::AsyncWriteExt;
 
-use crate::helpers::{poll_until, spawn_app, table_totals, TestApp, TestDb};
+use crate::helpers::{poll_until, spawn_app, spawn_app_with, table_totals, TestApp, TestDb};
 use crate::metrics::sample;
 use crate::outage::{pending_rows, spawn_app_behind_proxy};
 use crate::process::{signal, start_with};
@@ -166,7 +166,25 @@ async fn a_client_cut_off_retries_after_kill_9_with_the_write_ahead_log_and_is_c
 
 #[tokio::test]
 async fn a_thousand_concurrent_retries_of_a_hundred_keys_count_each_key_once() {
-    let mut app = spawn_app().await;
+    concurrent_retries(None).await;
+}
+
+/// The same with the write-ahead log on: each first attempt holds its key for the length
+/// of an fsync, so most retries find it in flight and wait for its outcome.
+#[tokio::test]
+async fn a_thousand_concurrent_retries_with_the_write_ahead_log_count_each_key_once() {
+    let dir = TempDir::new("wal-concurrent-keys");
+    concurrent_retries(Some(dir.0.join("wal"))).await;
+}
+
+async fn concurrent_retries(wal_dir: Option<std::path::PathBuf>) {
+    let mut app = spawn_app_with(|s| {
+        if let Some(dir) = &wal_dir {
+            s.wal.enabled = true;
+            s.wal.dir = dir.to_string_lossy().into_owned();
+        }
+    })
+    .await;
     let mut rng = Rng::new(1503);
     let mut expected = (0i128, 0u64);
     let mut requests = Vec::new();
