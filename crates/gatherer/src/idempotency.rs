@@ -5,8 +5,9 @@
 //! in the [`KeyStore`] before it records anything; once its events are recorded the claim
 //! is completed with the reply it got. Within `idempotency_window` a request whose key was
 //! accepted gets that reply again and records nothing; one whose key is still being
-//! handled waits for the first attempt's outcome. A refused attempt (4xx, 503) lets its
-//! claim go, so the key stays free for the retry.
+//! handled waits for the first attempt's outcome (409 if that takes longer than a body may
+//! take to arrive). A refused attempt (4xx, 503) lets its claim go, so the key stays free
+//! for the retry.
 //!
 //! **Bounded.** At most `max_idempotency_keys` are kept; the oldest go first, as do keys
 //! older than the window. The store is sharded like the aggregator, so keyed requests do
@@ -202,6 +203,8 @@ pub enum Claimed {
     New(Claim),
     /// The key was accepted before: answer with this reply, record nothing.
     Replay(Arc<[u8]>),
+    /// Another request has held the key for longer than the caller would wait (409).
+    Busy,
 }
 
 enum Step {
@@ -224,15 +227,27 @@ impl KeyStore {
         })
     }
 
-    /// Claims `key` for the calling request, waiting while another request holds it.
-    /// `now_ms` reads the clock (the window is judged when the claim is decided).
-    pub async fn claim(self: &Arc<Self>, key: &IdempotencyKey, now_ms: impl Fn() -> i64) -> Claimed {
+    /// Claims `key` for the calling request, waiting while another request holds it, but
+    /// no longer than `patience` (then [`Claimed::Busy`]). `now_ms` reads the clock (the
+    /// window is judged when the claim is decided).
+    pub async fn claim(
+        self: &Arc<Self>,
+        key: &IdempotencyKey,
+        now_ms: impl Fn() -> i64,
+        patience: Duration,
+    ) -> Claimed {
+        let deadline = tokio::time::Instant::now() + patience;
         loop {
             match self.try_claim(key, now_ms()) {
                 Step::Claimed(claim) => return Claimed::New(claim),
                 Step::Replay(reply) => return Claimed::Replay(reply),
                 // Wakes when the holder completes or lets go (its sender is dropped).
-                Step::Wait(mut holder) => while holder.changed().await.is_ok() {},
+                Step::Wait(mut holder) => {
+                    let released = async { while holder.changed().await.is_ok() {} };
+                    if tokio::time::timeout_at(deadline, released).await.is_err() {
+                        return Claimed::Busy;
+                    }
+                }
             }
         }
     }
@@ -400,7 +415,7 @@ mod tests {
     }
 
     async fn claim(store: &Arc<KeyStore>, text: &str, now_ms: i64) -> Claimed {
-        store.claim(&key(text), || now_ms).await
+        store.claim(&key(text), || now_ms, Duration::from_secs(5)).await
     }
 
     #[test]
@@ -434,7 +449,7 @@ mod tests {
         first.complete(1_000, reply("original"));
         match claim(&store, "k", 10_999).await {
             Claimed::Replay(body) => assert_eq!(&*body, b"original"),
-            Claimed::New(_) => panic!("a retry within the window was not recognised"),
+            _ => panic!("a retry within the window was not recognised"),
         }
         assert!(matches!(claim(&store, "k", 11_001).await, Claimed::New(_)));
     }
@@ -467,7 +482,7 @@ mod tests {
         first.complete(0, reply("done"));
         match waiting.await.unwrap() {
             Claimed::Replay(body) => assert_eq!(&*body, b"done"),
-            Claimed::New(_) => panic!("the retry was handled again"),
+            _ => panic!("the retry was handled again"),
         }
 
         // A first attempt that is refused lets the waiting retry handle the key itself.
@@ -483,6 +498,18 @@ mod tests {
         }
         drop(first);
         assert!(matches!(waiting.await.unwrap(), Claimed::New(_)));
+    }
+
+    #[tokio::test]
+    async fn a_retry_waits_no_longer_than_its_patience() {
+        let store = KeyStore::new(Duration::from_secs(10), 100);
+        let Claimed::New(_held) = claim(&store, "k", 0).await else {
+            panic!()
+        };
+        let waited = store
+            .claim(&key("k"), || 0, Duration::from_millis(20))
+            .await;
+        assert!(matches!(waited, Claimed::Busy), "{waited:?}");
     }
 
     #[tokio::test]

@@ -15,8 +15,8 @@
 //! An `Idempotency-Key` makes a retry safe (see [`crate::idempotency`]): the key is
 //! claimed once the body has arrived, before anything is parsed or recorded; a key
 //! accepted within the window is answered with its original reply and
-//! `Idempotent-Replayed: true`, a key still in flight is waited for, and a refusal lets
-//! the key go.
+//! `Idempotent-Replayed: true`, a key still in flight is waited for (at most
+//! `request_body_timeout`, then 409), and a refusal lets the key go.
 
 use std::sync::Arc;
 
@@ -56,6 +56,8 @@ pub enum GatherError {
     NothingValid(Vec<Rejected>),
     #[error(transparent)]
     BadKey(#[from] InvalidKey),
+    #[error("a request with this Idempotency-Key is still being handled; retry later")]
+    KeyInFlight,
 }
 
 impl GatherError {
@@ -75,6 +77,7 @@ impl GatherError {
                 "invalid"
             }
             GatherError::BadKey(_) => "invalid_idempotency_key",
+            GatherError::KeyInFlight => "idempotency_key_in_flight",
         }
     }
 }
@@ -87,6 +90,7 @@ impl ResponseError for GatherError {
                 StatusCode::SERVICE_UNAVAILABLE
             }
             GatherError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
+            GatherError::KeyInFlight => StatusCode::CONFLICT,
             GatherError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             GatherError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             GatherError::Payload(_)
@@ -105,7 +109,10 @@ impl ResponseError for GatherError {
             .increment(refused);
         let mut response = HttpResponse::build(self.status_code());
         match self {
-            GatherError::ShuttingDown | GatherError::Backpressure | GatherError::Wal(_) => {
+            GatherError::ShuttingDown
+            | GatherError::Backpressure
+            | GatherError::Wal(_)
+            | GatherError::KeyInFlight => {
                 response.insert_header((header::RETRY_AFTER, HeaderValue::from_static("1")));
             }
             GatherError::Unauthorized => {
@@ -141,6 +148,7 @@ impl ResponseError for GatherError {
             headers(("Idempotent-Replayed" = String, description = "`true` when this is the original reply to an earlier request with the same Idempotency-Key"))),
         (status = 400, description = "Malformed JSON, an invalid single event, nothing valid in a batch, or an Idempotency-Key that is not 1 to 255 visible ASCII characters", body = ErrorReply),
         (status = 401, description = "[auth] ingest_tokens is set and the Bearer token is missing or wrong", body = ErrorReply),
+        (status = 409, description = "Another request with this Idempotency-Key was still being handled after request_body_timeout; retry after Retry-After", body = ErrorReply),
         (status = 413, description = "Body over max_body_bytes", body = ErrorReply),
         (status = 415, description = "Content type other than JSON, NDJSON, form or none", body = ErrorReply),
         (status = 503, description = "Rows waiting for MySQL at max_pending_rows, shutting down, or the write-ahead log failed; retry after Retry-After", body = ErrorReply),
@@ -182,7 +190,11 @@ pub async fn gather(
         None => None,
         Some(key) => match state
             .keys
-            .claim(key, || chrono::Utc::now().timestamp_millis())
+            .claim(
+                key,
+                || chrono::Utc::now().timestamp_millis(),
+                state.body_timeout,
+            )
             .await
         {
             Claimed::Replay(reply) => {
@@ -193,6 +205,7 @@ pub async fn gather(
                     .body(reply.to_vec()));
             }
             Claimed::New(claim) => Some(claim),
+            Claimed::Busy => return Err(GatherError::KeyInFlight),
         },
     };
     // From here on, every refusal drops the claim, which lets the key go.
