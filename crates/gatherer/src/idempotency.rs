@@ -256,7 +256,11 @@ impl KeyStore {
         let shard_index = self.shard_of(key.as_str());
         let mut shard = lock(&self.shards[shard_index]);
         match shard.keys.get(key.as_str()) {
-            Some(Slot::InFlight(holder)) => return Step::Wait(holder.clone()),
+            // A holder that is gone without letting go (it cannot, but if it did) would
+            // otherwise hold the key for ever: its claim is taken over.
+            Some(Slot::InFlight(holder)) if holder.has_changed().is_ok() => {
+                return Step::Wait(holder.clone());
+            }
             Some(Slot::Done { accepted_ms, reply }) if !self.expired(*accepted_ms, now_ms) => {
                 return Step::Replay(reply.clone());
             }
@@ -461,6 +465,7 @@ mod tests {
             panic!()
         };
         drop(refused);
+        assert!(store.is_empty(), "a claim let go is forgotten");
         assert!(matches!(claim(&store, "k", 0).await, Claimed::New(_)));
         assert!(store.take_outbox().is_empty(), "a refused key is never persisted");
     }
