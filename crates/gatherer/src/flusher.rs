@@ -368,13 +368,17 @@ impl Flusher {
 
     /// Deletes keys past the window from MySQL, now and then, while nothing waits.
     async fn prune_keys(&mut self) {
-        let Some((_, window)) = &self.keys else { return };
+        let Some((_, window)) = &self.keys else {
+            return;
+        };
         if Instant::now() < self.prune_keys_at {
             return;
         }
         self.prune_keys_at = Instant::now() + PRUNE_KEYS_EVERY;
         let window_ms = i64::try_from(window.as_millis()).unwrap_or(i64::MAX);
-        let before = chrono::Utc::now().timestamp_millis().saturating_sub(window_ms);
+        let before = chrono::Utc::now()
+            .timestamp_millis()
+            .saturating_sub(window_ms);
         if let Err(error) = store::prune_idempotency_keys(&self.pool, before).await {
             tracing::warn!(%error, "could not delete expired idempotency keys; will retry");
         }

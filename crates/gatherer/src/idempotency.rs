@@ -166,7 +166,10 @@ pub fn decode_all(mut bytes: &[u8]) -> Result<Vec<Accepted>, String> {
 enum Slot {
     /// A request holds the claim; its receivers wake when the claim is completed or let go.
     InFlight(watch::Receiver<()>),
-    Done { accepted_ms: i64, reply: Arc<[u8]> },
+    Done {
+        accepted_ms: i64,
+        reply: Arc<[u8]>,
+    },
 }
 
 #[derive(Default)]
@@ -267,9 +270,7 @@ impl KeyStore {
             _ => {}
         }
         let (sender, receiver) = watch::channel(());
-        shard
-            .keys
-            .insert(key.0.clone(), Slot::InFlight(receiver));
+        shard.keys.insert(key.0.clone(), Slot::InFlight(receiver));
         Step::Claimed(Claim {
             store: self.clone(),
             key: key.0.clone(),
@@ -384,7 +385,8 @@ impl Claim {
             accepted_ms,
             reply,
         };
-        self.store.insert_done(&mut shard, accepted, true, accepted_ms);
+        self.store
+            .insert_done(&mut shard, accepted, true, accepted_ms);
         self.finished = true;
     }
 }
@@ -419,7 +421,9 @@ mod tests {
     }
 
     async fn claim(store: &Arc<KeyStore>, text: &str, now_ms: i64) -> Claimed {
-        store.claim(&key(text), || now_ms, Duration::from_secs(5)).await
+        store
+            .claim(&key(text), || now_ms, Duration::from_secs(5))
+            .await
     }
 
     #[test]
@@ -428,8 +432,17 @@ mod tests {
         assert!(IdempotencyKey::parse(b"order-42_retry:~!").is_ok());
         assert!(IdempotencyKey::parse(&[b'k'; 255]).is_ok());
         assert_eq!(IdempotencyKey::parse(b""), Err(InvalidKey::Empty));
-        assert_eq!(IdempotencyKey::parse(&[b'k'; 256]), Err(InvalidKey::TooLong));
-        for bad in [&b"two words"[..], b"tab\t", b"nul\0", "é".as_bytes(), b"\x7f"] {
+        assert_eq!(
+            IdempotencyKey::parse(&[b'k'; 256]),
+            Err(InvalidKey::TooLong)
+        );
+        for bad in [
+            &b"two words"[..],
+            b"tab\t",
+            b"nul\0",
+            "é".as_bytes(),
+            b"\x7f",
+        ] {
             assert_eq!(
                 IdempotencyKey::parse(bad),
                 Err(InvalidKey::NotVisibleAscii),
@@ -441,7 +454,10 @@ mod tests {
             IdempotencyKey::from_header_values(two.into_iter()),
             Err(InvalidKey::Repeated)
         );
-        assert_eq!(IdempotencyKey::from_header_values(std::iter::empty()), Ok(None));
+        assert_eq!(
+            IdempotencyKey::from_header_values(std::iter::empty()),
+            Ok(None)
+        );
     }
 
     #[tokio::test]
@@ -467,7 +483,10 @@ mod tests {
         drop(refused);
         assert!(store.is_empty(), "a claim let go is forgotten");
         assert!(matches!(claim(&store, "k", 0).await, Claimed::New(_)));
-        assert!(store.take_outbox().is_empty(), "a refused key is never persisted");
+        assert!(
+            store.take_outbox().is_empty(),
+            "a refused key is never persisted"
+        );
     }
 
     #[tokio::test]
@@ -483,7 +502,10 @@ mod tests {
         for _ in 0..50 {
             tokio::task::yield_now().await;
         }
-        assert!(!waiting.is_finished(), "answered while the first attempt was in flight");
+        assert!(
+            !waiting.is_finished(),
+            "answered while the first attempt was in flight"
+        );
         first.complete(0, reply("done"));
         match waiting.await.unwrap() {
             Claimed::Replay(body) => assert_eq!(&*body, b"done"),
@@ -527,11 +549,21 @@ mod tests {
             c.complete(i as i64, reply(name));
         }
         assert_eq!(store.len(), 3);
-        assert!(matches!(claim(&store, "a", 10).await, Claimed::New(_)), "a was the oldest");
+        assert!(
+            matches!(claim(&store, "a", 10).await, Claimed::New(_)),
+            "a was the oldest"
+        );
         for name in ["c", "d"] {
-            assert!(matches!(claim(&store, name, 10).await, Claimed::Replay(_)), "{name}");
+            assert!(
+                matches!(claim(&store, name, 10).await, Claimed::Replay(_)),
+                "{name}"
+            );
         }
-        let outbox: Vec<String> = store.take_outbox().iter().map(|a| a.key.to_string()).collect();
+        let outbox: Vec<String> = store
+            .take_outbox()
+            .iter()
+            .map(|a| a.key.to_string())
+            .collect();
         assert_eq!(outbox, ["b", "c", "d"], "the outbox is bounded alike");
     }
 
@@ -546,10 +578,23 @@ mod tests {
         store.restore(accepted("from-mysql", 5_000), true, 6_000);
         store.restore(accepted("from-wal", 5_500), false, 6_000);
         store.restore(accepted("too-old", -5_000), false, 6_000);
-        assert!(matches!(claim(&store, "from-mysql", 6_000).await, Claimed::Replay(_)));
-        assert!(matches!(claim(&store, "from-wal", 6_000).await, Claimed::Replay(_)));
-        assert!(matches!(claim(&store, "too-old", 6_000).await, Claimed::New(_)));
-        let outbox: Vec<String> = store.take_outbox().iter().map(|a| a.key.to_string()).collect();
+        assert!(matches!(
+            claim(&store, "from-mysql", 6_000).await,
+            Claimed::Replay(_)
+        ));
+        assert!(matches!(
+            claim(&store, "from-wal", 6_000).await,
+            Claimed::Replay(_)
+        ));
+        assert!(matches!(
+            claim(&store, "too-old", 6_000).await,
+            Claimed::New(_)
+        ));
+        let outbox: Vec<String> = store
+            .take_outbox()
+            .iter()
+            .map(|a| a.key.to_string())
+            .collect();
         assert_eq!(outbox, ["from-wal"]);
     }
 
@@ -558,10 +603,16 @@ mod tests {
         let mut bytes = Vec::new();
         encode("a", -1, b"{\"ok\":true}", &mut bytes);
         encode(&"z".repeat(255), i64::MAX, b"", &mut bytes);
-        assert_eq!(bytes.len(), encoded_len("a", b"{\"ok\":true}") + encoded_len(&"z".repeat(255), b""));
+        assert_eq!(
+            bytes.len(),
+            encoded_len("a", b"{\"ok\":true}") + encoded_len(&"z".repeat(255), b"")
+        );
         let keys = decode_all(&bytes).unwrap();
         assert_eq!(keys.len(), 2);
-        assert_eq!((&*keys[0].key, keys[0].accepted_ms, &*keys[0].reply), ("a", -1, &b"{\"ok\":true}"[..]));
+        assert_eq!(
+            (&*keys[0].key, keys[0].accepted_ms, &*keys[0].reply),
+            ("a", -1, &b"{\"ok\":true}"[..])
+        );
         assert_eq!(keys[1].key.len(), 255);
         for cut in 0..bytes.len() {
             let _ = decode_all(&bytes[..cut]);

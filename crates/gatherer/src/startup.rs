@@ -255,7 +255,8 @@ async fn restore_keys(
     logged: Vec<Accepted>,
 ) -> anyhow::Result<()> {
     let now_ms = chrono::Utc::now().timestamp_millis();
-    let window_ms = i64::try_from(settings.ingest.idempotency_window.as_millis()).unwrap_or(i64::MAX);
+    let window_ms =
+        i64::try_from(settings.ingest.idempotency_window.as_millis()).unwrap_or(i64::MAX);
     let committed = store::load_idempotency_keys(pool, now_ms.saturating_sub(window_ms))
         .await
         .context("reading the idempotency keys accepted within the window")?;

@@ -244,7 +244,9 @@ async fn insert_keys(
         let mut newest = i64::MIN;
         let mut taken = 0;
         for key in rest {
-            if !entries.is_empty() && entries.len() + idempotency::encoded_len(&key.key, &key.reply) > KEY_CHUNK_BYTES {
+            if !entries.is_empty()
+                && entries.len() + idempotency::encoded_len(&key.key, &key.reply) > KEY_CHUNK_BYTES
+            {
                 break;
             }
             idempotency::encode(&key.key, key.accepted_ms, &key.reply, &mut entries);
@@ -295,13 +297,13 @@ pub async fn load_idempotency_keys(
 /// Deletes `idempotency_keys` rows whose newest key was accepted before `before_ms`, a
 /// bounded number at a time; returns how many went.
 pub async fn prune_idempotency_keys(pool: &MySqlPool, before_ms: i64) -> Result<u64, sqlx::Error> {
-    Ok(
-        sqlx::query("DELETE FROM idempotency_keys WHERE newest_ms < ? ORDER BY newest_ms LIMIT 1000")
-            .bind(before_ms)
-            .execute(pool)
-            .await?
-            .rows_affected(),
+    Ok(sqlx::query(
+        "DELETE FROM idempotency_keys WHERE newest_ms < ? ORDER BY newest_ms LIMIT 1000",
     )
+    .bind(before_ms)
+    .execute(pool)
+    .await?
+    .rows_affected())
 }
 
 async fn insert_rows(tx: &mut Transaction<'_, MySql>, deltas: &[Delta]) -> Result<(), sqlx::Error> {

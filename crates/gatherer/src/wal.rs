@@ -1109,7 +1109,11 @@ mod tests {
             .await
             .unwrap();
         store.fail.store(true, Ordering::SeqCst);
-        let failed = wal.append(&[event("b", 2, 2, 0)], None).unwrap().durable().await;
+        let failed = wal
+            .append(&[event("b", 2, 2, 0)], None)
+            .unwrap()
+            .durable()
+            .await;
         assert!(matches!(failed, Err(WalError::Io(_))), "{failed:?}");
         store.fail.store(false, Ordering::SeqCst);
         wal.append(&[event("c", 3, 3, 0)], None)

@@ -84,8 +84,10 @@ async fn a_burst_of_millions_of_events_in_one_bucket_gets_no_503_while_mysql_kee
     let report = app.shutdown().await;
     assert_eq!(report.unflushed_events, 0);
     let pool = app.db.pool().await;
-    poll_until(Duration::from_secs(10), "the burst in the table", || async {
-        (table_totals(&pool).await == expected).then_some(())
-    })
+    poll_until(
+        Duration::from_secs(10),
+        "the burst in the table",
+        || async { (table_totals(&pool).await == expected).then_some(()) },
+    )
     .await;
 }

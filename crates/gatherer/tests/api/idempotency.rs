@@ -25,7 +25,10 @@ fn shop_batch(rng: &mut Rng, entity_base: i64, events: usize) -> (String, (i128,
         let (label, value) = if rng.uniform() < 0.7 {
             ("checkout", 1 + rng.overdispersed(2.0, 0.4) as i64)
         } else {
-            ("price", (1_999.0 * (1.0 + 0.03 * rng.normal())).round() as i64)
+            (
+                "price",
+                (1_999.0 * (1.0 + 0.03 * rng.normal())).round() as i64,
+            )
         };
         let id = entity_base + rng.between(0.0, 50f64.ln()).exp() as i64;
         sum += i128::from(value);
@@ -34,7 +37,12 @@ fn shop_batch(rng: &mut Rng, entity_base: i64, events: usize) -> (String, (i128,
     (json!(items).to_string(), (sum, events as u64))
 }
 
-async fn post_keyed(client: &reqwest::Client, base: &str, key: &str, body: &str) -> reqwest::Response {
+async fn post_keyed(
+    client: &reqwest::Client,
+    base: &str,
+    key: &str,
+    body: &str,
+) -> reqwest::Response {
     client
         .post(format!("{base}/gather"))
         .header("content-type", "application/json")
@@ -86,9 +94,11 @@ async fn a_client_cut_off_after_sending_retries_with_the_same_key_and_is_counted
 
     send_and_cut(&app.address, "order-7781-attempt", &body).await;
     // The gatherer handled the request though nobody read the reply.
-    poll_until(Duration::from_secs(10), "the cut request counted", || async {
-        (table_totals(&pool).await == totals).then_some(())
-    })
+    poll_until(
+        Duration::from_secs(10),
+        "the cut request counted",
+        || async { (table_totals(&pool).await == totals).then_some(()) },
+    )
     .await;
 
     let retry = post_keyed(&app.client, &app.address, "order-7781-attempt", &body).await;
@@ -133,16 +143,20 @@ async fn a_client_cut_off_retries_after_kill_9_with_the_write_ahead_log_and_is_c
     // only, in the log.
     let (flushed, flushed_totals) = shop_batch(&mut rng, 10_000, 30);
     send_and_cut(&base, "flushed-1", &flushed).await;
-    poll_until(Duration::from_secs(10), "the first request flushed", || async {
-        (table_totals(&pool).await == flushed_totals).then_some(())
-    })
+    poll_until(
+        Duration::from_secs(10),
+        "the first request flushed",
+        || async { (table_totals(&pool).await == flushed_totals).then_some(()) },
+    )
     .await;
     let (logged, logged_totals) = shop_batch(&mut rng, 20_000, 30);
     let before = accepted_total(&base).await;
     send_and_cut(&base, "logged-2", &logged).await;
-    poll_until(Duration::from_secs(10), "the second request accepted", || async {
-        (accepted_total(&base).await >= before + 30.0).then_some(())
-    })
+    poll_until(
+        Duration::from_secs(10),
+        "the second request accepted",
+        || async { (accepted_total(&base).await >= before + 30.0).then_some(()) },
+    )
     .await;
     signal(&child, "KILL");
     drop(child);
@@ -151,7 +165,10 @@ async fn a_client_cut_off_retries_after_kill_9_with_the_write_ahead_log_and_is_c
     for (key, body) in [("flushed-1", &flushed), ("logged-2", &logged)] {
         let retry = post_keyed(&client, &base, key, body).await;
         assert_eq!(retry.status(), 200);
-        assert!(replayed(&retry), "{key}: the retry after kill -9 was not recognised");
+        assert!(
+            replayed(&retry),
+            "{key}: the retry after kill -9 was not recognised"
+        );
         assert_eq!(retry.json::<Value>().await.unwrap()["accepted"], 30);
     }
     signal(&child, "TERM");
@@ -227,7 +244,10 @@ async fn concurrent_retries(wal_dir: Option<std::path::PathBuf>) {
     }
     for (key, (originals, bodies)) in &per_key {
         assert_eq!(*originals, 1, "{key} was handled {originals} times");
-        assert!(bodies.iter().all(|b| b == &bodies[0]), "{key}: replies differ");
+        assert!(
+            bodies.iter().all(|b| b == &bodies[0]),
+            "{key}: replies differ"
+        );
     }
     let metrics_after = app.get("/metrics").await.text().await.unwrap();
     let replays = sample(&metrics_after, "gatherer_idempotent_replays_total")
@@ -298,7 +318,13 @@ async fn bad_idempotency_keys_get_400_and_nothing_is_recorded() {
 async fn a_refused_request_does_not_use_up_its_key() {
     let mut app = spawn_app().await;
     // An invalid body is refused, and the key stays free for the corrected retry.
-    let refused = post_keyed(&app.client, &app.address, "fix-me", r#"{"label":"","id":1,"value":1}"#).await;
+    let refused = post_keyed(
+        &app.client,
+        &app.address,
+        "fix-me",
+        r#"{"label":"","id":1,"value":1}"#,
+    )
+    .await;
     assert_eq!(refused.status(), 400);
     let body = json!({"label": "checkout", "id": 1, "value": 3}).to_string();
     let first = post_keyed(&app.client, &app.address, "fix-me", &body).await;
@@ -320,7 +346,12 @@ async fn a_request_refused_with_503_and_retried_later_with_the_same_key_is_count
     let filler: Vec<Value> = (0..200)
         .map(|id| json!({"label": "filler", "id": id, "value": 1}))
         .collect();
-    assert_eq!(app.post_gather(json!(filler).to_string(), None).await.status(), 200);
+    assert_eq!(
+        app.post_gather(json!(filler).to_string(), None)
+            .await
+            .status(),
+        200
+    );
     assert!(pending_rows(&app).await >= 200);
 
     let mut rng = Rng::new(1504);

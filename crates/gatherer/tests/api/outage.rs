@@ -179,7 +179,11 @@ async fn outage_scenario(wal_dir: Option<std::path::PathBuf>) {
     };
     assert_eq!(refused.headers()["retry-after"], "1");
     assert_eq!(acknowledged.1, 100 + 7 * 150, "100 flushed + 1 050 pending");
-    assert_eq!(pending_rows(&app).await, 1_050, "the refused request added nothing");
+    assert_eq!(
+        pending_rows(&app).await,
+        1_050,
+        "the refused request added nothing"
+    );
     // At the bound nothing is accepted, not even events that would add no row.
     let known = app.post_gather(event(101).to_string(), None).await;
     assert_eq!(known.status(), 503);
