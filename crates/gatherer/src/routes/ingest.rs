@@ -236,14 +236,11 @@ pub async fn gather(
     };
     let rejected_items = reply.rejected.as_ref().map_or(0, Vec::len) as u64;
     // The reply retries will get: serialised once, before the events are logged.
-    let keyed = match claim {
-        Some(claim) => Some(KeyedReply {
-            claim,
-            accepted_ms: chrono::Utc::now().timestamp_millis(),
-            body: Arc::from(serde_json::to_vec(&reply).unwrap_or_default()),
-        }),
-        None => None,
-    };
+    let keyed = claim.map(|claim| KeyedReply {
+        claim,
+        accepted_ms: chrono::Utc::now().timestamp_millis(),
+        body: Arc::from(serde_json::to_vec(&reply).unwrap_or_default()),
+    });
     let keyed_body = keyed.as_ref().map(|k| k.body.clone());
     if let Some(wal) = &state.wal {
         let record_key = keyed.as_ref().map(|k| RecordKey {
