@@ -43,6 +43,12 @@ start_gatherer() {
 start_gatherer
 idle_rss=$(rss_kib "$gatherer")
 single_rate=$(run_wrk http://127.0.0.1:31298/gather bench.lua | rate)
+# Single events with an Idempotency-Key each, against without, in turns.
+keyed_sum=$(run_wrk http://127.0.0.1:31298/gather scripts/bench/keyed.lua | rate)
+keyless_sum=$(run_wrk http://127.0.0.1:31298/gather bench.lua | rate)
+keyed_sum=$(echo "$keyed_sum + $(run_wrk http://127.0.0.1:31298/gather scripts/bench/keyed.lua | rate)" | bc -l)
+keyless_sum=$(echo "$keyless_sum + $single_rate" | bc -l)
+keys_held=$(curl -s http://127.0.0.1:31298/metrics | awk '$1 == "gatherer_idempotency_keys" {print $2}')
 batch_rate=$(run_wrk http://127.0.0.1:31298/gather scripts/bench/ndjson.lua | rate)
 few=$(run_wrk http://127.0.0.1:31298/gather scripts/bench/series.lua SERIES=100)
 few_rate=$(rate <<<"$few")
@@ -130,11 +136,13 @@ printf '| NDJSON batches of 1 000 events, events/s | %.0f | | | >= 2 000 000 |\n
 printf '| NDJSON batches, default configuration against no backlog bound, events/s (3 runs each, in turns; %s refused with 503) | %.0f | no bound: %.0f | %.2f | >= 0.95 |\n' \
   "${refused_503:-0}" "$(echo "$bounded_sum * 1000 / 3" | bc -l)" "$(echo "$unbounded_sum * 1000 / 3" | bc -l)" \
   "$(echo "$bounded_sum / $unbounded_sum" | bc -l)"
+printf '| single-event POST /gather, every request with an Idempotency-Key of its own, req/s (2 runs each, in turns; %s keys held after) | %.0f | without the header: %.0f | %.2f | >= 0.9 |\n' \
+  "${keys_held%.*}" "$(echo "$keyed_sum / 2" | bc -l)" "$(echo "$keyless_sum / 2" | bc -l)" "$(echo "$keyed_sum / $keyless_sum" | bc -l)"
 printf '| single-event POST /gather with the write-ahead log on, req/s | %.0f | WAL off: %.0f | %.2f | cost reported |\n' \
   "$wal_rate" "$single_rate" "$(echo "$wal_rate / $single_rate" | bc -l)"
 # Pending rows in buckets' worth (200 000 rows a bucket): the open bucket plus one being
 # flushed is 2 at most when the flusher keeps up; a growing backlog would climb past that.
-printf '| 200 000 distinct series per bucket for %d s (%d events): peak pending rows in buckets of rows, last third against first | %.2f | %.2f | %.2f | no growing backlog (about 1; at most 2 buckets) |\n' \
+printf '| 200 000 distinct series per bucket for %d s (%d events): peak pending rows in buckets of rows, last third against first | %.2f | %.2f | %.2f | no growing backlog (at most 2: the open bucket and the one being flushed) |\n' \
   "$BENCH_DISTINCT_SECONDS" "${accepted%.*}" "$(echo "$peak_last / 200000" | bc -l)" \
   "$(echo "$peak_first / 200000" | bc -l)" "$(echo "$peak_last / $peak_first" | bc -l)"
 # A bucket of 200 000 rows is flushed in several transactions (ingest.max_rows_per_batch).

@@ -71,8 +71,6 @@ impl IdempotencyKey {
     }
 
     /// The key of a request from its header values: none, one valid one, or an error.
-    /// Requests without the header pay this call and nothing else.
-    #[inline(never)]
     pub fn from_header_values<'a>(
         mut values: impl Iterator<Item = &'a [u8]>,
     ) -> Result<Option<Self>, InvalidKey> {
