@@ -17,6 +17,7 @@ pub struct Settings {
     pub ingest: IngestSettings,
     pub wal: WalSettings,
     pub auth: AuthSettings,
+    pub nats: NatsSettings,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -88,6 +89,38 @@ pub struct WalSettings {
     pub dir: String,
 }
 
+/// `[nats]`: JetStream ingest, off while `url` is empty.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NatsSettings {
+    /// `nats://host:4222` (credentials in it stay out of logs); empty = off.
+    pub url: SecretString,
+    /// The stream, created (work-queue retention, seven days at most) if missing.
+    pub stream: String,
+    /// The subjects the stream takes, when the gatherer creates it.
+    pub subjects: Vec<String>,
+    /// The durable pull consumer the gatherers share, created if missing.
+    pub durable: String,
+    /// Messages per fetch.
+    pub batch: usize,
+    /// Messages the server hands out before it waits for acknowledgements.
+    pub max_ack_pending: i64,
+    /// How long the server waits for an acknowledgement before redelivering; messages
+    /// still held are reported in progress every third of it.
+    #[serde(with = "humantime_serde")]
+    pub ack_wait: Duration,
+    /// A `.creds` file (JWT and NKey seed); empty = none.
+    pub credentials_file: String,
+    /// Where invalid messages and rejected events are republished; empty = `<stream>.dead`.
+    pub dead_letter_subject: String,
+}
+
+impl NatsSettings {
+    pub fn enabled(&self) -> bool {
+        !self.url.expose_secret().trim().is_empty()
+    }
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AuthSettings {
@@ -136,6 +169,17 @@ dir = "var/gatherer-wal"
 [auth]
 ingest_tokens = []
 export_token = ""
+
+[nats]
+url = ""
+stream = "pulse"
+subjects = ["pulse.events"]
+durable = "gatherer"
+batch = 500
+max_ack_pending = 20_000
+ack_wait = "30s"
+credentials_file = ""
+dead_letter_subject = ""
 "#;
 
 impl Settings {
@@ -215,6 +259,27 @@ impl Settings {
         }
         if self.wal.enabled && self.wal.dir.trim().is_empty() {
             return Err("wal.dir must not be empty when wal.enabled is true".into());
+        }
+        let nats = &self.nats;
+        if nats.enabled() {
+            let valid_name = |n: &str| {
+                !n.is_empty() && !n.contains(|c: char| c.is_whitespace() || ".*>/\\".contains(c))
+            };
+            if !valid_name(&nats.stream) || !valid_name(&nats.durable) {
+                return Err("nats.stream and nats.durable must be names without spaces, '.', '*', '>', '/' or '\\'".into());
+            }
+            if nats.subjects.is_empty() || nats.subjects.iter().any(|s| s.trim().is_empty()) {
+                return Err("nats.subjects must list at least one subject".into());
+            }
+            if !(1..=10_000).contains(&nats.batch) {
+                return Err("nats.batch must be between 1 and 10000".into());
+            }
+            if nats.max_ack_pending < 1 {
+                return Err("nats.max_ack_pending must be at least 1".into());
+            }
+            if nats.ack_wait < Duration::from_secs(5) {
+                return Err("nats.ack_wait must be at least 5s".into());
+            }
         }
         let url = self.database.url.expose_secret();
         if !url.starts_with("mysql://") && !url.starts_with("mariadb://") {

@@ -19,6 +19,7 @@ use tokio::time::Instant;
 
 use crate::bucket::{Aggregator, Delta};
 use crate::idempotency::KeyStore;
+use crate::nats::{self, NatsIntake};
 use crate::store::{self, Batch, FlushOutcome};
 use crate::wal::{Epoch, Wal};
 
@@ -128,6 +129,8 @@ pub struct Flusher {
     keys: Option<(Arc<KeyStore>, Duration)>,
     keys_alone_at: Instant,
     prune_keys_at: Instant,
+    /// The NATS consumer's intake and stream: each drain of it is one batch.
+    nats: Option<(Arc<std::sync::Mutex<NatsIntake>>, Arc<str>)>,
 }
 
 impl Flusher {
@@ -159,7 +162,37 @@ impl Flusher {
             keys: None,
             keys_alone_at: Instant::now() + KEYS_ALONE_EVERY,
             prune_keys_at: Instant::now(),
+            nats: None,
         }
+    }
+
+    /// Also drains what the NATS consumer recorded, each drain in one transaction with
+    /// the stream sequences it covers.
+    pub fn with_nats(
+        mut self,
+        intake: Arc<std::sync::Mutex<NatsIntake>>,
+        stream: Arc<str>,
+    ) -> Self {
+        self.nats = Some((intake, stream));
+        self
+    }
+
+    /// Queues a drain of the NATS intake: the buckets closed by `threshold` (all, for
+    /// `None`), as one batch whatever its size, with the coverage the flush records.
+    fn drain_nats(&mut self, threshold: Option<i64>) {
+        let Some((intake, stream)) = &self.nats else {
+            return;
+        };
+        let Some(drain) = nats::lock(intake).drain(threshold) else {
+            return;
+        };
+        let mut batch = Batch::new(format!("n{}-{}", self.instance, drain.id), drain.deltas);
+        batch.consumed = Some((stream.clone(), drain.coverage));
+        self.push(Queued {
+            batch,
+            segment: None,
+            nats_drain: Some(drain.id),
+        });
     }
 
     /// Commits the idempotency keys `keys` accepts with the batches, and deletes those
@@ -220,6 +253,7 @@ impl Flusher {
                         .drain_closed(now_ms.saturating_sub(grace_ms));
                     self.enqueue(closed);
                 }
+                self.drain_nats(Some(now_ms.saturating_sub(grace_ms)));
             }
             if self.queue.is_empty() && Instant::now() >= self.keys_alone_at {
                 self.push_keys_alone();
@@ -245,6 +279,7 @@ impl Flusher {
             let everything = self.aggregator.drain_all();
             self.enqueue(everything);
         }
+        self.drain_nats(None);
         self.push_keys_alone();
         while !self.queue.is_empty() && Instant::now() < deadline {
             if self.retry_at.is_some_and(|at| Instant::now() < at) {
@@ -333,6 +368,7 @@ impl Flusher {
         self.push(Queued {
             batch,
             segment: Some(segment),
+            nats_drain: None,
         });
     }
 
@@ -363,6 +399,7 @@ impl Flusher {
         self.queue.push_back(Queued {
             batch,
             segment: None,
+            nats_drain: None,
         });
     }
 
@@ -431,6 +468,7 @@ impl Flusher {
             self.push(Queued {
                 batch: Batch::new(id, deltas),
                 segment: None,
+                nats_drain: None,
             });
             deltas = rest;
         }
@@ -438,8 +476,13 @@ impl Flusher {
 
     /// Writes queued batches in order; stops at the first failure and schedules a retry.
     async fn flush_queue(&mut self) {
-        while let Some(Queued { batch, segment }) = self.queue.front() {
-            let segment = *segment;
+        while let Some(Queued {
+            batch,
+            segment,
+            nats_drain,
+        }) = self.queue.front()
+        {
+            let (segment, nats_drain) = (*segment, *nats_drain);
             let started = Instant::now();
             let result = store::insert_batch(&self.pool, batch).await;
             metrics::histogram!("gatherer_flush_seconds").record(started.elapsed().as_secs_f64());
@@ -475,6 +518,9 @@ impl Flusher {
                     if let Some(segment) = segment {
                         self.batch_committed(segment);
                     }
+                    if let (Some(id), Some((intake, _))) = (nats_drain, &self.nats) {
+                        nats::lock(intake).committed(id);
+                    }
                     self.db.set(true);
                     self.backoff = TICK;
                     self.retry_at = None;
@@ -501,11 +547,13 @@ impl Flusher {
     }
 }
 
-/// A batch waiting for MySQL, and the write-ahead log segment its events came from.
+/// A batch waiting for MySQL, and where its events came from: a write-ahead log
+/// segment, or a drain of the NATS intake (whose messages are acked once it commits).
 #[derive(Debug)]
 struct Queued {
     batch: Batch,
     segment: Option<u64>,
+    nats_drain: Option<u64>,
 }
 
 /// A sealed epoch of the write-ahead log and how far its drains have gone.

@@ -7,6 +7,7 @@ pub mod export;
 pub mod flusher;
 pub mod idempotency;
 pub mod ingest;
+pub mod nats;
 pub mod routes;
 pub mod startup;
 pub mod state;

@@ -19,6 +19,7 @@ use anyhow::Context;
 use crate::configuration::Settings;
 use crate::flusher::{self, FlushReport, Flusher};
 use crate::idempotency::{Accepted, KeyStore};
+use crate::nats::{self, Nats};
 use crate::routes;
 use crate::state::AppState;
 use crate::store::{self, Batch};
@@ -29,6 +30,7 @@ pub struct Application {
     server: Server,
     state: web::Data<AppState>,
     flusher: Flusher,
+    nats: Option<Nats>,
     shutdown_timeout: Duration,
     http_grace: Duration,
 }
@@ -54,17 +56,28 @@ impl Application {
         } else {
             (None, Vec::new(), Vec::new())
         };
-        let state = web::Data::new(
-            AppState::new(
-                pool.clone(),
-                settings.ingest.clone(),
-                settings.auth.ingest_tokens.clone(),
-                settings.auth.export_token.clone(),
+        let mut app_state = AppState::new(
+            pool.clone(),
+            settings.ingest.clone(),
+            settings.auth.ingest_tokens.clone(),
+            settings.auth.export_token.clone(),
+        )
+        .with_wal(wal.clone())
+        .with_body_timeout(settings.server.request_body_timeout);
+        app_state.db.set(true);
+        let nats = settings.nats.enabled().then(|| {
+            Nats::start(
+                settings.nats.clone(),
+                nats::Shared {
+                    pool: pool.clone(),
+                    backlog: app_state.backlog.clone(),
+                    db: app_state.db.clone(),
+                    ingest: settings.ingest.clone(),
+                },
             )
-            .with_wal(wal.clone())
-            .with_body_timeout(settings.server.request_body_timeout),
-        );
-        state.db.set(true);
+        });
+        app_state.nats = nats.as_ref().map(|n| n.status.clone());
+        let state = web::Data::new(app_state);
         restore_keys(&state.keys, &settings, &pool, logged_keys).await?;
 
         let listener = TcpListener::bind((settings.server.host.as_str(), settings.server.port))
@@ -120,11 +133,15 @@ impl Application {
         if let Some(wal) = wal {
             flusher = flusher.with_wal(wal, replay);
         }
+        if let Some(nats) = &nats {
+            flusher = flusher.with_nats(nats.intake.clone(), nats.stream.clone());
+        }
         Ok(Application {
             address,
             server,
             state,
             flusher,
+            nats,
             shutdown_timeout,
             http_grace,
         })
@@ -164,11 +181,20 @@ impl Application {
         };
         tracing::info!("shutting down: refusing new events, flushing what is held");
         self.state.begin_shutdown();
+        let mut nats = self.nats;
+        if let Some(nats) = &mut nats {
+            nats.stop_fetching(self.http_grace).await;
+        }
         if server_result.is_none() {
             handle.stop(true).await;
         }
         let _ = stop_flusher.send(());
         let report = flusher.await.context("flusher task failed")?;
+        if let Some(nats) = nats {
+            // The last flush made its messages due: acknowledge them before leaving (a
+            // message left unacked is redelivered and recognised as committed).
+            nats.finish(Duration::from_secs(2)).await;
+        }
         if let Some(result) = server_result {
             result
                 .context("HTTP server task failed")?

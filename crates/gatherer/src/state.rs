@@ -12,6 +12,7 @@ use crate::bucket::Aggregator;
 use crate::configuration::IngestSettings;
 use crate::flusher::{Backlog, DbStatus};
 use crate::idempotency::KeyStore;
+use crate::nats::NatsStatus;
 use crate::wal::Wal;
 
 #[derive(Debug)]
@@ -21,6 +22,8 @@ pub struct AppState {
     pub db: Arc<DbStatus>,
     /// Idempotency keys accepted within the window, and those being handled.
     pub keys: Arc<KeyStore>,
+    /// The NATS consumer's connection, when `[nats] url` is set.
+    pub nats: Option<Arc<NatsStatus>>,
     pub pool: MySqlPool,
     pub ingest: IngestSettings,
     pub ingest_tokens: Vec<SecretString>,
@@ -47,6 +50,7 @@ impl AppState {
             backlog: Arc::new(Backlog::new(ingest.max_pending_rows)),
             db: Arc::new(DbStatus::default()),
             keys: KeyStore::new(ingest.idempotency_window, ingest.max_idempotency_keys),
+            nats: None,
             pool,
             ingest,
             ingest_tokens,

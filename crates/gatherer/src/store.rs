@@ -24,6 +24,7 @@ use crate::bucket::Delta;
 use crate::configuration::DatabaseSettings;
 use crate::export::{self, ExportQuery};
 use crate::idempotency::{self, Accepted};
+use crate::nats::intake::Coverage;
 
 /// Rows per INSERT statement. A batch is cut into statements of these sizes, largest
 /// first, so that every statement is one of a dozen texts, each prepared once per
@@ -58,6 +59,8 @@ pub struct Batch {
     pub events: u64,
     /// Idempotency keys accepted since the previous batch, committed with this one.
     pub keys: Vec<Accepted>,
+    /// The NATS stream and the sequences whose events this batch commits.
+    pub consumed: Option<(Arc<str>, Vec<Coverage>)>,
 }
 
 impl Batch {
@@ -68,6 +71,7 @@ impl Batch {
             deltas,
             events,
             keys: Vec::new(),
+            consumed: None,
         }
     }
 }
@@ -218,6 +222,9 @@ pub async fn insert_batch(pool: &MySqlPool, batch: &Batch) -> Result<FlushOutcom
         }
     }
     insert_keys(&mut tx, &batch.id, &batch.keys).await?;
+    if let Some((stream, coverage)) = &batch.consumed {
+        insert_consumed(&mut tx, &batch.id, stream, coverage).await?;
+    }
     if ordered {
         sqlx::query("UPDATE export_seq SET flushes = flushes + 1 WHERE id = 1")
             .execute(&mut *tx)
@@ -266,6 +273,57 @@ async fn insert_keys(
         rest = &rest[taken..];
     }
     Ok(())
+}
+
+/// Records which NATS messages this batch commits (see `nats::intake`).
+async fn insert_consumed(
+    tx: &mut Transaction<'_, MySql>,
+    batch_id: &str,
+    stream: &str,
+    coverage: &[Coverage],
+) -> Result<(), sqlx::Error> {
+    for chunk in coverage.chunks(1_000) {
+        let mut insert = QueryBuilder::<MySql>::new(
+            "INSERT INTO nats_consumed (stream, first_seq, last_seq, covered_ms, batch_id) ",
+        );
+        insert.push_values(chunk, |mut row, c| {
+            row.push_bind(stream)
+                .push_bind(c.first_seq)
+                .push_bind(c.last_seq)
+                .push_bind(c.covered_ms)
+                .push_bind(batch_id);
+        });
+        insert.build().execute(&mut **tx).await?;
+    }
+    Ok(())
+}
+
+/// What earlier deliveries of NATS message `seq` committed: the highest `covered_ms` of
+/// the ranges that contain it, or `None`.
+pub async fn nats_committed_through(
+    pool: &MySqlPool,
+    stream: &str,
+    seq: u64,
+) -> Result<Option<i64>, sqlx::Error> {
+    // Ranges do not overlap but for the partial coverage of messages spanning buckets;
+    // the one holding `seq` is among the last few that start at or before it.
+    let rows: Vec<(u64, u64, i64)> = sqlx::query_as(
+        "SELECT first_seq, last_seq, covered_ms FROM nats_consumed \
+         WHERE stream = ? AND first_seq <= ? ORDER BY first_seq DESC LIMIT 64",
+    )
+    .bind(stream)
+    .bind(seq)
+    .fetch_all(pool)
+    .await?;
+    let rows: Vec<Coverage> = rows
+        .into_iter()
+        .map(|(first_seq, last_seq, covered_ms)| Coverage {
+            first_seq,
+            last_seq,
+            covered_ms,
+        })
+        .collect();
+    Ok(crate::nats::intake::committed_through(&rows, seq))
 }
 
 /// The idempotency keys committed by every gatherer and accepted at `since_ms` or later,
@@ -454,7 +512,8 @@ pub struct PruneReport {
 /// Deletes `events_count` rows older than `older_than` whose id is at most
 /// `keep_after_iterator`, in small autocommitted batches so that flushes never wait long;
 /// rows a consumer has not read yet (ids above the iterator) are never touched. Also
-/// forgets `flush_batches` ids older than the cutoff: retries happen within minutes.
+/// forgets `flush_batches` ids and `nats_consumed` ranges older than the cutoff: retries
+/// and redeliveries happen within minutes.
 pub async fn prune(
     pool: &MySqlPool,
     older_than: chrono::DateTime<chrono::Utc>,
@@ -484,6 +543,18 @@ pub async fn prune(
     }
     loop {
         let deleted = sqlx::query("DELETE FROM flush_batches WHERE created_at < ? LIMIT ?")
+            .bind(older_than.naive_utc())
+            .bind(batch_rows)
+            .execute(&mut *conn)
+            .await?
+            .rows_affected();
+        report.batches += deleted;
+        if deleted < u64::from(batch_rows) {
+            break;
+        }
+    }
+    loop {
+        let deleted = sqlx::query("DELETE FROM nats_consumed WHERE created_at < ? LIMIT ?")
             .bind(older_than.naive_utc())
             .bind(batch_rows)
             .execute(&mut *conn)

@@ -140,6 +140,18 @@ pub struct Readiness {
     pub reason: Option<String>,
 }
 
+/// Body of the gatherer's `GET /health/ready`: [`Readiness`], and its NATS consumer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct GathererReadiness {
+    #[serde(flatten)]
+    pub readiness: Readiness,
+    /// The NATS JetStream consumer's connection, `up` or `down`; absent while `[nats] url`
+    /// is empty. It does not decide readiness: HTTP ingest works without it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nats: Option<String>,
+}
+
 /// One anomaly as the analyser serves it at `/api/v1/state`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

@@ -1,0 +1,529 @@
+//! Ingest from NATS JetStream (`[nats] url` set): a durable pull consumer that several
+//! gatherers share, so each message is handled by one of them.
+//!
+//! A message body is what `POST /gather` takes (one event, an array, or NDJSON), parsed
+//! and validated by the same code; an event without `ts` gets the time the stream stored
+//! the message. Valid events are recorded in the [`Intake`]; a message with none (or not
+//! JSON at all) is terminated, and every invalid message or rejected event goes to the
+//! dead-letter subject with the error in a header.
+//!
+//! **Acknowledged only once counted.** The flusher drains the intake like the aggregator,
+//! one transaction a drain, with the stream sequences it covers (`nats_consumed`); a
+//! message is acked once that transaction commits. Until then the stream keeps it, and
+//! JetStream redelivers it if this gatherer dies; messages held are reported in progress
+//! so that a live gatherer keeps them. A redelivered message is checked against
+//! `nats_consumed` and what of it was committed is dropped. The consumer never goes
+//! through the write-ahead log: the stream is the log.
+//!
+//! **Backpressure.** While the pending rows are at their bound or MySQL is down, nothing
+//! is fetched: messages wait in the stream, not in memory.
+
+pub mod intake;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use async_nats::jetstream::{self, consumer::pull, AckKind};
+use async_nats::{HeaderMap, Subject};
+use futures_util::StreamExt;
+use secrecy::ExposeSecret;
+use sqlx::MySqlPool;
+use tokio::sync::watch;
+
+use crate::configuration::{IngestSettings, NatsSettings};
+use crate::flusher::{Backlog, DbStatus};
+use crate::ingest::{parse_body, Framing, TimeRules};
+use crate::store;
+pub use intake::Intake;
+
+/// The intake the consumer records into and the flusher drains; acknowledgements are
+/// the messages' reply subjects.
+pub type NatsIntake = Intake<Subject>;
+
+/// Locks the intake. Each update is a map insert or removal: a panic cannot leave it torn.
+pub fn lock(intake: &Mutex<NatsIntake>) -> MutexGuard<'_, NatsIntake> {
+    intake.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Whether the consumer is connected, for readiness.
+#[derive(Debug, Default)]
+pub struct NatsStatus {
+    connected: AtomicBool,
+}
+
+impl NatsStatus {
+    pub fn is_up(&self) -> bool {
+        self.connected.load(Ordering::Acquire)
+    }
+
+    fn set(&self, up: bool) {
+        self.connected.store(up, Ordering::Release);
+        metrics::gauge!("gatherer_nats_connected").set(if up { 1.0 } else { 0.0 });
+    }
+}
+
+/// What the consumer shares with the rest of the gatherer.
+#[derive(Debug, Clone)]
+pub struct Shared {
+    pub pool: MySqlPool,
+    pub backlog: Arc<Backlog>,
+    pub db: Arc<DbStatus>,
+    pub ingest: IngestSettings,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Running,
+    /// Shutting down: fetch nothing more, keep acknowledging.
+    Draining,
+    /// Send the last acknowledgements and stop.
+    Done,
+}
+
+/// The running consumer.
+#[derive(Debug)]
+pub struct Nats {
+    pub intake: Arc<Mutex<NatsIntake>>,
+    pub status: Arc<NatsStatus>,
+    pub stream: Arc<str>,
+    phase: watch::Sender<Phase>,
+    fetching: watch::Receiver<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Nats {
+    /// Starts the consumer task. It connects (and reconnects) in the background: a NATS
+    /// server that is away at start delays this ingest path, not the gatherer.
+    pub fn start(settings: NatsSettings, shared: Shared) -> Nats {
+        let intake = Arc::new(Mutex::new(Intake::new(shared.ingest.bucket_seconds)));
+        let status = Arc::new(NatsStatus::default());
+        status.set(false);
+        let (phase, phase_rx) = watch::channel(Phase::Running);
+        let (fetching_tx, fetching) = watch::channel(false);
+        let stream: Arc<str> = settings.stream.as_str().into();
+        let consumer = Consumer {
+            settings,
+            shared,
+            intake: intake.clone(),
+            status: status.clone(),
+            phase: phase_rx,
+            fetching: fetching_tx,
+        };
+        let task = tokio::spawn(consumer.run());
+        Nats {
+            intake,
+            status,
+            stream,
+            phase,
+            fetching,
+            task,
+        }
+    }
+
+    /// Stops fetching and waits (at most `within`) until the batch in hand is recorded.
+    pub async fn stop_fetching(&mut self, within: Duration) {
+        let _ = self.phase.send(Phase::Draining);
+        let _ = tokio::time::timeout(within, self.fetching.wait_for(|f| !f)).await;
+    }
+
+    /// Sends the acknowledgements the last flush made due, then stops.
+    pub async fn finish(self, within: Duration) {
+        let _ = self.phase.send(Phase::Done);
+        let mut task = self.task;
+        if tokio::time::timeout(within, &mut task).await.is_err() {
+            task.abort();
+        }
+    }
+}
+
+struct Consumer {
+    settings: NatsSettings,
+    shared: Shared,
+    intake: Arc<Mutex<NatsIntake>>,
+    status: Arc<NatsStatus>,
+    phase: watch::Receiver<Phase>,
+    fetching: watch::Sender<bool>,
+}
+
+/// The dead-letter subject: configured, or `<stream>.dead`.
+pub fn dead_letter_subject(settings: &NatsSettings) -> String {
+    if settings.dead_letter_subject.is_empty() {
+        format!("{}.dead", settings.stream)
+    } else {
+        settings.dead_letter_subject.clone()
+    }
+}
+
+impl Consumer {
+    async fn run(mut self) {
+        let mut backoff = Duration::from_millis(200);
+        loop {
+            if *self.phase.borrow() == Phase::Done {
+                return;
+            }
+            match self.connect().await {
+                Ok((client, consumer)) => {
+                    backoff = Duration::from_millis(200);
+                    if self.serve(&client, consumer).await {
+                        return;
+                    }
+                }
+                Err(error) => {
+                    tracing::warn!(%error, retry_in = ?backoff, "NATS JetStream not reachable; will retry");
+                }
+            }
+            self.status.set(false);
+            let _ = self.fetching.send(false);
+            if *self.phase.borrow() != Phase::Running {
+                return;
+            }
+            tokio::select! {
+                () = tokio::time::sleep(backoff) => {}
+                _ = self.phase.changed() => {}
+            }
+            backoff = (backoff * 2).min(Duration::from_secs(5));
+        }
+    }
+
+    /// Connects, and creates the stream and the durable consumer if they are missing.
+    async fn connect(
+        &self,
+    ) -> Result<(async_nats::Client, jetstream::consumer::PullConsumer), async_nats::Error> {
+        let s = &self.settings;
+        let options = if s.credentials_file.is_empty() {
+            async_nats::ConnectOptions::new()
+        } else {
+            async_nats::ConnectOptions::with_credentials_file(&s.credentials_file).await?
+        };
+        let client = tokio::time::timeout(
+            Duration::from_secs(5),
+            options
+                .name("pulse-gatherer")
+                .connection_timeout(Duration::from_secs(5))
+                .connect(s.url.expose_secret()),
+        )
+        .await
+        .map_err(|_| "timed out connecting")??;
+        let context = jetstream::new(client.clone());
+        let stream = context
+            .get_or_create_stream(jetstream::stream::Config {
+                name: s.stream.clone(),
+                subjects: s.subjects.clone(),
+                // Each message is handled by one gatherer, then removed once acked.
+                retention: jetstream::stream::RetentionPolicy::WorkQueue,
+                max_age: Duration::from_secs(7 * 86_400),
+                ..Default::default()
+            })
+            .await?;
+        let consumer = stream
+            .get_or_create_consumer(
+                &s.durable,
+                pull::Config {
+                    durable_name: Some(s.durable.clone()),
+                    ack_policy: jetstream::consumer::AckPolicy::Explicit,
+                    ack_wait: s.ack_wait,
+                    max_ack_pending: s.max_ack_pending,
+                    max_deliver: -1,
+                    ..Default::default()
+                },
+            )
+            .await?;
+        tracing::info!(stream = %s.stream, durable = %s.durable, "consuming from NATS JetStream");
+        Ok((client, consumer))
+    }
+
+    /// Fetches, records and acknowledges until the connection fails (false) or the
+    /// gatherer stops (true).
+    async fn serve(
+        &mut self,
+        client: &async_nats::Client,
+        mut consumer: jetstream::consumer::PullConsumer,
+    ) -> bool {
+        let progress_every = self.settings.ack_wait / 3;
+        let mut last_progress = tokio::time::Instant::now();
+        let mut last_lag = tokio::time::Instant::now() - Duration::from_secs(60);
+        loop {
+            let connected = client.connection_state() == async_nats::connection::State::Connected;
+            self.status.set(connected);
+            let phase = *self.phase.borrow();
+            self.send_acks(client).await;
+            if phase == Phase::Done {
+                let _ = client.flush().await;
+                return true;
+            }
+            if last_progress.elapsed() >= progress_every {
+                last_progress = tokio::time::Instant::now();
+                self.send_progress(client).await;
+            }
+            if last_lag.elapsed() >= Duration::from_secs(2) {
+                last_lag = tokio::time::Instant::now();
+                if let Ok(info) = consumer.info().await {
+                    metrics::gauge!("gatherer_nats_consumer_lag").set(info.num_pending as f64);
+                }
+            }
+            let paused = self.shared.backlog.is_full() || !self.shared.db.is_up();
+            metrics::gauge!("gatherer_nats_paused").set(if paused { 1.0 } else { 0.0 });
+            if phase == Phase::Draining || paused || !connected {
+                let _ = self.fetching.send(false);
+                tokio::select! {
+                    () = tokio::time::sleep(Duration::from_millis(100)) => {}
+                    _ = self.phase.changed() => {}
+                }
+                continue;
+            }
+            let _ = self.fetching.send(true);
+            let batch = consumer
+                .fetch()
+                .max_messages(self.settings.batch)
+                .expires(Duration::from_millis(500))
+                .messages()
+                .await;
+            let mut batch = match batch {
+                Ok(batch) => batch,
+                Err(error) => {
+                    tracing::warn!(%error, "NATS fetch failed");
+                    let _ = self.fetching.send(false);
+                    if client.connection_state() != async_nats::connection::State::Connected {
+                        return false;
+                    }
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    continue;
+                }
+            };
+            while let Some(message) = batch.next().await {
+                match message {
+                    Ok(message) => self.handle(client, message).await,
+                    Err(error) => {
+                        tracing::debug!(%error, "NATS fetch ended early");
+                        break;
+                    }
+                }
+            }
+            let _ = self.fetching.send(false);
+        }
+    }
+
+    async fn send_acks(&self, client: &async_nats::Client) {
+        let acks = lock(&self.intake).take_acks();
+        if acks.is_empty() {
+            return;
+        }
+        metrics::counter!("gatherer_nats_messages_total", "outcome" => "acked")
+            .increment(acks.len() as u64);
+        for reply in acks {
+            reply_with(client, reply, AckKind::Ack).await;
+        }
+    }
+
+    /// Tells the server the messages held for a while are still being worked on, so that
+    /// it does not hand them to another gatherer.
+    async fn send_progress(&self, client: &async_nats::Client) {
+        let now = chrono::Utc::now().timestamp_millis();
+        let threshold = now - i64::try_from((self.settings.ack_wait / 3).as_millis()).unwrap_or(0);
+        let due = {
+            let mut intake = lock(&self.intake);
+            metrics::gauge!("gatherer_nats_in_flight").set(intake.in_flight() as f64);
+            intake.due_for_progress(threshold, now)
+        };
+        for reply in due {
+            reply_with(client, reply, AckKind::Progress).await;
+        }
+    }
+
+    async fn handle(&self, client: &async_nats::Client, message: jetstream::Message) {
+        metrics::counter!("gatherer_nats_messages_total", "outcome" => "fetched").increment(1);
+        let Ok(info) = message.info() else {
+            tracing::warn!("a NATS message without JetStream metadata; skipped");
+            return;
+        };
+        let (seq, delivered) = (info.stream_sequence, info.delivered);
+        let published_ms =
+            i64::try_from(info.published.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX);
+        let Some(reply) = message.reply.clone() else {
+            return;
+        };
+        let mut committed_through = i64::MIN;
+        if delivered > 1 {
+            metrics::counter!("gatherer_nats_messages_total", "outcome" => "redelivered")
+                .increment(1);
+            if lock(&self.intake).holds(seq) {
+                lock(&self.intake).replace_ack(seq, reply);
+                metrics::counter!("gatherer_nats_messages_total", "outcome" => "deduplicated")
+                    .increment(1);
+                return;
+            }
+            match store::nats_committed_through(&self.shared.pool, &self.settings.stream, seq).await
+            {
+                Ok(Some(intake::WHOLE)) => {
+                    metrics::counter!("gatherer_nats_messages_total", "outcome" => "deduplicated")
+                        .increment(1);
+                    reply_with(client, reply, AckKind::Ack).await;
+                    return;
+                }
+                Ok(Some(through)) => committed_through = through,
+                Ok(None) => {}
+                Err(error) => {
+                    // Cannot tell what of it is committed: let it come back later.
+                    tracing::warn!(%error, seq, "cannot check a redelivered NATS message; it will come again");
+                    reply_with(client, reply, AckKind::Nak(Some(Duration::from_secs(1)))).await;
+                    return;
+                }
+            }
+        }
+        let payload = &message.payload;
+        if payload.len() > self.shared.ingest.max_body_bytes {
+            let error = format!(
+                "message larger than max_body_bytes ({} bytes)",
+                self.shared.ingest.max_body_bytes
+            );
+            self.terminate(client, reply, seq, payload, &error, None)
+                .await;
+            return;
+        }
+        let now_ms = chrono::Utc::now().timestamp_millis();
+        let rules = TimeRules {
+            // An event without `ts` happened when the stream stored its message.
+            now_ms: published_ms.min(now_ms),
+            max_age_ms: i64::try_from(self.shared.ingest.max_event_age.as_millis())
+                .unwrap_or(i64::MAX),
+        };
+        let parsed = match parse_body(payload, Framing::Json, &rules) {
+            Ok(parsed) => parsed,
+            Err(error) => {
+                self.terminate(client, reply, seq, payload, &error.to_string(), None)
+                    .await;
+                return;
+            }
+        };
+        let rejected = (!parsed.rejected.is_empty()).then(|| rejected_json(&parsed.rejected));
+        if parsed.events.is_empty() {
+            self.terminate(
+                client,
+                reply,
+                seq,
+                payload,
+                "no valid event in the message",
+                rejected.as_deref(),
+            )
+            .await;
+            return;
+        }
+        if let Some(rejected) = &rejected {
+            metrics::counter!("gatherer_events_rejected_total", "reason" => "invalid")
+                .increment(parsed.rejected_total as u64);
+            let error = format!(
+                "{} of the message's events were rejected",
+                parsed.rejected_total
+            );
+            self.dead_letter(
+                client,
+                seq,
+                payload,
+                &error,
+                Some(rejected),
+                "rejected_events",
+            )
+            .await;
+        }
+        let accepted = parsed.events.len() as u64;
+        let recorded = lock(&self.intake).record(
+            seq,
+            &parsed.events,
+            committed_through,
+            reply.clone(),
+            now_ms,
+        );
+        match recorded {
+            Some(rows) => {
+                self.shared.backlog.add(rows as u64);
+                metrics::counter!("gatherer_events_accepted_total").increment(accepted);
+            }
+            // Everything in it was committed by an earlier delivery.
+            None => {
+                metrics::counter!("gatherer_nats_messages_total", "outcome" => "deduplicated")
+                    .increment(1);
+                reply_with(client, reply, AckKind::Ack).await;
+            }
+        }
+    }
+
+    /// A message with nothing to count: never redelivered, and kept as a dead letter.
+    async fn terminate(
+        &self,
+        client: &async_nats::Client,
+        reply: Subject,
+        seq: u64,
+        payload: &[u8],
+        error: &str,
+        rejected: Option<&str>,
+    ) {
+        metrics::counter!("gatherer_events_rejected_total", "reason" => "invalid").increment(1);
+        self.dead_letter(client, seq, payload, error, rejected, "invalid_message")
+            .await;
+        metrics::counter!("gatherer_nats_messages_total", "outcome" => "terminated").increment(1);
+        reply_with(client, reply, AckKind::Term).await;
+    }
+
+    async fn dead_letter(
+        &self,
+        client: &async_nats::Client,
+        seq: u64,
+        payload: &[u8],
+        error: &str,
+        rejected: Option<&str>,
+        reason: &'static str,
+    ) {
+        let mut headers = HeaderMap::new();
+        headers.insert("Pulse-Error", header_text(error).as_str());
+        headers.insert("Pulse-Stream", self.settings.stream.as_str());
+        headers.insert("Pulse-Stream-Sequence", seq.to_string().as_str());
+        if let Some(rejected) = rejected {
+            headers.insert("Pulse-Rejected", header_text(rejected).as_str());
+        }
+        let subject = dead_letter_subject(&self.settings);
+        let body = actix_web::web::Bytes::copy_from_slice(payload);
+        match client.publish_with_headers(subject, headers, body).await {
+            Ok(()) => {
+                metrics::counter!("gatherer_nats_dead_letters_total", "reason" => reason)
+                    .increment(1);
+            }
+            Err(error) => tracing::warn!(%error, seq, "could not publish a dead letter"),
+        }
+    }
+}
+
+async fn reply_with(client: &async_nats::Client, reply: Subject, kind: AckKind) {
+    if let Err(error) = client.publish(reply, kind.into()).await {
+        tracing::debug!(%error, "could not acknowledge a NATS message; it will be redelivered and deduplicated");
+    }
+}
+
+/// The rejected items as JSON, `[{"index":i,"error":"…"}]`.
+fn rejected_json(rejected: &[(usize, String)]) -> String {
+    let items: Vec<protocol::Rejected> = rejected
+        .iter()
+        .map(|(index, error)| protocol::Rejected {
+            index: *index,
+            error: error.clone(),
+        })
+        .collect();
+    serde_json::to_string(&items).unwrap_or_default()
+}
+
+/// A header value: one line, at most 4 KiB.
+fn header_text(text: &str) -> String {
+    let mut line: String = text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    if line.len() > 4096 {
+        let mut cut = 4096;
+        while !line.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        line.truncate(cut);
+        line.push('…');
+    }
+    line
+}
