@@ -50,6 +50,7 @@ pub fn lock(intake: &Mutex<NatsIntake>) -> MutexGuard<'_, NatsIntake> {
 #[derive(Debug, Default)]
 pub struct NatsStatus {
     connected: AtomicBool,
+    stream: String,
 }
 
 impl NatsStatus {
@@ -59,7 +60,11 @@ impl NatsStatus {
 
     fn set(&self, up: bool) {
         self.connected.store(up, Ordering::Release);
-        metrics::gauge!("gatherer_nats_connected").set(if up { 1.0 } else { 0.0 });
+        metrics::gauge!("gatherer_nats_connected", "stream" => self.stream.clone()).set(if up {
+            1.0
+        } else {
+            0.0
+        });
     }
 }
 
@@ -97,12 +102,16 @@ impl Nats {
     /// server that is away at start delays this ingest path, not the gatherer.
     pub fn start(settings: NatsSettings, shared: Shared) -> Nats {
         let intake = Arc::new(Mutex::new(Intake::new(shared.ingest.bucket_seconds)));
-        let status = Arc::new(NatsStatus::default());
+        let status = Arc::new(NatsStatus {
+            connected: AtomicBool::new(false),
+            stream: settings.stream.clone(),
+        });
         status.set(false);
         let (phase, phase_rx) = watch::channel(Phase::Running);
         let (fetching_tx, fetching) = watch::channel(false);
         let stream: Arc<str> = settings.stream.as_str().into();
         let consumer = Consumer {
+            stream: settings.stream.clone(),
             settings,
             shared,
             intake: intake.clone(),
@@ -138,6 +147,8 @@ impl Nats {
 }
 
 struct Consumer {
+    /// The stream's name, the `stream` label of the metrics.
+    stream: String,
     settings: NatsSettings,
     shared: Shared,
     intake: Arc<Mutex<NatsIntake>>,
@@ -156,6 +167,16 @@ pub fn dead_letter_subject(settings: &NatsSettings) -> String {
 }
 
 impl Consumer {
+    /// Counts messages by what became of them.
+    fn count(&self, outcome: &'static str, n: u64) {
+        metrics::counter!(
+            "gatherer_nats_messages_total",
+            "stream" => self.stream.clone(),
+            "outcome" => outcome
+        )
+        .increment(n);
+    }
+
     async fn run(mut self) {
         let mut backoff = Duration::from_millis(200);
         loop {
@@ -259,11 +280,13 @@ impl Consumer {
             if last_lag.elapsed() >= Duration::from_secs(2) {
                 last_lag = tokio::time::Instant::now();
                 if let Ok(info) = consumer.info().await {
-                    metrics::gauge!("gatherer_nats_consumer_lag").set(info.num_pending as f64);
+                    metrics::gauge!("gatherer_nats_consumer_lag", "stream" => self.stream.clone())
+                        .set(info.num_pending as f64);
                 }
             }
             let paused = self.shared.backlog.is_full() || !self.shared.db.is_up();
-            metrics::gauge!("gatherer_nats_paused").set(if paused { 1.0 } else { 0.0 });
+            metrics::gauge!("gatherer_nats_paused", "stream" => self.stream.clone())
+                .set(if paused { 1.0 } else { 0.0 });
             if phase == Phase::Draining || paused || !connected {
                 let _ = self.fetching.send(false);
                 tokio::select! {
@@ -309,8 +332,7 @@ impl Consumer {
         if acks.is_empty() {
             return;
         }
-        metrics::counter!("gatherer_nats_messages_total", "outcome" => "acked")
-            .increment(acks.len() as u64);
+        self.count("acked", acks.len() as u64);
         for reply in acks {
             reply_with(client, reply, AckKind::Ack).await;
         }
@@ -323,7 +345,8 @@ impl Consumer {
         let threshold = now - i64::try_from((self.settings.ack_wait / 3).as_millis()).unwrap_or(0);
         let due = {
             let mut intake = lock(&self.intake);
-            metrics::gauge!("gatherer_nats_in_flight").set(intake.in_flight() as f64);
+            metrics::gauge!("gatherer_nats_in_flight", "stream" => self.stream.clone())
+                .set(intake.in_flight() as f64);
             intake.due_for_progress(threshold, now)
         };
         for reply in due {
@@ -332,7 +355,7 @@ impl Consumer {
     }
 
     async fn handle(&self, client: &async_nats::Client, message: jetstream::Message) {
-        metrics::counter!("gatherer_nats_messages_total", "outcome" => "fetched").increment(1);
+        self.count("fetched", 1);
         let Ok(info) = message.info() else {
             tracing::warn!("a NATS message without JetStream metadata; skipped");
             return;
@@ -345,19 +368,16 @@ impl Consumer {
         };
         let mut committed_through = i64::MIN;
         if delivered > 1 {
-            metrics::counter!("gatherer_nats_messages_total", "outcome" => "redelivered")
-                .increment(1);
+            self.count("redelivered", 1);
             if lock(&self.intake).holds(seq) {
                 lock(&self.intake).replace_ack(seq, reply);
-                metrics::counter!("gatherer_nats_messages_total", "outcome" => "deduplicated")
-                    .increment(1);
+                self.count("deduplicated", 1);
                 return;
             }
             match store::nats_committed_through(&self.shared.pool, &self.settings.stream, seq).await
             {
                 Ok(Some(intake::WHOLE)) => {
-                    metrics::counter!("gatherer_nats_messages_total", "outcome" => "deduplicated")
-                        .increment(1);
+                    self.count("deduplicated", 1);
                     reply_with(client, reply, AckKind::Ack).await;
                     return;
                 }
@@ -441,8 +461,7 @@ impl Consumer {
             }
             // Everything in it was committed by an earlier delivery.
             None => {
-                metrics::counter!("gatherer_nats_messages_total", "outcome" => "deduplicated")
-                    .increment(1);
+                self.count("deduplicated", 1);
                 reply_with(client, reply, AckKind::Ack).await;
             }
         }
@@ -461,7 +480,7 @@ impl Consumer {
         metrics::counter!("gatherer_events_rejected_total", "reason" => "invalid").increment(1);
         self.dead_letter(client, seq, payload, error, rejected, "invalid_message")
             .await;
-        metrics::counter!("gatherer_nats_messages_total", "outcome" => "terminated").increment(1);
+        self.count("terminated", 1);
         reply_with(client, reply, AckKind::Term).await;
     }
 
@@ -485,8 +504,12 @@ impl Consumer {
         let body = actix_web::web::Bytes::copy_from_slice(payload);
         match client.publish_with_headers(subject, headers, body).await {
             Ok(()) => {
-                metrics::counter!("gatherer_nats_dead_letters_total", "reason" => reason)
-                    .increment(1);
+                metrics::counter!(
+                    "gatherer_nats_dead_letters_total",
+                    "stream" => self.stream.clone(),
+                    "reason" => reason
+                )
+                .increment(1);
             }
             Err(error) => tracing::warn!(%error, seq, "could not publish a dead letter"),
         }

@@ -11,6 +11,7 @@ mod hostile;
 mod idempotency;
 mod ingest;
 mod metrics;
+mod nats;
 mod openapi;
 mod outage;
 mod process;
