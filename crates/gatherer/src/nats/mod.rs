@@ -264,6 +264,9 @@ impl Consumer {
         let progress_every = self.settings.ack_wait / 3;
         let mut last_progress = tokio::time::Instant::now();
         let mut last_lag = tokio::time::Instant::now() - Duration::from_secs(60);
+        let mut prefetched: Option<
+            tokio::task::JoinHandle<Result<Vec<jetstream::Message>, String>>,
+        > = None;
         loop {
             let connected = client.connection_state() == async_nats::connection::State::Connected;
             self.status.set(connected);
@@ -285,6 +288,16 @@ impl Consumer {
                 }
             }
             let paused = self.shared.backlog.is_full() || !self.shared.db.is_up();
+            if (phase == Phase::Draining || paused || !connected) && prefetched.is_some() {
+                // Stop with nothing outstanding: what the last pull brings is recorded.
+                if let Some(Ok(Ok(messages))) = match prefetched.take() {
+                    Some(pull) => Some(pull.await),
+                    None => None,
+                } {
+                    self.handle_batch(client, messages).await;
+                }
+                continue;
+            }
             metrics::gauge!("gatherer_nats_paused", "stream" => self.stream.clone())
                 .set(if paused { 1.0 } else { 0.0 });
             if phase == Phase::Draining || paused || !connected {
@@ -296,14 +309,13 @@ impl Consumer {
                 continue;
             }
             let _ = self.fetching.send(true);
-            let batch = consumer
-                .fetch()
-                .max_messages(self.settings.batch)
-                .expires(Duration::from_millis(500))
-                .messages()
-                .await;
-            let mut batch = match batch {
-                Ok(batch) => batch,
+            // The batch in hand is processed while the next one is on its way.
+            let current = match prefetched.take() {
+                Some(pull) => pull.await.unwrap_or_else(|e| Err(e.to_string())),
+                None => fetch(consumer.clone(), self.settings.batch).await,
+            };
+            let messages = match current {
+                Ok(messages) => messages,
                 Err(error) => {
                     tracing::warn!(%error, "NATS fetch failed");
                     let _ = self.fetching.send(false);
@@ -314,16 +326,8 @@ impl Consumer {
                     continue;
                 }
             };
-            while let Some(message) = batch.next().await {
-                match message {
-                    Ok(message) => self.handle(client, message).await,
-                    Err(error) => {
-                        tracing::debug!(%error, "NATS fetch ended early");
-                        break;
-                    }
-                }
-            }
-            let _ = self.fetching.send(false);
+            prefetched = Some(tokio::spawn(fetch(consumer.clone(), self.settings.batch)));
+            self.handle_batch(client, messages).await;
         }
     }
 
@@ -354,32 +358,83 @@ impl Consumer {
         }
     }
 
-    async fn handle(&self, client: &async_nats::Client, message: jetstream::Message) {
-        self.count("fetched", 1);
+    /// Handles a fetched batch: redeliveries are checked one by one, then the messages are
+    /// parsed and recorded on as many threads as there are cores (parsing JSON is most of
+    /// the work), then dead letters and immediate acks go out.
+    async fn handle_batch(&self, client: &async_nats::Client, messages: Vec<jetstream::Message>) {
+        self.count("fetched", messages.len() as u64);
+        let mut jobs = Vec::with_capacity(messages.len());
+        for message in messages {
+            if let Some(job) = self.prepare(client, message).await {
+                jobs.push(job);
+            }
+        }
+        if jobs.is_empty() {
+            return;
+        }
+        let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let per_thread = jobs.len().div_ceil(threads);
+        let mut running = Vec::with_capacity(threads);
+        while !jobs.is_empty() {
+            let chunk: Vec<Job> = jobs.drain(..per_thread.min(jobs.len())).collect();
+            let recorder = Recorder {
+                intake: self.intake.clone(),
+                backlog: self.shared.backlog.clone(),
+                max_body_bytes: self.shared.ingest.max_body_bytes,
+                max_age_ms: i64::try_from(self.shared.ingest.max_event_age.as_millis())
+                    .unwrap_or(i64::MAX),
+            };
+            running.push(tokio::task::spawn_blocking(move || {
+                chunk
+                    .into_iter()
+                    .map(|job| recorder.record(job))
+                    .collect::<Vec<_>>()
+            }));
+        }
+        for outcomes in running {
+            let Ok(outcomes) = outcomes.await else {
+                tracing::error!("recording a NATS batch failed; its messages will be redelivered");
+                continue;
+            };
+            for outcome in outcomes {
+                self.apply(client, outcome).await;
+            }
+        }
+    }
+
+    /// Reads a message's metadata; a redelivery is checked against what this gatherer
+    /// holds and what MySQL committed. `None`: nothing (more) to do with it.
+    async fn prepare(
+        &self,
+        client: &async_nats::Client,
+        message: jetstream::Message,
+    ) -> Option<Job> {
         let Ok(info) = message.info() else {
             tracing::warn!("a NATS message without JetStream metadata; skipped");
-            return;
+            return None;
         };
         let (seq, delivered) = (info.stream_sequence, info.delivered);
         let published_ms =
             i64::try_from(info.published.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX);
-        let Some(reply) = message.reply.clone() else {
-            return;
-        };
+        let reply = message.reply.clone()?;
         let mut committed_through = i64::MIN;
         if delivered > 1 {
             self.count("redelivered", 1);
-            if lock(&self.intake).holds(seq) {
-                lock(&self.intake).replace_ack(seq, reply);
-                self.count("deduplicated", 1);
-                return;
+            {
+                let mut intake = lock(&self.intake);
+                if intake.holds(seq) {
+                    intake.replace_ack(seq, reply);
+                    drop(intake);
+                    self.count("deduplicated", 1);
+                    return None;
+                }
             }
             match store::nats_committed_through(&self.shared.pool, &self.settings.stream, seq).await
             {
                 Ok(Some(intake::WHOLE)) => {
                     self.count("deduplicated", 1);
                     reply_with(client, reply, AckKind::Ack).await;
-                    return;
+                    return None;
                 }
                 Ok(Some(through)) => committed_through = through,
                 Ok(None) => {}
@@ -387,101 +442,63 @@ impl Consumer {
                     // Cannot tell what of it is committed: let it come back later.
                     tracing::warn!(%error, seq, "cannot check a redelivered NATS message; it will come again");
                     reply_with(client, reply, AckKind::Nak(Some(Duration::from_secs(1)))).await;
-                    return;
+                    return None;
                 }
             }
         }
-        let payload = &message.payload;
-        if payload.len() > self.shared.ingest.max_body_bytes {
-            let error = format!(
-                "message larger than max_body_bytes ({} bytes)",
-                self.shared.ingest.max_body_bytes
-            );
-            self.terminate(client, reply, seq, payload, &error, None)
-                .await;
-            return;
-        }
-        let now_ms = chrono::Utc::now().timestamp_millis();
-        let rules = TimeRules {
-            // An event without `ts` happened when the stream stored its message.
-            now_ms: published_ms.min(now_ms),
-            max_age_ms: i64::try_from(self.shared.ingest.max_event_age.as_millis())
-                .unwrap_or(i64::MAX),
-        };
-        let parsed = match parse_body(payload, Framing::Json, &rules) {
-            Ok(parsed) => parsed,
-            Err(error) => {
-                self.terminate(client, reply, seq, payload, &error.to_string(), None)
-                    .await;
-                return;
-            }
-        };
-        let rejected = (!parsed.rejected.is_empty()).then(|| rejected_json(&parsed.rejected));
-        if parsed.events.is_empty() {
-            self.terminate(
-                client,
-                reply,
-                seq,
-                payload,
-                "no valid event in the message",
-                rejected.as_deref(),
-            )
-            .await;
-            return;
-        }
-        if let Some(rejected) = &rejected {
-            metrics::counter!("gatherer_events_rejected_total", "reason" => "invalid")
-                .increment(parsed.rejected_total as u64);
-            let error = format!(
-                "{} of the message's events were rejected",
-                parsed.rejected_total
-            );
-            self.dead_letter(
-                client,
-                seq,
-                payload,
-                &error,
-                Some(rejected),
-                "rejected_events",
-            )
-            .await;
-        }
-        let accepted = parsed.events.len() as u64;
-        let recorded = lock(&self.intake).record(
+        Some(Job {
             seq,
-            &parsed.events,
+            reply,
+            payload: message.message.payload,
+            published_ms,
             committed_through,
-            reply.clone(),
-            now_ms,
-        );
-        match recorded {
-            Some(rows) => {
-                self.shared.backlog.add(rows as u64);
-                metrics::counter!("gatherer_events_accepted_total").increment(accepted);
+        })
+    }
+
+    async fn apply(&self, client: &async_nats::Client, outcome: Outcome) {
+        match outcome {
+            Outcome::Recorded { rejected: None, .. } => {}
+            Outcome::Recorded {
+                seq,
+                payload,
+                rejected: Some((count, rejected)),
+            } => {
+                let error = format!("{count} of the message's events were rejected");
+                self.dead_letter(
+                    client,
+                    seq,
+                    &payload,
+                    &error,
+                    Some(&rejected),
+                    "rejected_events",
+                )
+                .await;
             }
-            // Everything in it was committed by an earlier delivery.
-            None => {
+            Outcome::AlreadyCommitted { reply } => {
                 self.count("deduplicated", 1);
                 reply_with(client, reply, AckKind::Ack).await;
             }
+            Outcome::Invalid {
+                seq,
+                reply,
+                payload,
+                error,
+                rejected,
+            } => {
+                // A message with nothing to count: never redelivered, kept as a dead letter.
+                self.dead_letter(
+                    client,
+                    seq,
+                    &payload,
+                    &error,
+                    rejected.as_deref(),
+                    "invalid_message",
+                )
+                .await;
+                self.count("terminated", 1);
+                reply_with(client, reply, AckKind::Term).await;
+            }
         }
-    }
-
-    /// A message with nothing to count: never redelivered, and kept as a dead letter.
-    async fn terminate(
-        &self,
-        client: &async_nats::Client,
-        reply: Subject,
-        seq: u64,
-        payload: &[u8],
-        error: &str,
-        rejected: Option<&str>,
-    ) {
-        metrics::counter!("gatherer_events_rejected_total", "reason" => "invalid").increment(1);
-        self.dead_letter(client, seq, payload, error, rejected, "invalid_message")
-            .await;
-        self.count("terminated", 1);
-        reply_with(client, reply, AckKind::Term).await;
     }
 
     async fn dead_letter(
@@ -512,6 +529,138 @@ impl Consumer {
                 .increment(1);
             }
             Err(error) => tracing::warn!(%error, seq, "could not publish a dead letter"),
+        }
+    }
+}
+
+/// One pull of up to `batch` messages, waiting at most half a second for them.
+async fn fetch(
+    consumer: jetstream::consumer::PullConsumer,
+    batch: usize,
+) -> Result<Vec<jetstream::Message>, String> {
+    let mut pulled = consumer
+        .fetch()
+        .max_messages(batch)
+        .expires(Duration::from_millis(500))
+        .messages()
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut messages = Vec::with_capacity(batch);
+    while let Some(message) = pulled.next().await {
+        match message {
+            Ok(message) => messages.push(message),
+            Err(error) => {
+                tracing::debug!(%error, "NATS pull ended early");
+                break;
+            }
+        }
+    }
+    Ok(messages)
+}
+
+/// A message to parse and record.
+struct Job {
+    seq: u64,
+    reply: Subject,
+    payload: actix_web::web::Bytes,
+    published_ms: i64,
+    /// What an earlier delivery committed (`i64::MIN`: nothing).
+    committed_through: i64,
+}
+
+/// What became of a message.
+enum Outcome {
+    /// Its valid events are recorded; `rejected`: how many were not, and why (JSON).
+    Recorded {
+        seq: u64,
+        payload: actix_web::web::Bytes,
+        rejected: Option<(usize, String)>,
+    },
+    /// An earlier delivery committed all of it.
+    AlreadyCommitted { reply: Subject },
+    /// Nothing in it can be counted.
+    Invalid {
+        seq: u64,
+        reply: Subject,
+        payload: actix_web::web::Bytes,
+        error: String,
+        rejected: Option<String>,
+    },
+}
+
+/// Parses and records messages; runs on a blocking thread.
+struct Recorder {
+    intake: Arc<Mutex<NatsIntake>>,
+    backlog: Arc<Backlog>,
+    max_body_bytes: usize,
+    max_age_ms: i64,
+}
+
+impl Recorder {
+    fn record(&self, job: Job) -> Outcome {
+        let invalid = |job: Job, error: String, rejected: Option<String>| Outcome::Invalid {
+            seq: job.seq,
+            reply: job.reply,
+            payload: job.payload,
+            error,
+            rejected,
+        };
+        if job.payload.len() > self.max_body_bytes {
+            let error = format!(
+                "message larger than max_body_bytes ({} bytes)",
+                self.max_body_bytes
+            );
+            metrics::counter!("gatherer_events_rejected_total", "reason" => "too_large")
+                .increment(1);
+            return invalid(job, error, None);
+        }
+        let now_ms = chrono::Utc::now().timestamp_millis();
+        let rules = TimeRules {
+            // An event without `ts` happened when the stream stored its message.
+            now_ms: job.published_ms.min(now_ms),
+            max_age_ms: self.max_age_ms,
+        };
+        let payload = job.payload.clone();
+        let parsed = match parse_body(&payload, Framing::Json, &rules) {
+            Ok(parsed) => parsed,
+            Err(error) => {
+                metrics::counter!("gatherer_events_rejected_total", "reason" => "malformed")
+                    .increment(1);
+                return invalid(job, error.to_string(), None);
+            }
+        };
+        let rejected = (!parsed.rejected.is_empty())
+            .then(|| (parsed.rejected_total, rejected_json(&parsed.rejected)));
+        if let Some((count, _)) = &rejected {
+            metrics::counter!("gatherer_events_rejected_total", "reason" => "invalid")
+                .increment(*count as u64);
+        }
+        if parsed.events.is_empty() {
+            return invalid(
+                job,
+                "no valid event in the message".to_owned(),
+                rejected.map(|(_, json)| json),
+            );
+        }
+        let accepted = parsed.events.len() as u64;
+        let recorded = lock(&self.intake).record(
+            job.seq,
+            &parsed.events,
+            job.committed_through,
+            job.reply.clone(),
+            now_ms,
+        );
+        match recorded {
+            Some(rows) => {
+                self.backlog.add(rows as u64);
+                metrics::counter!("gatherer_events_accepted_total").increment(accepted);
+                Outcome::Recorded {
+                    seq: job.seq,
+                    payload: job.payload,
+                    rejected,
+                }
+            }
+            None => Outcome::AlreadyCommitted { reply: job.reply },
         }
     }
 }
