@@ -5,6 +5,9 @@
 //! injects one anomaly and says so: a bot flooding one shop's `checkout`, a `price`
 //! entered a hundred times too low, or one shop's `visit` stopping. Watch them appear in
 //! the analyser's `/api/v1/state`.
+//!
+//! With `--nats URL` the same traffic goes to NATS JetStream (the gatherer's `[nats]`
+//! stream) instead of HTTP, with a trickle of invalid messages that end as dead letters.
 
 use std::time::Duration;
 
@@ -28,6 +31,70 @@ struct Args {
     every_minutes: i64,
     #[arg(long, default_value_t = 42)]
     seed: u64,
+    /// Publish to NATS JetStream at this URL (e.g. nats://127.0.0.1:4222) instead of
+    /// posting to the gatherer.
+    #[arg(long)]
+    nats: Option<String>,
+    /// The stream the gatherer consumes; messages go to `<stream>.events`.
+    #[arg(long, default_value = "pulse")]
+    nats_stream: String,
+}
+
+/// Where the traffic goes.
+enum Sink {
+    Http {
+        client: reqwest::Client,
+        url: String,
+    },
+    Nats {
+        jetstream: Box<async_nats::jetstream::Context>,
+        subject: String,
+    },
+}
+
+impl Sink {
+    async fn send(&self, events: &[Event]) -> anyhow::Result<()> {
+        match self {
+            Sink::Http { client, url } => post(client, url, events).await,
+            Sink::Nats { jetstream, subject } => {
+                for chunk in events.chunks(5_000) {
+                    let body: String = chunk
+                        .iter()
+                        .map(|e| serde_json::to_string(e).map(|line| line + "\n"))
+                        .collect::<Result<_, _>>()?;
+                    publish(jetstream, subject, body).await?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Now and then an invalid message: not JSON, or an array with a bad event.
+    async fn trickle_invalid(&self, n: u64) -> anyhow::Result<()> {
+        if let Sink::Nats { jetstream, subject } = self {
+            let body = if n.is_multiple_of(2) {
+                "this is not JSON".to_owned()
+            } else {
+                r#"[{"label":"","id":1,"value":1},{"label":"visit","id":1,"value":1}]"#.to_owned()
+            };
+            publish(jetstream, subject, body).await?;
+        }
+        Ok(())
+    }
+}
+
+async fn publish(
+    jetstream: &async_nats::jetstream::Context,
+    subject: &str,
+    body: String,
+) -> anyhow::Result<()> {
+    jetstream
+        .publish(subject.to_owned(), body.into())
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok(())
 }
 
 /// xorshift64*: small, seeded, good enough for traffic.
@@ -137,8 +204,35 @@ async fn post(client: &reqwest::Client, url: &str, events: &[Event]) -> anyhow::
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let client = reqwest::Client::new();
-    let url = format!("{}/gather", args.gatherer.trim_end_matches('/'));
+    let sink = match &args.nats {
+        None => Sink::Http {
+            client: reqwest::Client::new(),
+            url: format!("{}/gather", args.gatherer.trim_end_matches('/')),
+        },
+        Some(url) => {
+            let client = async_nats::connect(url.as_str())
+                .await
+                .map_err(|e| anyhow::anyhow!("NATS at {url}: {e}"))?;
+            let jetstream = async_nats::jetstream::new(client);
+            let subject = format!("{}.events", args.nats_stream);
+            // The gatherer creates the stream too; whoever comes first does.
+            jetstream
+                .get_or_create_stream(async_nats::jetstream::stream::Config {
+                    name: args.nats_stream.clone(),
+                    subjects: vec![subject.clone()],
+                    retention: async_nats::jetstream::stream::RetentionPolicy::WorkQueue,
+                    max_age: Duration::from_secs(7 * 86_400),
+                    ..Default::default()
+                })
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            println!("publishing to NATS JetStream, subject {subject}");
+            Sink::Nats {
+                jetstream: Box::new(jetstream),
+                subject,
+            }
+        }
+    };
     let mut rng = Rng(args.seed.max(1));
 
     let now = chrono::Utc::now().timestamp();
@@ -146,11 +240,11 @@ async fn main() -> anyhow::Result<()> {
     for ts in now - args.backfill_hours * 3600..now {
         second(&mut rng, ts, args.shops, None, true, &mut events);
         if events.len() >= 100_000 {
-            post(&client, &url, &events).await?;
+            sink.send(&events).await?;
             events.clear();
         }
     }
-    post(&client, &url, &events).await?;
+    sink.send(&events).await?;
     println!(
         "backfilled {} hours of history; now sending live traffic",
         args.backfill_hours
@@ -188,8 +282,13 @@ async fn main() -> anyhow::Result<()> {
             false,
             &mut events,
         );
-        if let Err(error) = post(&client, &url, &events).await {
+        if let Err(error) = sink.send(&events).await {
             eprintln!("gatherer unreachable ({error}); retrying next second");
+        }
+        if ts % 15 == 0 {
+            if let Err(error) = sink.trickle_invalid(ts as u64 / 15).await {
+                eprintln!("could not publish an invalid message ({error})");
+            }
         }
     }
 }
