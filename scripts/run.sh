@@ -5,6 +5,8 @@
 #
 #   scripts/run.sh          gatherer + analyser
 #   scripts/run.sh --demo   the same, plus demo traffic with an anomaly every few minutes
+#   scripts/run.sh --demo --nats   the demo traffic through NATS JetStream (NATS_URL, or a
+#                                  nats-server -js started here) instead of HTTP
 #
 # The analyser's settings live in var/analyser.toml, created on first start with the user
 # "analyst" and a generated password (printed below). Edit it to add datasets or users.
@@ -12,10 +14,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/mysql.sh
 demo=false
+nats=false
 for arg in "$@"; do
   case $arg in
     --demo) demo=true ;;
-    *) echo "usage: scripts/run.sh [--demo]" >&2; exit 2 ;;
+    --nats) nats=true ;;
+    *) echo "usage: scripts/run.sh [--demo [--nats]]" >&2; exit 2 ;;
   esac
 done
 
@@ -59,16 +63,33 @@ stop() {
 }
 trap stop INT TERM EXIT
 
+if [[ $nats == true ]]; then
+  NATS_URL="${NATS_URL:-nats://127.0.0.1:4222}"
+  if [[ $NATS_URL == nats://127.0.0.1:4222 ]] && ! (exec 3<>/dev/tcp/127.0.0.1/4222) 2>/dev/null; then
+    command -v nats-server >/dev/null || { echo "--nats: install nats-server (apt-get install nats-server) or set NATS_URL" >&2; exit 2; }
+    mkdir -p var/nats
+    nats-server -a 127.0.0.1 -p 4222 -js -sd var/nats >var/nats/server.log 2>&1 &
+    pids+=($!)
+    until (exec 3<>/dev/tcp/127.0.0.1/4222) 2>/dev/null; do sleep 0.1; done
+  fi
+  export GATHERER__NATS__URL="$NATS_URL"
+fi
+
 # The demo backfills three hours of history: the gatherer must accept events that old.
 [[ $demo == true ]] && export GATHERER__INGEST__MAX_EVENT_AGE="${GATHERER__INGEST__MAX_EVENT_AGE:-4h}"
 "$bin/gatherer" &
-pids+=($!)
+gatherer_pid=$!
+pids+=($gatherer_pid)
 until curl -sf http://127.0.0.1:31115/health/ready >/dev/null; do sleep 0.2; done
 "$bin/analyser" --config var/analyser.toml &
 pids+=($!)
 until curl -sf http://127.0.0.1:31116/health/ready >/dev/null; do sleep 0.2; done
 if [[ $demo == true ]]; then
-  "$bin/pulse-demo" &
+  if [[ $nats == true ]]; then
+    "$bin/pulse-demo" --nats "$NATS_URL" &
+  else
+    "$bin/pulse-demo" &
+  fi
   pids+=($!)
 fi
 cat >&2 <<TXT
@@ -77,4 +98,4 @@ cat >&2 <<TXT
   analyser   http://127.0.0.1:31116   user: analyst   password: $password
              curl -u analyst:$password localhost:31116/api/v1/state
 TXT
-wait "${pids[0]}"
+wait "$gatherer_pid"
