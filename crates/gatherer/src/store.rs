@@ -507,6 +507,8 @@ pub async fn export_page(pool: &MySqlPool, query: &ExportQuery) -> Result<Export
 pub struct PruneReport {
     pub rows: u64,
     pub batches: u64,
+    /// `nats_consumed` ranges forgotten.
+    pub nats_ranges: u64,
 }
 
 /// Deletes `events_count` rows older than `older_than` whose id is at most
@@ -560,7 +562,7 @@ pub async fn prune(
             .execute(&mut *conn)
             .await?
             .rows_affected();
-        report.batches += deleted;
+        report.nats_ranges += deleted;
         if deleted < u64::from(batch_rows) {
             break;
         }
