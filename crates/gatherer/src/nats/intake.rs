@@ -197,8 +197,10 @@ impl<A: Clone> Intake<A> {
         std::mem::take(&mut self.ready)
     }
 
-    /// Messages held since before `older_than_ms`, marked as touched at `now_ms`: the
-    /// caller tells the server they are still in progress.
+    /// Messages held since before `older_than_ms`, marked as touched at `now_ms`, and
+    /// every message whose drain waits for MySQL (it may wait long in an outage): the
+    /// caller tells the server they are still in progress, so that it hands them to no
+    /// other gatherer.
     pub fn due_for_progress(&mut self, older_than_ms: i64, now_ms: i64) -> Vec<A> {
         let mut due = Vec::new();
         for held in self.held.values_mut() {
@@ -206,6 +208,9 @@ impl<A: Clone> Intake<A> {
                 held.touched_ms = now_ms;
                 due.push(held.ack.clone());
             }
+        }
+        for (_, done) in &self.draining {
+            due.extend(done.iter().map(|(_, ack)| ack.clone()));
         }
         due
     }
@@ -343,11 +348,18 @@ mod tests {
     }
 
     #[test]
-    fn held_messages_are_reported_in_progress_once_per_interval() {
+    fn held_messages_are_reported_in_progress_once_per_interval_and_drained_ones_until_committed() {
         let mut intake = Intake::new(2);
         intake.record(1, &[event("a", 1, 1, 0)], i64::MIN, 1, 0);
+        intake.record(2, &[event("a", 1, 1, 5_000)], i64::MIN, 2, 0);
         assert!(intake.due_for_progress(0, 100).is_empty());
-        assert_eq!(intake.due_for_progress(50, 100), [1]);
+        assert_eq!(intake.due_for_progress(50, 100), [1, 2]);
         assert!(intake.due_for_progress(50, 120).is_empty());
+        // Message 1's drain waits for MySQL: it is reported every time until it commits.
+        let drain = intake.drain(Some(2_000)).unwrap();
+        assert_eq!(intake.due_for_progress(50, 130), [1]);
+        assert_eq!(intake.due_for_progress(50, 140), [1]);
+        intake.committed(drain.id);
+        assert!(intake.due_for_progress(50, 150).is_empty());
     }
 }

@@ -457,7 +457,28 @@ async fn while_mysql_is_away_the_consumer_stops_fetching_and_everything_lands_on
     )
     .await;
 
+    // Messages stamped a few seconds ahead are fetched and held across the outage, which
+    // lasts longer than ack_wait: reported in progress, they are never redelivered.
+    let ahead_ts = chrono::Utc::now().timestamp() + 4;
+    let (ahead, ahead_totals) = shop_messages(1709, 40, 10, Some(ahead_ts));
+    publish_all(&context, &stream.subject(), &ahead).await;
+    poll_until(
+        Duration::from_secs(10),
+        "the ahead messages fetched",
+        || async {
+            let text = app.get("/metrics").await.text().await.ok()?;
+            let fetched = labelled(
+                &text,
+                "gatherer_nats_messages_total",
+                &[("stream", &stream.name), ("outcome", "fetched")],
+            );
+            (fetched >= 90.0).then_some(())
+        },
+    )
+    .await;
+
     proxy.cut();
+    let cut_at = tokio::time::Instant::now();
     // Paused: the consumer decided so at the top of its loop, with no pull outstanding.
     poll_until(Duration::from_secs(15), "the fetching paused", || async {
         let text = app.get("/metrics").await.text().await.ok()?;
@@ -467,19 +488,40 @@ async fn while_mysql_is_away_the_consumer_stops_fetching_and_everything_lands_on
     .await;
     let (during, during_totals) = shop_messages(1707, 300, 20, None);
     publish_all(&context, &stream.subject(), &during).await;
-    // The messages wait in the stream: none is fetched while MySQL is away.
-    for _ in 0..10 {
-        let (undelivered, _) = stream.consumer_backlog(&context).await.unwrap();
-        assert_eq!(undelivered, 300, "fetched while MySQL was away");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    // The messages wait in the stream: none is fetched while MySQL is away, and none held
+    // comes back, for longer than ack_wait (5 s) and past the ahead bucket's close.
+    poll_until(
+        Duration::from_secs(30),
+        "an outage longer than ack_wait",
+        || async {
+            let (undelivered, _) = stream.consumer_backlog(&context).await?;
+            assert_eq!(undelivered, 300, "fetched while MySQL was away");
+            let text = app.get("/metrics").await.text().await.ok()?;
+            let redelivered = labelled(
+                &text,
+                "gatherer_nats_messages_total",
+                &[("stream", &stream.name), ("outcome", "redelivered")],
+            );
+            assert_eq!(
+                redelivered, 0.0,
+                "messages held through the outage were redelivered"
+            );
+            (cut_at.elapsed() >= Duration::from_secs(9)).then_some(())
+        },
+    )
+    .await;
     let ready: Value = app.get("/health/ready").await.json().await.unwrap();
     assert_eq!(ready["database"], "down");
+    assert_eq!(
+        table_totals(&pool).await,
+        first_totals,
+        "nothing lands while MySQL is away"
+    );
 
     proxy.restore();
     let expected = (
-        first_totals.0 + during_totals.0,
-        first_totals.1 + during_totals.1,
+        first_totals.0 + ahead_totals.0 + during_totals.0,
+        first_totals.1 + ahead_totals.1 + during_totals.1,
     );
     poll_until(
         Duration::from_secs(60),
