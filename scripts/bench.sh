@@ -10,7 +10,7 @@ source scripts/mysql.sh
 ensure_mysql
 export BENCH_MYSQL_URL="${BENCH_MYSQL_URL:-mysql://root@$MYSQL_HOST:$MYSQL_PORT}"
 parts=("$@")
-[[ $# -eq 0 ]] && parts=(aggregate ingest instructions export analyser detect)
+[[ $# -eq 0 ]] && parts=(aggregate ingest instructions nats export analyser detect)
 
 for part in "${parts[@]}"; do
   case $part in
@@ -29,6 +29,10 @@ for part in "${parts[@]}"; do
     ingest)
       echo "== ingest: the gatherer against a bare actix handler, batches, series, memory, loss"
       scripts/bench/ingest.sh
+      ;;
+    nats)
+      echo "== nats: events/s from JetStream into MySQL against HTTP NDJSON"
+      scripts/bench/nats.sh
       ;;
     analyser)
       echo "== analyser: pull throughput, /api/v1/state latency, live detection latency"

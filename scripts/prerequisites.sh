@@ -5,6 +5,10 @@
 # browser test (crates/analyser/tests/api/dashboard.rs) needs Chromium, Node.js 18 or later
 # and npm, installed from Debian when missing, and its npm packages (Playwright), installed
 # with npm ci when node_modules is missing or was installed from another package-lock.json.
+# The gatherer's NATS tests (crates/gatherer/tests/api/nats.rs) need nats-server: a
+# JetStream server on 127.0.0.1:4222 (or TEST_NATS_URL), and the binary itself for a
+# private server that takes 16 MiB messages; installed from Debian when missing, and
+# started (its store under the target directory) when none answers.
 
 E2E_DIR=crates/analyser/tests/e2e
 # Written after a successful npm ci: the package-lock.json node_modules was installed from.
@@ -37,6 +41,12 @@ find_missing() {
       MISSING_TOOLS+=("node $(node --version) is too old: Playwright needs Node.js 18 or later")
   fi
   command -v npm >/dev/null || MISSING_PACKAGES+=(npm)
+  command -v nats-server >/dev/null || MISSING_PACKAGES+=(nats-server)
+}
+
+# Whether a NATS server answers where the tests look for one.
+nats_answers() {
+  [[ -n "${TEST_NATS_URL:-}" ]] || (exec 3<>/dev/tcp/127.0.0.1/4222) 2>/dev/null
 }
 
 # How this user can run apt-get install: "" (as root), "sudo", or nothing (return 1).
@@ -72,13 +82,18 @@ check_prerequisites() {
   fi
   if ((${#MISSING_PACKAGES[@]})); then
     if runner=$(apt_runner); then
-      echo "install  ${MISSING_PACKAGES[*]} (Debian packages, for the dashboard's browser test): ${runner:+$runner }apt-get install -y ${MISSING_PACKAGES[*]}"
+      echo "install  ${MISSING_PACKAGES[*]} (Debian packages, for the browser and NATS tests): ${runner:+$runner }apt-get install -y ${MISSING_PACKAGES[*]}"
     else
-      echo "missing  ${MISSING_PACKAGES[*]} (for the dashboard's browser test): run sudo apt-get install -y ${MISSING_PACKAGES[*]}"
+      echo "missing  ${MISSING_PACKAGES[*]} (for the browser and NATS tests): run sudo apt-get install -y ${MISSING_PACKAGES[*]}"
       ok=false
     fi
   else
-    echo "ok       chromium, node $(node --version), npm $(npm --version)"
+    echo "ok       chromium, node $(node --version), npm $(npm --version), nats-server"
+  fi
+  if nats_answers; then
+    echo "ok       NATS answers on ${TEST_NATS_URL:-127.0.0.1:4222}"
+  else
+    echo "start    nats-server -js on 127.0.0.1:4222, its store in the target directory"
   fi
   reason=$(npm_ci_reason)
   if [[ -n $reason ]]; then
@@ -106,10 +121,10 @@ set_up_prerequisites() {
   fi
   if ((${#MISSING_PACKAGES[@]})); then
     if ! runner=$(apt_runner); then
-      echo "The dashboard's browser test needs ${MISSING_PACKAGES[*]}: run sudo apt-get install -y ${MISSING_PACKAGES[*]}" >&2
+      echo "The browser and NATS tests need ${MISSING_PACKAGES[*]}: run sudo apt-get install -y ${MISSING_PACKAGES[*]}" >&2
       return 1
     fi
-    echo "== installing ${MISSING_PACKAGES[*]} from Debian for the dashboard's browser test (apt-get)"
+    echo "== installing ${MISSING_PACKAGES[*]} from Debian for the browser and NATS tests (apt-get)"
     $runner apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $runner apt-get install -y -qq "${MISSING_PACKAGES[@]}" >/dev/null
   fi
@@ -118,5 +133,16 @@ set_up_prerequisites() {
     echo "== installing the browser test's npm packages ($reason): npm ci in $E2E_DIR"
     (cd "$E2E_DIR" && npm ci --no-audit --no-fund --loglevel=error)
     cp "$E2E_DIR/package-lock.json" "$E2E_STAMP"
+  fi
+  if ! nats_answers; then
+    local store="${CARGO_TARGET_DIR:-target}/nats"
+    echo "== starting nats-server with JetStream on 127.0.0.1:4222 (store $store, log $store/server.log)"
+    mkdir -p "$store"
+    nats-server -a 127.0.0.1 -p 4222 -js -sd "$store" >"$store/server.log" 2>&1 &
+    for _ in $(seq 50); do
+      nats_answers && break
+      sleep 0.1
+    done
+    nats_answers || { echo "nats-server did not start: see $store/server.log" >&2; return 1; }
   fi
 }

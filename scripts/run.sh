@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 
 usage() {
   cat <<'TXT'
-usage: scripts/run.sh [--demo [--keep]] [--release]
+usage: scripts/run.sh [--demo [--keep] [--nats]] [--release]
        scripts/run.sh --demo --clean
 
   (none)           the gatherer (:31115) and the analyser (:31116) on the databases pulse
@@ -16,6 +16,9 @@ usage: scripts/run.sh [--demo [--keep]] [--release]
                    plus demo traffic: three hours of backfilled history, then live traffic
                    with an anomaly every five minutes; the databases are dropped on exit
   --demo --keep    keep the demo's databases on exit
+  --demo --nats    the demo traffic through NATS JetStream (NATS_URL, or a nats-server -js
+                   started here with its store in var/nats) instead of HTTP, with a trickle
+                   of invalid messages; the gatherer consumes the stream
   --demo --clean   drop the databases earlier demos left (those no running demo uses), exit
   --release        optimised binaries (target/release); by default the binaries are the
                    tests' build (scripts/build.sh), so after scripts/test.sh nothing builds
@@ -29,19 +32,20 @@ var/run.env holds the addresses and databases of the running system, for scripts
 TXT
 }
 
-demo=false keep=false clean=false
+demo=false keep=false clean=false nats=false
 for arg in "$@"; do
   case $arg in
     --demo) demo=true ;;
     --keep) keep=true ;;
     --clean) clean=true ;;
+    --nats) nats=true ;;
     --release) export PULSE_PROFILE=release ;;
     -h | --help) usage; exit 0 ;;
     *) usage >&2; exit 2 ;;
   esac
 done
-if [[ $demo == false && ($keep == true || $clean == true) ]]; then
-  echo "--keep and --clean go with --demo" >&2
+if [[ $demo == false && ($keep == true || $clean == true || $nats == true) ]]; then
+  echo "--keep, --clean and --nats go with --demo" >&2
   exit 2
 fi
 
@@ -168,13 +172,35 @@ start_service() { # name command...
   fail "$name did not ${ADDRESS:+answer on http://$ADDRESS/health/ready}${ADDRESS:-start listening} within $start_limit s; its log: $log"
 }
 
+if [[ $nats == true ]]; then
+  NATS_URL="${NATS_URL:-nats://127.0.0.1:4222}"
+  if [[ $NATS_URL == nats://127.0.0.1:4222 ]] && ! (exec 3<>/dev/tcp/127.0.0.1/4222) 2>/dev/null; then
+    command -v nats-server >/dev/null ||
+      fail "--nats: no NATS answers on 127.0.0.1:4222 and nats-server is not installed (apt-get install nats-server), or set NATS_URL"
+    mkdir -p "$var/nats"
+    nats-server -a 127.0.0.1 -p 4222 -js -sd "$var/nats" >"$var/log/nats-server.log" 2>&1 &
+    pids+=($!) names+=(nats-server)
+    for _ in $(seq 100); do
+      (exec 3<>/dev/tcp/127.0.0.1/4222) 2>/dev/null && break
+      sleep 0.1
+    done
+    (exec 3<>/dev/tcp/127.0.0.1/4222) 2>/dev/null ||
+      fail "nats-server did not start within 10 s; its log: $var/log/nats-server.log"
+  fi
+  export GATHERER__NATS__URL="$NATS_URL"
+fi
+
 start_service gatherer "$bin/gatherer"
 gatherer=$ADDRESS
 export ANALYSER__GATHERER__URL="${ANALYSER__GATHERER__URL:-http://$gatherer}"
 start_service analyser "$bin/analyser" --config "$var/analyser.toml"
 analyser=$ADDRESS
 if [[ $demo == true ]]; then
-  "$bin/pulse-demo" --gatherer "http://$gatherer" &
+  if [[ $nats == true ]]; then
+    "$bin/pulse-demo" --gatherer "http://$gatherer" --nats "$NATS_URL" &
+  else
+    "$bin/pulse-demo" --gatherer "http://$gatherer" &
+  fi
   pids+=($!) names+=(demo)
 fi
 

@@ -44,12 +44,24 @@ count() {
   local requests instructions
   requests=$(sed -n 's/^ *\([0-9]*\) requests in.*/\1/p' <<<"$report")
   instructions=$(awk '/^totals:/ {print $2; exit}' "$out/$name")
+  echo "$requests" >"$out/$name.requests"
   echo $((instructions / requests))
 }
 
-export DATABASE_URL="mysql://root@$MYSQL_HOST:$MYSQL_PORT/$db" GATHERER__INGEST__MAX_PENDING_EVENTS=50000000 RUST_LOG=warn
+# in_function NAME PATTERN: instructions per request spent in functions matching PATTERN
+# (inclusive of what they call), from the profile `count NAME` left.
+in_function() {
+  local total
+  total=$(callgrind_annotate --inclusive=yes --threshold=100 "$out/$1" 2>/dev/null |
+    awk -v p="$2" 'index($0, p) && !index($0, "closure") {gsub(",", "", $1); sum += $1} END {print sum + 0}')
+  echo "$total $(cat "$out/$1.requests")" | awk '{printf "%.1f", $1 / $2}'
+}
+
+export DATABASE_URL="mysql://root@$MYSQL_HOST:$MYSQL_PORT/$db" RUST_LOG=warn
 bare=$(count bare bench.lua X=1 -- "$bin/examples/bare_http" "$port")
 single=$(count single bench.lua X=1 -- "$bin/gatherer" --port "$port")
+keyless_key_cost=$(in_function single "routes::ingest::idempotency_key")
+keyed=$(count keyed scripts/bench/keyed.lua X=1 -- "$bin/gatherer" --port "$port")
 few=$(count few scripts/bench/series.lua SERIES=100 -- "$bin/gatherer" --port "$port")
 many=$(count many scripts/bench/series.lua SERIES=1000000 -- "$bin/gatherer" --port "$port")
 "$mysql_client" -h "$MYSQL_HOST" -P "$MYSQL_PORT" -u root -e "DROP DATABASE IF EXISTS \`$db\`"
@@ -60,5 +72,9 @@ echo "| instructions per request (callgrind, wrk -t1 -c4 -d${seconds}s) | figure
 echo "| --- | --- | --- | --- |"
 printf '| single-event POST /gather (bench.lua) | %d | bare actix handler: %d | %.2f |\n' \
   "$single" "$bare" "$(echo "$bare / $single" | bc -l)"
+printf '| single-event POST /gather without an Idempotency-Key: instructions spent looking for the header (`routes::ingest::idempotency_key`, inclusive) | %s | the whole request: %d | %s |\n' \
+  "$keyless_key_cost" "$single" "$(echo "$keyless_key_cost $single" | awk '{printf "%.5f", $1 / $2}')"
+printf '| single-event POST /gather with an Idempotency-Key of its own (claim, reply kept, key committed with the flush) | %d | without: %d | %.2f |\n' \
+  "$keyed" "$single" "$(echo "$single / $keyed" | bc -l)"
 printf '| over 1 000 000 distinct series, flushes included | %d | over 100: %d | %.2f |\n' \
   "$many" "$few" "$(echo "$few / $many" | bc -l)"

@@ -94,6 +94,7 @@ fn deploy_files_match_the_code() {
     let files = [
         "docker-compose.yml",
         "k8s/gatherer.yaml",
+        "k8s/nats.yaml",
         "k8s/analyser.yaml",
         "k8s/cronjob.yaml",
         "k8s/secrets.example.yaml",
@@ -118,10 +119,12 @@ fn deploy_files_match_the_code() {
             .server
             .port,
     );
+    // NATS's client port: the server the gatherers consume from.
+    let nats_port = 4222;
     assert!(
         seen_ports
             .iter()
-            .all(|p| [gatherer_port, analyser_port].contains(p)),
+            .all(|p| [gatherer_port, analyser_port, nats_port].contains(p)),
         "{seen_ports:?}"
     );
     assert!(seen_ports.contains(&gatherer_port) && seen_ports.contains(&analyser_port));

@@ -103,10 +103,12 @@ impl Aggregator {
         BucketStart(at_ms.div_euclid(width_ms) * self.width_secs)
     }
 
-    /// Adds one event to its bucket's totals.
-    pub fn record(&self, label: &str, entity_id: i64, value: i64, at_ms: i64) {
+    /// Adds one event to its bucket's totals. Returns the rows it added: 1 when it opened
+    /// a new (bucket, label, entity) or closed a delta early on overflow, else 0 (summed
+    /// into a row already held, at no cost in memory).
+    pub fn record(&self, label: &str, entity_id: i64, value: i64, at_ms: i64) -> usize {
         let mut shard = lock(&self.shards[self.shard_of(label, entity_id)]);
-        self.add(&mut shard, label, entity_id, value, at_ms);
+        usize::from(self.add(&mut shard, label, entity_id, value, at_ms))
     }
 
     /// Adds a request's events, `event` giving each one's (label, entity, value, unix
@@ -115,8 +117,12 @@ impl Aggregator {
     /// bucket by bucket in time order, and within a bucket shard by shard; each series sees
     /// its values in request order. So a drain that falls in the middle of a backfill
     /// request finds the request's earlier buckets complete, as with events recorded one
-    /// by one in time order.
-    pub fn record_all<E>(&self, events: &[E], event: impl Fn(&E) -> (&str, i64, i64, i64)) {
+    /// by one in time order. Returns the rows added, as [`Aggregator::record`] counts them.
+    pub fn record_all<E>(
+        &self,
+        events: &[E],
+        event: impl Fn(&E) -> (&str, i64, i64, i64),
+    ) -> usize {
         if let [one] = events {
             let (label, entity_id, value, at_ms) = event(one);
             return self.record(label, entity_id, value, at_ms);
@@ -151,13 +157,15 @@ impl Aggregator {
             order.sort_by_key(|&i| keys[i as usize]);
             order
         };
+        let mut rows = 0;
         for run in order.chunk_by(|&i, &j| keys[i as usize] == keys[j as usize]) {
             let mut shard = lock(&self.shards[keys[run[0] as usize].1 as usize]);
             for &i in run {
                 let (label, entity_id, value, at_ms) = event(&events[i as usize]);
-                self.add(&mut shard, label, entity_id, value, at_ms);
+                rows += usize::from(self.add(&mut shard, label, entity_id, value, at_ms));
             }
         }
+        rows
     }
 
     fn shard_of(&self, label: &str, entity_id: i64) -> usize {
@@ -165,7 +173,9 @@ impl Aggregator {
     }
 
     /// Adds one event to a shard the caller holds (the one [`Aggregator::shard_of`] names).
-    fn add(&self, shard: &mut Shard, label: &str, entity_id: i64, value: i64, at_ms: i64) {
+    /// True when the event added a row: a new series in its bucket, or an overflow that
+    /// closed a delta and started another.
+    fn add(&self, shard: &mut Shard, label: &str, entity_id: i64, value: i64, at_ms: i64) -> bool {
         let bucket = self.bucket_of(at_ms);
         let series = match shard.buckets.iter_mut().position(|(b, _)| *b == bucket) {
             Some(i) => &mut shard.buckets[i].1,
@@ -182,18 +192,21 @@ impl Aggregator {
         match entities.get_mut(&entity_id) {
             None => {
                 entities.insert(entity_id, Totals::of(value));
+                true
             }
             Some(totals) => {
-                if !totals.try_add(value) {
-                    let full = std::mem::replace(totals, Totals::of(value));
-                    let label = series_label(series, label);
-                    shard.overflowed.push(Delta {
-                        bucket,
-                        label,
-                        entity_id,
-                        totals: full,
-                    });
+                if totals.try_add(value) {
+                    return false;
                 }
+                let full = std::mem::replace(totals, Totals::of(value));
+                let label = series_label(series, label);
+                shard.overflowed.push(Delta {
+                    bucket,
+                    label,
+                    entity_id,
+                    totals: full,
+                });
+                true
             }
         }
     }
@@ -423,11 +436,12 @@ mod tests {
         ) {
             let agg = Aggregator::new(2, 3);
             let mut recorded = (0i128, 0u64);
+            let mut rows = 0;
             let mut drained = Vec::new();
             for (op, t) in ops {
                 match op {
                     Some((l, id, v)) => {
-                        agg.record(&format!("l{l}"), id, v, t);
+                        rows += agg.record(&format!("l{l}"), id, v, t);
                         recorded.0 += i128::from(v);
                         recorded.1 += 1;
                     }
@@ -436,6 +450,9 @@ mod tests {
             }
             drained.extend(agg.drain_all());
             prop_assert_eq!(total(&drained), recorded);
+            // The backlog counts rows as they are recorded and releases them as deltas
+            // commit: the two counts must agree.
+            prop_assert_eq!(drained.len(), rows);
             for d in &drained {
                 prop_assert!(d.totals.min <= d.totals.max);
                 prop_assert_eq!(d.bucket.unix_seconds() % 2, 0);
@@ -458,12 +475,13 @@ mod tests {
                 one_by_one.record(label, *id, *value, *at);
             }
             let batched = Aggregator::new(2, 5);
-            batched.record_all(&events, |(label, id, value, at)| (label, *id, *value, *at));
+            let rows = batched.record_all(&events, |(label, id, value, at)| (label, *id, *value, *at));
             let key = |d: &Delta| (d.bucket, d.label.clone(), d.entity_id, d.totals.sum, d.totals.events, d.totals.min);
             let mut expected = one_by_one.drain_all();
             let mut got = batched.drain_all();
             expected.sort_by_key(key);
             got.sort_by_key(key);
+            prop_assert_eq!(got.len(), rows);
             prop_assert_eq!(got, expected);
         }
     }

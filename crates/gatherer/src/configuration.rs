@@ -17,6 +17,7 @@ pub struct Settings {
     pub ingest: IngestSettings,
     pub wal: WalSettings,
     pub auth: AuthSettings,
+    pub nats: NatsSettings,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -62,8 +63,15 @@ pub struct IngestSettings {
     /// Oldest accepted event `ts` (backfill may raise it to days).
     #[serde(with = "humantime_serde")]
     pub max_event_age: Duration,
-    /// Events held but not yet in MySQL; at the bound, `/gather` answers 503.
-    pub max_pending_events: u64,
+    /// Rows (series × buckets) held in memory and not yet committed to MySQL; at the
+    /// bound, `/gather` answers 503. Events summed into a row already held cost nothing.
+    pub max_pending_rows: u64,
+    /// How long an accepted `Idempotency-Key` is recognised: a retry within it gets the
+    /// original reply and records nothing.
+    #[serde(with = "humantime_serde")]
+    pub idempotency_window: Duration,
+    /// Keys kept at most; the oldest go first.
+    pub max_idempotency_keys: usize,
     pub max_body_bytes: usize,
     #[serde(with = "humantime_serde")]
     pub shutdown_timeout: Duration,
@@ -79,6 +87,38 @@ pub struct IngestSettings {
 pub struct WalSettings {
     pub enabled: bool,
     pub dir: String,
+}
+
+/// `[nats]`: JetStream ingest, off while `url` is empty.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NatsSettings {
+    /// `nats://host:4222` (credentials in it stay out of logs); empty = off.
+    pub url: SecretString,
+    /// The stream, created (work-queue retention, seven days at most) if missing.
+    pub stream: String,
+    /// The subjects the stream takes, when the gatherer creates it.
+    pub subjects: Vec<String>,
+    /// The durable pull consumer the gatherers share, created if missing.
+    pub durable: String,
+    /// Messages per fetch.
+    pub batch: usize,
+    /// Messages the server hands out before it waits for acknowledgements.
+    pub max_ack_pending: i64,
+    /// How long the server waits for an acknowledgement before redelivering; messages
+    /// still held are reported in progress every third of it.
+    #[serde(with = "humantime_serde")]
+    pub ack_wait: Duration,
+    /// A `.creds` file (JWT and NKey seed); empty = none.
+    pub credentials_file: String,
+    /// Where invalid messages and rejected events are republished; empty = `<stream>.dead`.
+    pub dead_letter_subject: String,
+}
+
+impl NatsSettings {
+    pub fn enabled(&self) -> bool {
+        !self.url.expose_secret().trim().is_empty()
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -114,7 +154,9 @@ connect_timeout = "10s"
 [ingest]
 bucket_seconds = 2
 max_event_age = "10m"
-max_pending_events = 5_000_000
+max_pending_rows = 2_000_000
+idempotency_window = "10m"
+max_idempotency_keys = 1_000_000
 max_body_bytes = 16_777_216
 shutdown_timeout = "30s"
 flush_grace = "250ms"
@@ -127,6 +169,17 @@ dir = "var/gatherer-wal"
 [auth]
 ingest_tokens = []
 export_token = ""
+
+[nats]
+url = ""
+stream = "pulse"
+subjects = ["pulse.events"]
+durable = "gatherer"
+batch = 500
+max_ack_pending = 20_000
+ack_wait = "30s"
+credentials_file = ""
+dead_letter_subject = ""
 "#;
 
 impl Settings {
@@ -151,8 +204,16 @@ impl Settings {
         if !(1..=3600).contains(&ingest.bucket_seconds) {
             return Err("ingest.bucket_seconds must be between 1 and 3600".into());
         }
-        if ingest.max_pending_events == 0 {
-            return Err("ingest.max_pending_events must be at least 1".into());
+        if ingest.max_pending_rows == 0 {
+            return Err("ingest.max_pending_rows must be at least 1".into());
+        }
+        if ingest.idempotency_window < Duration::from_secs(1)
+            || ingest.idempotency_window > Duration::from_secs(7 * 86_400)
+        {
+            return Err("ingest.idempotency_window must be between 1s and 7d".into());
+        }
+        if ingest.max_idempotency_keys == 0 {
+            return Err("ingest.max_idempotency_keys must be at least 1".into());
         }
         if ingest.max_rows_per_batch == 0 {
             return Err("ingest.max_rows_per_batch must be at least 1".into());
@@ -199,6 +260,27 @@ impl Settings {
         if self.wal.enabled && self.wal.dir.trim().is_empty() {
             return Err("wal.dir must not be empty when wal.enabled is true".into());
         }
+        let nats = &self.nats;
+        if nats.enabled() {
+            let valid_name = |n: &str| {
+                !n.is_empty() && !n.contains(|c: char| c.is_whitespace() || ".*>/\\".contains(c))
+            };
+            if !valid_name(&nats.stream) || !valid_name(&nats.durable) {
+                return Err("nats.stream and nats.durable must be names without spaces, '.', '*', '>', '/' or '\\'".into());
+            }
+            if nats.subjects.is_empty() || nats.subjects.iter().any(|s| s.trim().is_empty()) {
+                return Err("nats.subjects must list at least one subject".into());
+            }
+            if !(1..=10_000).contains(&nats.batch) {
+                return Err("nats.batch must be between 1 and 10000".into());
+            }
+            if nats.max_ack_pending < 1 {
+                return Err("nats.max_ack_pending must be at least 1".into());
+            }
+            if nats.ack_wait < Duration::from_secs(5) {
+                return Err("nats.ack_wait must be at least 5s".into());
+            }
+        }
         let url = self.database.url.expose_secret();
         if !url.starts_with("mysql://") && !url.starts_with("mariadb://") {
             return Err("database.url must start with mysql://".into());
@@ -217,7 +299,9 @@ mod tests {
         assert_eq!(settings.server.port, 31115);
         assert_eq!(settings.ingest.bucket_seconds, 2);
         assert_eq!(settings.ingest.max_event_age, Duration::from_secs(600));
-        assert_eq!(settings.ingest.max_pending_events, 5_000_000);
+        assert_eq!(settings.ingest.max_pending_rows, 2_000_000);
+        assert_eq!(settings.ingest.idempotency_window, Duration::from_secs(600));
+        assert_eq!(settings.ingest.max_idempotency_keys, 1_000_000);
         assert_eq!(settings.ingest.shutdown_timeout, Duration::from_secs(30));
         assert!(!settings.wal.enabled);
         assert_eq!(
@@ -243,6 +327,8 @@ mod tests {
             "[server]\nkeep_alive = \"5\"\n",
             "[ingest]\nmax_body_bytes = 1_000_000_000\n",
             "[wal]\nenabled = true\ndir = \" \"\n",
+            "[ingest]\nidempotency_window = \"0s\"\n",
+            "[ingest]\nmax_idempotency_keys = 0\n",
         ] {
             std::fs::write(&file, bad).unwrap();
             assert!(Settings::load(Some(&file), None).is_err(), "{bad}");

@@ -4,8 +4,8 @@
 //! flight), cuts them into batches and writes them with [`store::insert_batch`]. A batch
 //! that fails is kept and retried, with backoff, under the same id until it commits, so
 //! an outage delays events but never loses or doubles them. While a batch waits, new
-//! events keep aggregating in memory; the [`Backlog`] bound turns that into 503s at
-//! ingest instead of unbounded memory.
+//! events keep aggregating in memory; the [`Backlog`] bound on rows not yet committed
+//! turns that into 503s at ingest instead of unbounded memory.
 
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
@@ -18,14 +18,24 @@ use sqlx::MySqlPool;
 use tokio::time::Instant;
 
 use crate::bucket::{Aggregator, Delta};
+use crate::idempotency::KeyStore;
+use crate::nats::{self, NatsIntake};
 use crate::store::{self, Batch, FlushOutcome};
 use crate::wal::{Epoch, Wal};
 
 const TICK: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 const PING_EVERY: Duration = Duration::from_secs(1);
+/// Accepted idempotency keys ride with the next batch; when no batch comes, they are
+/// committed alone this often.
+const KEYS_ALONE_EVERY: Duration = Duration::from_secs(2);
+/// How often keys past the window are deleted from `idempotency_keys`.
+const PRUNE_KEYS_EVERY: Duration = Duration::from_secs(60);
 
-/// Events accepted but not yet committed to MySQL, against their bound.
+/// Rows (series × buckets) held in memory and not yet committed to MySQL, against their
+/// bound: what actually waits for MySQL and costs memory. Events summed into a row already
+/// held add nothing, so the bound is reached only when MySQL falls behind (or is away),
+/// never by the event rate alone.
 #[derive(Debug)]
 pub struct Backlog {
     pending: AtomicU64,
@@ -33,38 +43,32 @@ pub struct Backlog {
 }
 
 impl Backlog {
-    pub fn new(max: u64) -> Self {
+    pub fn new(max_rows: u64) -> Self {
         Backlog {
             pending: AtomicU64::new(0),
-            max,
+            max: max_rows,
         }
     }
 
-    /// Reserves room for `n` events; false (and nothing reserved) when that would pass
-    /// the bound.
-    pub fn try_reserve(&self, n: u64) -> bool {
-        let before = self.pending.fetch_add(n, Ordering::AcqRel);
-        if before.saturating_add(n) > self.max {
-            self.pending.fetch_sub(n, Ordering::AcqRel);
-            return false;
+    /// Counts rows a request (or a replay of the write-ahead log) added.
+    pub fn add(&self, rows: u64) {
+        if rows > 0 {
+            self.pending.fetch_add(rows, Ordering::AcqRel);
         }
-        true
     }
 
-    /// Counts `n` events whatever the bound: replayed from the write-ahead log at start.
-    pub fn add(&self, n: u64) {
-        self.pending.fetch_add(n, Ordering::AcqRel);
-    }
-
-    /// Gives back `n` events: they committed (or were never recorded).
-    pub fn release(&self, n: u64) {
-        self.pending.fetch_sub(n, Ordering::AcqRel);
+    /// Gives back `rows`: their batch committed.
+    pub fn release(&self, rows: u64) {
+        self.pending.fetch_sub(rows, Ordering::AcqRel);
     }
 
     pub fn pending(&self) -> u64 {
         self.pending.load(Ordering::Acquire)
     }
 
+    /// At the bound: `/gather` refuses whole requests (503) until batches commit. A request
+    /// admitted just below it may pass it by the rows it adds, so the memory held is at
+    /// most the bound plus what the requests in flight add.
     pub fn is_full(&self) -> bool {
         self.pending() >= self.max
     }
@@ -121,6 +125,12 @@ pub struct Flusher {
     backoff: Duration,
     retry_at: Option<Instant>,
     last_ping: Option<Instant>,
+    /// Idempotency keys: each batch takes the keys accepted since the previous one.
+    keys: Option<(Arc<KeyStore>, Duration)>,
+    keys_alone_at: Instant,
+    prune_keys_at: Instant,
+    /// The NATS consumer's intake and stream: each drain of it is one batch.
+    nats: Option<(Arc<std::sync::Mutex<NatsIntake>>, Arc<str>)>,
 }
 
 impl Flusher {
@@ -149,7 +159,48 @@ impl Flusher {
             backoff: TICK,
             retry_at: None,
             last_ping: None,
+            keys: None,
+            keys_alone_at: Instant::now() + KEYS_ALONE_EVERY,
+            prune_keys_at: Instant::now(),
+            nats: None,
         }
+    }
+
+    /// Also drains what the NATS consumer recorded, each drain in one transaction with
+    /// the stream sequences it covers.
+    pub fn with_nats(
+        mut self,
+        intake: Arc<std::sync::Mutex<NatsIntake>>,
+        stream: Arc<str>,
+    ) -> Self {
+        self.nats = Some((intake, stream));
+        self
+    }
+
+    /// Queues a drain of the NATS intake: the buckets closed by `threshold` (all, for
+    /// `None`), as one batch whatever its size, with the coverage the flush records.
+    fn drain_nats(&mut self, threshold: Option<i64>) {
+        let Some((intake, stream)) = &self.nats else {
+            return;
+        };
+        let Some(drain) = nats::lock(intake).drain(threshold) else {
+            return;
+        };
+        let mut batch = Batch::new(format!("n{}-{}", self.instance, drain.id), drain.deltas);
+        batch.consumed = Some((stream.clone(), drain.coverage));
+        self.push(Queued {
+            batch,
+            segment: None,
+            nats_drain: Some(drain.id),
+        });
+    }
+
+    /// Commits the idempotency keys `keys` accepts with the batches, and deletes those
+    /// older than `window` from MySQL. Call before [`Flusher::with_wal`], so that keys
+    /// read back from the log ride with its replay.
+    pub fn with_keys(mut self, keys: Arc<KeyStore>, window: Duration) -> Self {
+        self.keys = Some((keys, window));
+        self
     }
 
     /// Switches to the write-ahead log: events come from the log's epochs, and `replay`
@@ -161,7 +212,7 @@ impl Flusher {
                 self.segment_done(key);
                 continue;
             }
-            self.backlog.add(batch.events);
+            self.backlog.add(batch.deltas.len() as u64);
             self.enqueue_for_segment(batch, key);
             self.segment_done(key);
         }
@@ -184,7 +235,10 @@ impl Flusher {
                 _ = tick.tick() => {}
                 () = &mut shutdown => break,
             }
-            metrics::gauge!("gatherer_pending_events").set(self.backlog.pending() as f64);
+            metrics::gauge!("gatherer_pending_rows").set(self.backlog.pending() as f64);
+            if let Some((keys, _)) = &self.keys {
+                metrics::gauge!("gatherer_idempotency_keys").set(keys.len() as f64);
+            }
             let now_ms = chrono::Utc::now().timestamp_millis();
             let grace_ms = i64::try_from(self.grace.as_millis()).unwrap_or(i64::MAX);
             if let Some(sealed) = self.wal.as_ref().and_then(|wal| wal.seal_if_due(now_ms)) {
@@ -199,9 +253,16 @@ impl Flusher {
                         .drain_closed(now_ms.saturating_sub(grace_ms));
                     self.enqueue(closed);
                 }
+                self.drain_nats(Some(now_ms.saturating_sub(grace_ms)));
+            }
+            if self.queue.is_empty() && Instant::now() >= self.keys_alone_at {
+                self.push_keys_alone();
             }
             if self.queue.is_empty() {
                 self.ping_when_idle().await;
+                if self.db.is_up() {
+                    self.prune_keys().await;
+                }
             } else if self.retry_at.is_none_or(|at| Instant::now() >= at) {
                 self.flush_queue().await;
             }
@@ -218,6 +279,8 @@ impl Flusher {
             let everything = self.aggregator.drain_all();
             self.enqueue(everything);
         }
+        self.drain_nats(None);
+        self.push_keys_alone();
         while !self.queue.is_empty() && Instant::now() < deadline {
             if self.retry_at.is_some_and(|at| Instant::now() < at) {
                 tokio::time::sleep_until(self.retry_at.unwrap_or(deadline).min(deadline)).await;
@@ -302,10 +365,60 @@ impl Flusher {
         if let Some(slot) = self.segments.get_mut(&segment) {
             slot.queued += 1;
         }
-        self.queue.push_back(Queued {
+        self.push(Queued {
             batch,
             segment: Some(segment),
+            nats_drain: None,
         });
+    }
+
+    /// Queues a batch, with the idempotency keys accepted since the previous one: a key
+    /// is accepted only after its events are recorded (and, with the log, before its
+    /// epoch can be drained), so the batch that takes it commits no later than the last
+    /// batch holding its events.
+    fn push(&mut self, mut queued: Queued) {
+        if let Some((keys, _)) = &self.keys {
+            queued.batch.keys.extend(keys.take_outbox());
+            self.keys_alone_at = Instant::now() + KEYS_ALONE_EVERY;
+        }
+        self.queue.push_back(queued);
+    }
+
+    /// Queues the accepted keys no batch took, in a batch of their own.
+    fn push_keys_alone(&mut self) {
+        let Some((keys, _)) = &self.keys else { return };
+        let taken = keys.take_outbox();
+        self.keys_alone_at = Instant::now() + KEYS_ALONE_EVERY;
+        if taken.is_empty() {
+            return;
+        }
+        let id = format!("{}-{}", self.instance, self.next_sequence);
+        self.next_sequence += 1;
+        let mut batch = Batch::new(id, Vec::new());
+        batch.keys = taken;
+        self.queue.push_back(Queued {
+            batch,
+            segment: None,
+            nats_drain: None,
+        });
+    }
+
+    /// Deletes keys past the window from MySQL, now and then, while nothing waits.
+    async fn prune_keys(&mut self) {
+        let Some((_, window)) = &self.keys else {
+            return;
+        };
+        if Instant::now() < self.prune_keys_at {
+            return;
+        }
+        self.prune_keys_at = Instant::now() + PRUNE_KEYS_EVERY;
+        let window_ms = i64::try_from(window.as_millis()).unwrap_or(i64::MAX);
+        let before = chrono::Utc::now()
+            .timestamp_millis()
+            .saturating_sub(window_ms);
+        if let Err(error) = store::prune_idempotency_keys(&self.pool, before).await {
+            tracing::warn!(%error, "could not delete expired idempotency keys; will retry");
+        }
     }
 
     /// Nothing more will be drained from this segment's events.
@@ -352,9 +465,10 @@ impl Flusher {
             let rest = deltas.split_off(deltas.len().min(self.max_rows_per_batch));
             let id = format!("{}-{}", self.instance, self.next_sequence);
             self.next_sequence += 1;
-            self.queue.push_back(Queued {
+            self.push(Queued {
                 batch: Batch::new(id, deltas),
                 segment: None,
+                nats_drain: None,
             });
             deltas = rest;
         }
@@ -362,8 +476,13 @@ impl Flusher {
 
     /// Writes queued batches in order; stops at the first failure and schedules a retry.
     async fn flush_queue(&mut self) {
-        while let Some(Queued { batch, segment }) = self.queue.front() {
-            let segment = *segment;
+        while let Some(Queued {
+            batch,
+            segment,
+            nats_drain,
+        }) = self.queue.front()
+        {
+            let (segment, nats_drain) = (*segment, *nats_drain);
             let started = Instant::now();
             let result = store::insert_batch(&self.pool, batch).await;
             metrics::histogram!("gatherer_flush_seconds").record(started.elapsed().as_secs_f64());
@@ -390,10 +509,17 @@ impl Flusher {
                             batch = %batch.id, "batch had committed before its retry; dropped the retry"
                         ),
                     }
-                    self.backlog.release(batch.events);
+                    self.backlog.release(batch.deltas.len() as u64);
+                    if !batch.keys.is_empty() {
+                        metrics::counter!("gatherer_idempotency_keys_committed_total")
+                            .increment(batch.keys.len() as u64);
+                    }
                     self.queue.pop_front();
                     if let Some(segment) = segment {
                         self.batch_committed(segment);
+                    }
+                    if let (Some(id), Some((intake, _))) = (nats_drain, &self.nats) {
+                        nats::lock(intake).committed(id);
                     }
                     self.db.set(true);
                     self.backoff = TICK;
@@ -421,11 +547,13 @@ impl Flusher {
     }
 }
 
-/// A batch waiting for MySQL, and the write-ahead log segment its events came from.
+/// A batch waiting for MySQL, and where its events came from: a write-ahead log
+/// segment, or a drain of the NATS intake (whose messages are acked once it commits).
 #[derive(Debug)]
 struct Queued {
     batch: Batch,
     segment: Option<u64>,
+    nats_drain: Option<u64>,
 }
 
 /// A sealed epoch of the write-ahead log and how far its drains have gone.

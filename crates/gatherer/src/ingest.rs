@@ -74,6 +74,16 @@ impl ValidEvent<'_> {
     pub fn fields(&self) -> (&str, i64, i64, i64) {
         (&self.label, self.id, self.value, self.at_ms)
     }
+
+    /// The same event, owning its label: for work that outlives the request body.
+    pub fn to_owned_event(&self) -> ValidEvent<'static> {
+        ValidEvent {
+            label: Cow::Owned(self.label.clone().into_owned()),
+            id: self.id,
+            value: self.value,
+            at_ms: self.at_ms,
+        }
+    }
 }
 
 /// At most this many rejected items are kept with their reason (the first ones), so that

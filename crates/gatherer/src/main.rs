@@ -81,10 +81,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         let pool = gatherer::store::connect(&settings.database).await?;
         let report =
             gatherer::store::prune(&pool, cutoff, keep_after_iterator, batch_rows.max(1)).await?;
-        tracing::info!(rows = report.rows, flush_batches = report.batches, %cutoff, keep_after_iterator, "pruned");
+        tracing::info!(rows = report.rows, flush_batches = report.batches, nats_ranges = report.nats_ranges, %cutoff, keep_after_iterator, "pruned");
         println!(
-            "deleted {} rows of events_count and {} flush_batches ids",
-            report.rows, report.batches
+            "deleted {} rows of events_count, {} flush_batches ids and {} nats_consumed ranges",
+            report.rows, report.batches, report.nats_ranges
         );
         return Ok(ExitCode::SUCCESS);
     }

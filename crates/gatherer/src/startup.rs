@@ -18,6 +18,8 @@ use anyhow::Context;
 
 use crate::configuration::Settings;
 use crate::flusher::{self, FlushReport, Flusher};
+use crate::idempotency::{Accepted, KeyStore};
+use crate::nats::{self, Nats};
 use crate::routes;
 use crate::state::AppState;
 use crate::store::{self, Batch};
@@ -28,6 +30,7 @@ pub struct Application {
     server: Server,
     state: web::Data<AppState>,
     flusher: Flusher,
+    nats: Option<Nats>,
     shutdown_timeout: Duration,
     http_grace: Duration,
 }
@@ -47,23 +50,35 @@ impl Application {
     pub async fn build(settings: Settings) -> anyhow::Result<Application> {
         service::telemetry::prometheus();
         let pool = store::connect(&settings.database).await?;
-        let (wal, replay) = if settings.wal.enabled {
-            let (wal, replay) = open_wal(&settings, &pool).await?;
-            (Some(wal), replay)
+        let (wal, replay, logged_keys) = if settings.wal.enabled {
+            let (wal, replay, keys) = open_wal(&settings, &pool).await?;
+            (Some(wal), replay, keys)
         } else {
-            (None, Vec::new())
+            (None, Vec::new(), Vec::new())
         };
-        let state = web::Data::new(
-            AppState::new(
-                pool.clone(),
-                settings.ingest.clone(),
-                settings.auth.ingest_tokens.clone(),
-                settings.auth.export_token.clone(),
+        let mut app_state = AppState::new(
+            pool.clone(),
+            settings.ingest.clone(),
+            settings.auth.ingest_tokens.clone(),
+            settings.auth.export_token.clone(),
+        )
+        .with_wal(wal.clone())
+        .with_body_timeout(settings.server.request_body_timeout);
+        app_state.db.set(true);
+        let nats = settings.nats.enabled().then(|| {
+            Nats::start(
+                settings.nats.clone(),
+                nats::Shared {
+                    pool: pool.clone(),
+                    backlog: app_state.backlog.clone(),
+                    db: app_state.db.clone(),
+                    ingest: settings.ingest.clone(),
+                },
             )
-            .with_wal(wal.clone())
-            .with_body_timeout(settings.server.request_body_timeout),
-        );
-        state.db.set(true);
+        });
+        app_state.nats = nats.as_ref().map(|n| n.status.clone());
+        let state = web::Data::new(app_state);
+        restore_keys(&state.keys, &settings, &pool, logged_keys).await?;
 
         let listener = TcpListener::bind((settings.server.host.as_str(), settings.server.port))
             .with_context(|| {
@@ -119,14 +134,19 @@ impl Application {
             settings.ingest.flush_grace,
             settings.ingest.max_rows_per_batch,
         );
+        flusher = flusher.with_keys(state.keys.clone(), settings.ingest.idempotency_window);
         if let Some(wal) = wal {
             flusher = flusher.with_wal(wal, replay);
+        }
+        if let Some(nats) = &nats {
+            flusher = flusher.with_nats(nats.intake.clone(), nats.stream.clone());
         }
         Ok(Application {
             address,
             server,
             state,
             flusher,
+            nats,
             shutdown_timeout,
             http_grace,
         })
@@ -166,11 +186,20 @@ impl Application {
         };
         tracing::info!("shutting down: refusing new events, flushing what is held");
         self.state.begin_shutdown();
+        let mut nats = self.nats;
+        if let Some(nats) = &mut nats {
+            nats.stop_fetching(self.http_grace).await;
+        }
         if server_result.is_none() {
             handle.stop(true).await;
         }
         let _ = stop_flusher.send(());
         let report = flusher.await.context("flusher task failed")?;
+        if let Some(nats) = nats {
+            // The last flush made its messages due: acknowledge them before leaving (a
+            // message left unacked is redelivered and recognised as committed).
+            nats.finish(Duration::from_secs(2)).await;
+        }
         if let Some(result) = server_result {
             result
                 .context("HTTP server task failed")?
@@ -194,13 +223,15 @@ impl Application {
 async fn open_wal(
     settings: &Settings,
     pool: &sqlx::MySqlPool,
-) -> anyhow::Result<(Arc<Wal>, Vec<(Batch, PathBuf)>)> {
+) -> anyhow::Result<(Arc<Wal>, Vec<(Batch, PathBuf)>, Vec<Accepted>)> {
     let dir = PathBuf::from(&settings.wal.dir);
     let recovered = wal::recover(&dir).map_err(|e| anyhow::anyhow!("{e}"))?;
     let mut committed = std::collections::HashMap::new();
     let mut replay = Vec::with_capacity(recovered.len());
+    let mut keys = Vec::new();
     let (mut events, mut torn) = (0u64, 0usize);
-    for segment in recovered {
+    for mut segment in recovered {
+        keys.append(&mut segment.keys);
         if !committed.contains_key(&segment.instance) {
             let thresholds = store::wal_committed_thresholds(pool, &segment.instance)
                 .await
@@ -242,5 +273,33 @@ async fn open_wal(
         settings.ingest.bucket_seconds,
         chrono::Utc::now().timestamp_millis(),
     );
-    Ok((Arc::new(wal), replay))
+    Ok((Arc::new(wal), replay, keys))
+}
+
+/// Fills the key store: the keys committed to MySQL within the window (by any gatherer:
+/// a retry may reach another replica after a restart), then those the write-ahead log
+/// holds, which the replay's first batch commits.
+async fn restore_keys(
+    keys: &KeyStore,
+    settings: &Settings,
+    pool: &sqlx::MySqlPool,
+    logged: Vec<Accepted>,
+) -> anyhow::Result<()> {
+    let now_ms = chrono::Utc::now().timestamp_millis();
+    let window_ms =
+        i64::try_from(settings.ingest.idempotency_window.as_millis()).unwrap_or(i64::MAX);
+    let committed = store::load_idempotency_keys(pool, now_ms.saturating_sub(window_ms))
+        .await
+        .context("reading the idempotency keys accepted within the window")?;
+    let (from_mysql, from_log) = (committed.len(), logged.len());
+    for key in committed {
+        keys.restore(key, true, now_ms);
+    }
+    for key in logged {
+        keys.restore(key, false, now_ms);
+    }
+    if from_mysql + from_log > 0 {
+        tracing::info!(from_mysql, from_log, "idempotency keys restored");
+    }
+    Ok(())
 }

@@ -1,5 +1,5 @@
-//! What the HTTP handlers share: the aggregator, the backlog bound, the database status
-//! and the settings they read.
+//! What the HTTP handlers share: the aggregator, the backlog bound, the database status,
+//! the idempotency keys and the settings they read.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -11,6 +11,8 @@ use sqlx::MySqlPool;
 use crate::bucket::Aggregator;
 use crate::configuration::IngestSettings;
 use crate::flusher::{Backlog, DbStatus};
+use crate::idempotency::KeyStore;
+use crate::nats::NatsStatus;
 use crate::wal::Wal;
 
 #[derive(Debug)]
@@ -18,6 +20,10 @@ pub struct AppState {
     pub aggregator: Arc<Aggregator>,
     pub backlog: Arc<Backlog>,
     pub db: Arc<DbStatus>,
+    /// Idempotency keys accepted within the window, and those being handled.
+    pub keys: Arc<KeyStore>,
+    /// The NATS consumer's connection, when `[nats] url` is set.
+    pub nats: Option<Arc<NatsStatus>>,
     pub pool: MySqlPool,
     pub ingest: IngestSettings,
     pub ingest_tokens: Vec<SecretString>,
@@ -41,8 +47,10 @@ impl AppState {
         let shards = std::thread::available_parallelism().map_or(8, |n| n.get() * 16);
         AppState {
             aggregator: Arc::new(Aggregator::new(ingest.bucket_seconds, shards)),
-            backlog: Arc::new(Backlog::new(ingest.max_pending_events)),
+            backlog: Arc::new(Backlog::new(ingest.max_pending_rows)),
             db: Arc::new(DbStatus::default()),
+            keys: KeyStore::new(ingest.idempotency_window, ingest.max_idempotency_keys),
+            nats: None,
             pool,
             ingest,
             ingest_tokens,

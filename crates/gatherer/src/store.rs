@@ -23,6 +23,8 @@ use protocol::{ExportPage, ExportRow};
 use crate::bucket::Delta;
 use crate::configuration::DatabaseSettings;
 use crate::export::{self, ExportQuery};
+use crate::idempotency::{self, Accepted};
+use crate::nats::intake::Coverage;
 
 /// Rows per INSERT statement. A batch is cut into statements of these sizes, largest
 /// first, so that every statement is one of a dozen texts, each prepared once per
@@ -43,6 +45,10 @@ fn statements(deltas: &[Delta]) -> impl Iterator<Item = &[Delta]> {
     })
 }
 
+/// Bytes of encoded idempotency keys in one `idempotency_keys` row: far below
+/// `max_allowed_packet` (16 MiB on MariaDB, 64 MiB on MySQL 8).
+const KEY_CHUNK_BYTES: usize = 1 << 20;
+
 /// One flush: the deltas that commit together, under one id.
 #[derive(Debug, Clone)]
 pub struct Batch {
@@ -51,6 +57,10 @@ pub struct Batch {
     pub deltas: Vec<Delta>,
     /// Number of events summed in the deltas.
     pub events: u64,
+    /// Idempotency keys accepted since the previous batch, committed with this one.
+    pub keys: Vec<Accepted>,
+    /// The NATS stream and the sequences whose events this batch commits.
+    pub consumed: Option<(Arc<str>, Vec<Coverage>)>,
 }
 
 impl Batch {
@@ -60,6 +70,8 @@ impl Batch {
             id: id.into(),
             deltas,
             events,
+            keys: Vec::new(),
+            consumed: None,
         }
     }
 }
@@ -166,9 +178,14 @@ pub async fn ping(pool: &MySqlPool) -> bool {
 /// column refuses) is moved to `dead_letters` and the rest of the batch still commits.
 pub async fn insert_batch(pool: &MySqlPool, batch: &Batch) -> Result<FlushOutcome, sqlx::Error> {
     let mut tx = pool.begin().await?;
-    sqlx::query("SELECT flushes FROM export_seq WHERE id = 1 FOR UPDATE")
-        .fetch_one(&mut *tx)
-        .await?;
+    // A batch of idempotency keys alone writes no events_count row: it need not wait for
+    // the ordering lock.
+    let ordered = !batch.deltas.is_empty();
+    if ordered {
+        sqlx::query("SELECT flushes FROM export_seq WHERE id = 1 FOR UPDATE")
+            .fetch_one(&mut *tx)
+            .await?;
+    }
     let claimed =
         sqlx::query("INSERT INTO flush_batches (batch_id, row_count, events) VALUES (?, ?, ?)")
             .bind(&*batch.id)
@@ -204,14 +221,147 @@ pub async fn insert_batch(pool: &MySqlPool, batch: &Batch) -> Result<FlushOutcom
             Err(e) => return Err(e),
         }
     }
-    sqlx::query("UPDATE export_seq SET flushes = flushes + 1 WHERE id = 1")
-        .execute(&mut *tx)
-        .await?;
+    insert_keys(&mut tx, &batch.id, &batch.keys).await?;
+    if let Some((stream, coverage)) = &batch.consumed {
+        insert_consumed(&mut tx, &batch.id, stream, coverage).await?;
+    }
+    if ordered {
+        sqlx::query("UPDATE export_seq SET flushes = flushes + 1 WHERE id = 1")
+            .execute(&mut *tx)
+            .await?;
+    }
     tx.commit().await?;
     Ok(FlushOutcome::Committed {
         rows: batch.deltas.len() - dead_letters,
         dead_letters,
     })
+}
+
+/// Writes accepted idempotency keys, encoded as in the write-ahead log, a few thousand to
+/// a row: one INSERT per MiB rather than one row per key.
+async fn insert_keys(
+    tx: &mut Transaction<'_, MySql>,
+    batch_id: &str,
+    keys: &[Accepted],
+) -> Result<(), sqlx::Error> {
+    let mut chunk = 0u32;
+    let mut rest = keys;
+    while !rest.is_empty() {
+        let mut entries = Vec::new();
+        let mut newest = i64::MIN;
+        let mut taken = 0;
+        for key in rest {
+            if !entries.is_empty()
+                && entries.len() + idempotency::encoded_len(&key.key, &key.reply) > KEY_CHUNK_BYTES
+            {
+                break;
+            }
+            idempotency::encode(&key.key, key.accepted_ms, &key.reply, &mut entries);
+            newest = newest.max(key.accepted_ms);
+            taken += 1;
+        }
+        sqlx::query(
+            "INSERT INTO idempotency_keys (batch_id, chunk, newest_ms, entries) VALUES (?, ?, ?, ?)",
+        )
+        .bind(batch_id)
+        .bind(chunk)
+        .bind(newest)
+        .bind(entries)
+        .execute(&mut **tx)
+        .await?;
+        chunk += 1;
+        rest = &rest[taken..];
+    }
+    Ok(())
+}
+
+/// Records which NATS messages this batch commits (see `nats::intake`).
+async fn insert_consumed(
+    tx: &mut Transaction<'_, MySql>,
+    batch_id: &str,
+    stream: &str,
+    coverage: &[Coverage],
+) -> Result<(), sqlx::Error> {
+    for chunk in coverage.chunks(1_000) {
+        let mut insert = QueryBuilder::<MySql>::new(
+            "INSERT INTO nats_consumed (stream, first_seq, last_seq, covered_ms, batch_id) ",
+        );
+        insert.push_values(chunk, |mut row, c| {
+            row.push_bind(stream)
+                .push_bind(c.first_seq)
+                .push_bind(c.last_seq)
+                .push_bind(c.covered_ms)
+                .push_bind(batch_id);
+        });
+        insert.build().execute(&mut **tx).await?;
+    }
+    Ok(())
+}
+
+/// What earlier deliveries of NATS message `seq` committed: the highest `covered_ms` of
+/// the ranges that contain it, or `None`.
+pub async fn nats_committed_through(
+    pool: &MySqlPool,
+    stream: &str,
+    seq: u64,
+) -> Result<Option<i64>, sqlx::Error> {
+    // Ranges do not overlap but for the partial coverage of messages spanning buckets;
+    // the one holding `seq` is among the last few that start at or before it.
+    let rows: Vec<(u64, u64, i64)> = sqlx::query_as(
+        "SELECT first_seq, last_seq, covered_ms FROM nats_consumed \
+         WHERE stream = ? AND first_seq <= ? ORDER BY first_seq DESC LIMIT 64",
+    )
+    .bind(stream)
+    .bind(seq)
+    .fetch_all(pool)
+    .await?;
+    let rows: Vec<Coverage> = rows
+        .into_iter()
+        .map(|(first_seq, last_seq, covered_ms)| Coverage {
+            first_seq,
+            last_seq,
+            covered_ms,
+        })
+        .collect();
+    Ok(crate::nats::intake::committed_through(&rows, seq))
+}
+
+/// The idempotency keys committed by every gatherer and accepted at `since_ms` or later,
+/// oldest first. A row that does not decode is skipped and reported.
+pub async fn load_idempotency_keys(
+    pool: &MySqlPool,
+    since_ms: i64,
+) -> Result<Vec<Accepted>, sqlx::Error> {
+    let rows: Vec<(Vec<u8>, u32, Vec<u8>)> = sqlx::query_as(
+        "SELECT batch_id, chunk, entries FROM idempotency_keys WHERE newest_ms >= ? ORDER BY newest_ms",
+    )
+    .bind(since_ms)
+    .fetch_all(pool)
+    .await?;
+    let mut keys = Vec::new();
+    for (batch_id, chunk, entries) in rows {
+        match idempotency::decode_all(&entries) {
+            Ok(found) => keys.extend(found.into_iter().filter(|k| k.accepted_ms >= since_ms)),
+            Err(error) => tracing::warn!(
+                batch_id = %String::from_utf8_lossy(&batch_id), chunk, %error,
+                "skipped an idempotency_keys row that does not decode"
+            ),
+        }
+    }
+    keys.sort_by_key(|k| k.accepted_ms);
+    Ok(keys)
+}
+
+/// Deletes `idempotency_keys` rows whose newest key was accepted before `before_ms`, a
+/// bounded number at a time; returns how many went.
+pub async fn prune_idempotency_keys(pool: &MySqlPool, before_ms: i64) -> Result<u64, sqlx::Error> {
+    Ok(sqlx::query(
+        "DELETE FROM idempotency_keys WHERE newest_ms < ? ORDER BY newest_ms LIMIT 1000",
+    )
+    .bind(before_ms)
+    .execute(pool)
+    .await?
+    .rows_affected())
 }
 
 async fn insert_rows(tx: &mut Transaction<'_, MySql>, deltas: &[Delta]) -> Result<(), sqlx::Error> {
@@ -357,12 +507,15 @@ pub async fn export_page(pool: &MySqlPool, query: &ExportQuery) -> Result<Export
 pub struct PruneReport {
     pub rows: u64,
     pub batches: u64,
+    /// `nats_consumed` ranges forgotten.
+    pub nats_ranges: u64,
 }
 
 /// Deletes `events_count` rows older than `older_than` whose id is at most
 /// `keep_after_iterator`, in small autocommitted batches so that flushes never wait long;
 /// rows a consumer has not read yet (ids above the iterator) are never touched. Also
-/// forgets `flush_batches` ids older than the cutoff: retries happen within minutes.
+/// forgets `flush_batches` ids and `nats_consumed` ranges older than the cutoff: retries
+/// and redeliveries happen within minutes.
 pub async fn prune(
     pool: &MySqlPool,
     older_than: chrono::DateTime<chrono::Utc>,
@@ -398,6 +551,18 @@ pub async fn prune(
             .await?
             .rows_affected();
         report.batches += deleted;
+        if deleted < u64::from(batch_rows) {
+            break;
+        }
+    }
+    loop {
+        let deleted = sqlx::query("DELETE FROM nats_consumed WHERE created_at < ? LIMIT ?")
+            .bind(older_than.naive_utc())
+            .bind(batch_rows)
+            .execute(&mut *conn)
+            .await?
+            .rows_affected();
+        report.nats_ranges += deleted;
         if deleted < u64::from(batch_rows) {
             break;
         }

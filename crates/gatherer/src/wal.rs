@@ -22,8 +22,11 @@
 //! **Format.** A segment starts with `PULSEWAL`, a version byte and the bucket width
 //! (u32 LE). Each record is `len: u32 LE`, `crc32(len ‖ payload): u32 LE`, then the payload:
 //! `count: u32`, then per event `label_len: u8`, label, `id: i64`, `value: i64`,
-//! `at_ms: i64` (all LE). A torn last record (a crash mid-write: it was never acknowledged)
-//! is dropped on replay; any other damage stops the start.
+//! `at_ms: i64` (all LE); from version 2 on, then the request's idempotency key: a zero
+//! byte when it had none, else the key and its reply as [`idempotency::encode`] writes
+//! them. Version 1 segments (no key) are still read. A torn last record (a crash
+//! mid-write: it was never acknowledged) is dropped on replay; any other damage stops the
+//! start.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
@@ -34,10 +37,12 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use tokio::sync::oneshot;
 
 use crate::bucket::Aggregator;
+use crate::idempotency::{self, Accepted};
 use crate::ingest::{validate_label, ValidEvent};
 
 const MAGIC: &[u8; 8] = b"PULSEWAL";
-const VERSION: u8 = 1;
+/// Written: 2 (records end with the request's idempotency key). Read: 1 and 2.
+const VERSION: u8 = 2;
 const HEADER_LEN: usize = MAGIC.len() + 1 + 4;
 const RECORD_HEADER_LEN: usize = 8;
 /// Bytes of one encoded event besides its label: length byte, id, value, time.
@@ -70,12 +75,27 @@ impl WalError {
 #[error("{0}")]
 pub struct Corruption(pub String);
 
-/// Appends the record of one request's events to `out`.
-pub fn encode_record(events: &[ValidEvent<'_>], out: &mut Vec<u8>) -> Result<(), WalError> {
-    let payload_len = 4 + events
-        .iter()
-        .map(|e| EVENT_FIXED_LEN + e.label.len())
-        .sum::<usize>();
+/// The idempotency key a record carries: the key, when it was accepted, and the reply.
+#[derive(Debug, Clone, Copy)]
+pub struct RecordKey<'a> {
+    pub key: &'a str,
+    pub accepted_ms: i64,
+    pub reply: &'a [u8],
+}
+
+/// Appends the record of one request's events (and its idempotency key) to `out`.
+pub fn encode_record(
+    events: &[ValidEvent<'_>],
+    key: Option<RecordKey<'_>>,
+    out: &mut Vec<u8>,
+) -> Result<(), WalError> {
+    let key_len = key.map_or(1, |k| idempotency::encoded_len(k.key, k.reply));
+    let payload_len = 4
+        + events
+            .iter()
+            .map(|e| EVENT_FIXED_LEN + e.label.len())
+            .sum::<usize>()
+        + key_len;
     if payload_len > MAX_RECORD_LEN {
         return Err(WalError::TooLarge(payload_len));
     }
@@ -94,6 +114,10 @@ pub fn encode_record(events: &[ValidEvent<'_>], out: &mut Vec<u8>) -> Result<(),
         out.extend_from_slice(&event.id.to_le_bytes());
         out.extend_from_slice(&event.value.to_le_bytes());
         out.extend_from_slice(&event.at_ms.to_le_bytes());
+    }
+    match key {
+        Some(k) => idempotency::encode(k.key, k.accepted_ms, k.reply, out),
+        None => out.push(0),
     }
     let mut crc = crc32fast::Hasher::new();
     crc.update(&len_bytes);
@@ -123,10 +147,20 @@ pub struct SegmentSummary {
 }
 
 /// Reads a segment, calling `visit(label, id, value, at_ms)` for every event of every
-/// intact record. Pure: the replay and the fuzz targets share it.
+/// intact record. Pure: the fuzz target reads segments through it.
 pub fn read_segment(
     bytes: &[u8],
+    visit: impl FnMut(&str, i64, i64, i64),
+) -> Result<SegmentSummary, Corruption> {
+    read_segment_with_keys(bytes, visit, |_| {})
+}
+
+/// [`read_segment`], also calling `visit_key` with the idempotency key of every intact
+/// record that has one. Pure: the replay reads segments through it.
+pub fn read_segment_with_keys(
+    bytes: &[u8],
     mut visit: impl FnMut(&str, i64, i64, i64),
+    mut visit_key: impl FnMut(Accepted),
 ) -> Result<SegmentSummary, Corruption> {
     let mut summary = SegmentSummary {
         bucket_seconds: None,
@@ -144,7 +178,8 @@ pub fn read_segment(
         }
         return Err(Corruption("the segment header is damaged".into()));
     }
-    if &bytes[..8] != MAGIC || bytes[8] != VERSION {
+    let version = bytes[8];
+    if &bytes[..8] != MAGIC || !(1..=VERSION).contains(&version) {
         return Err(Corruption(
             "not a Pulse write-ahead log segment (bad magic or version)".into(),
         ));
@@ -161,7 +196,7 @@ pub fn read_segment(
         let rest = &bytes[pos..];
         match split_record(rest) {
             Ok((payload, used)) => {
-                summary.events += decode_payload(payload, &mut visit)
+                summary.events += decode_payload(payload, version, &mut visit, &mut visit_key)
                     .map_err(|e| Corruption(format!("record at byte {pos}: {e}")))?;
                 summary.records += 1;
                 pos += used;
@@ -226,7 +261,9 @@ fn split_record(rest: &[u8]) -> Result<(&[u8], usize), RecordError> {
 
 fn decode_payload(
     payload: &[u8],
+    version: u8,
     visit: &mut impl FnMut(&str, i64, i64, i64),
+    visit_key: &mut impl FnMut(Accepted),
 ) -> Result<u64, String> {
     let mut reader = Reader(payload);
     let count = reader.u32()?;
@@ -239,6 +276,15 @@ fn decode_payload(
         let value = reader.i64()?;
         let at_ms = reader.i64()?;
         visit(label, id, value, at_ms);
+    }
+    if version >= 2 {
+        if reader.0.first() == Some(&0) {
+            reader.take(1)?;
+        } else {
+            let (key, used) = idempotency::decode(reader.0)?;
+            reader.take(used)?;
+            visit_key(key);
+        }
     }
     if !reader.0.is_empty() {
         return Err("bytes after the last event".into());
@@ -306,6 +352,8 @@ pub struct Recovered {
     pub epoch: u64,
     /// Its events, summed with the bucket width it was written with.
     pub aggregator: Aggregator,
+    /// The idempotency keys its records carry.
+    pub keys: Vec<Accepted>,
     pub summary: SegmentSummary,
 }
 
@@ -340,9 +388,12 @@ pub fn recover(dir: &Path) -> Result<Vec<Recovered>, Corruption> {
             ))
         })?;
         let mut events = Vec::new();
-        let summary = read_segment(&bytes, |label, id, value, at_ms| {
-            events.push((Arc::<str>::from(label), id, value, at_ms));
-        })
+        let mut keys = Vec::new();
+        let summary = read_segment_with_keys(
+            &bytes,
+            |label, id, value, at_ms| events.push((Arc::<str>::from(label), id, value, at_ms)),
+            |key| keys.push(key),
+        )
         .map_err(|e| {
             Corruption(format!(
                 "write-ahead log segment {} is damaged ({}); move it aside to start without it (its events are then lost)",
@@ -359,6 +410,7 @@ pub fn recover(dir: &Path) -> Result<Vec<Recovered>, Corruption> {
             instance,
             epoch,
             aggregator,
+            keys,
             summary,
         });
     }
@@ -427,6 +479,20 @@ impl Pending {
             Ok(Err(e)) => Err(e),
             Err(_) => Err(WalError::Stopped),
         }
+    }
+
+    /// Waits until the record is on disk (or failed), keeping the guard: a caller that
+    /// may be dropped while waiting can hand the wait on. Call it once.
+    pub async fn wait(&mut self) -> Result<(), WalError> {
+        match (&mut self.done).await {
+            Ok(result) => result,
+            Err(_) => Err(WalError::Stopped),
+        }
+    }
+
+    /// The guard to record through, once [`Pending::wait`] returned `Ok`.
+    pub fn into_guard(self) -> InflightGuard {
+        self.guard
     }
 }
 
@@ -596,11 +662,16 @@ impl Wal {
         batch_id(&self.instance, epoch, threshold_ms)
     }
 
-    /// Appends one request's events to the current epoch. The events must be recorded
-    /// through the guard that [`Pending::durable`] returns, and only then acknowledged.
-    pub fn append(&self, events: &[ValidEvent<'_>]) -> Result<Pending, WalError> {
+    /// Appends one request's events (and its idempotency key) to the current epoch. The
+    /// events must be recorded through the guard that [`Pending::durable`] returns, and
+    /// only then acknowledged.
+    pub fn append(
+        &self,
+        events: &[ValidEvent<'_>],
+        key: Option<RecordKey<'_>>,
+    ) -> Result<Pending, WalError> {
         let mut record = Vec::new();
-        encode_record(events, &mut record)?;
+        encode_record(events, key, &mut record)?;
         let (tx, rx) = oneshot::channel();
         let mut state = lock(&self.shared.state);
         if state.closing {
@@ -812,7 +883,7 @@ mod tests {
     fn segment(records: &[&[ValidEvent<'_>]]) -> Vec<u8> {
         let mut bytes = segment_header(2).to_vec();
         for events in records {
-            encode_record(events, &mut bytes).unwrap();
+            encode_record(events, None, &mut bytes).unwrap();
         }
         bytes
     }
@@ -843,6 +914,44 @@ mod tests {
                 ("b".into(), 2, 3, 4)
             ]
         );
+    }
+
+    #[test]
+    fn idempotency_keys_round_trip_and_version_1_segments_still_read() {
+        let mut bytes = segment_header(2).to_vec();
+        let key = RecordKey {
+            key: "retry-7",
+            accepted_ms: 1_795_000_000_123,
+            reply: br#"{"ok":true,"accepted":1}"#,
+        };
+        encode_record(&[event("a", 1, 5, 10)], Some(key), &mut bytes).unwrap();
+        encode_record(&[event("b", 2, 6, 10)], None, &mut bytes).unwrap();
+        let mut keys = Vec::new();
+        let summary = read_segment_with_keys(&bytes, |_, _, _, _| {}, |k| keys.push(k)).unwrap();
+        assert_eq!((summary.records, summary.events), (2, 2));
+        assert_eq!(keys.len(), 1);
+        assert_eq!(
+            (&*keys[0].key, keys[0].accepted_ms, &*keys[0].reply),
+            (key.key, key.accepted_ms, key.reply)
+        );
+
+        // Version 1: the same records without the key byte.
+        let mut v1 = segment_header(2).to_vec();
+        v1[8] = 1;
+        let mut payload = 1u32.to_le_bytes().to_vec();
+        payload.push(1);
+        payload.extend_from_slice(b"a");
+        for n in [1i64, 5, 10] {
+            payload.extend_from_slice(&n.to_le_bytes());
+        }
+        let len = (payload.len() as u32).to_le_bytes();
+        let mut crc = crc32fast::Hasher::new();
+        crc.update(&len);
+        crc.update(&payload);
+        v1.extend_from_slice(&len);
+        v1.extend_from_slice(&crc.finalize().to_le_bytes());
+        v1.extend_from_slice(&payload);
+        assert_eq!(read(&v1).unwrap().1, vec![("a".into(), 1, 5, 10)]);
     }
 
     #[test]
@@ -963,7 +1072,7 @@ mod tests {
         let store = Faulty::default();
         let wal = Wal::start_with(store.clone(), PathBuf::from("x"), "00".into(), 2, 0);
         let hold = store.hold_syncs();
-        let pending = wal.append(&[event("a", 1, 1, 0)]).unwrap();
+        let pending = wal.append(&[event("a", 1, 1, 0)], None).unwrap();
         let mut durable = tokio::spawn(pending.durable());
         // The header's sync comes first, then the record's: wait until the writer is held
         // in the record's sync, give the waiter every chance to run, and look.
@@ -994,16 +1103,20 @@ mod tests {
     async fn a_failed_write_is_an_error_and_leaves_a_readable_segment() {
         let store = Faulty::default();
         let wal = Wal::start_with(store.clone(), PathBuf::from("x"), "00".into(), 2, 0);
-        wal.append(&[event("a", 1, 1, 0)])
+        wal.append(&[event("a", 1, 1, 0)], None)
             .unwrap()
             .durable()
             .await
             .unwrap();
         store.fail.store(true, Ordering::SeqCst);
-        let failed = wal.append(&[event("b", 2, 2, 0)]).unwrap().durable().await;
+        let failed = wal
+            .append(&[event("b", 2, 2, 0)], None)
+            .unwrap()
+            .durable()
+            .await;
         assert!(matches!(failed, Err(WalError::Io(_))), "{failed:?}");
         store.fail.store(false, Ordering::SeqCst);
-        wal.append(&[event("c", 3, 3, 0)])
+        wal.append(&[event("c", 3, 3, 0)], None)
             .unwrap()
             .durable()
             .await
@@ -1028,7 +1141,7 @@ mod tests {
         // The first append's sync is held; the others pile up behind it.
         let mut tasks = Vec::new();
         for i in 0..50 {
-            let pending = wal.append(&[event("a", i, 1, 0)]).unwrap();
+            let pending = wal.append(&[event("a", i, 1, 0)], None).unwrap();
             tasks.push(tokio::spawn(
                 async move { pending.durable().await.map(drop) },
             ));

@@ -134,12 +134,25 @@ pub struct Readiness {
     pub ready: bool,
     /// `up` or `down`.
     pub database: String,
-    /// Events held in memory but not yet in MySQL (gatherer only).
+    /// Rows (series × buckets) held in memory and not yet committed to MySQL, the figure
+    /// `max_pending_rows` bounds (gatherer only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pending: Option<u64>,
     /// Why the service is not ready, when it is not.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+}
+
+/// Body of the gatherer's `GET /health/ready`: [`Readiness`], and its NATS consumer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct GathererReadiness {
+    #[serde(flatten)]
+    pub readiness: Readiness,
+    /// The NATS JetStream consumer's connection, `up` or `down`; absent while `[nats] url`
+    /// is empty. It does not decide readiness: HTTP ingest works without it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nats: Option<String>,
 }
 
 /// One check that fired on an incident: its most extreme step, against what was expected

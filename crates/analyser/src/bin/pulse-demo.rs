@@ -10,6 +10,9 @@
 //! times too low, or one shop's `visit` stopping. Watch them appear in the analyser's
 //! `/api/v1/state`.
 //!
+//! With `--nats URL` the same traffic goes to NATS JetStream (the gatherer's `[nats]`
+//! stream) instead of HTTP, with a trickle of invalid messages that end as dead letters.
+//!
 //! `scripts/run.sh --demo` runs it on databases of its own and drops them on exit with
 //! `pulse-demo drop-databases`; `pulse-demo clean` drops the ones earlier demos left.
 
@@ -48,6 +51,101 @@ struct Traffic {
     every_minutes: i64,
     #[arg(long, default_value_t = 42)]
     seed: u64,
+    /// Publish to NATS JetStream at this URL (e.g. nats://127.0.0.1:4222) instead of
+    /// posting to the gatherer.
+    #[arg(long)]
+    nats: Option<String>,
+    /// The stream the gatherer consumes; messages go to `<stream>.events`.
+    #[arg(long, default_value = "pulse")]
+    nats_stream: String,
+}
+
+/// Where the traffic goes.
+enum Sink {
+    Http {
+        client: reqwest::Client,
+        url: String,
+    },
+    Nats {
+        jetstream: Box<async_nats::jetstream::Context>,
+        subject: String,
+    },
+}
+
+impl Sink {
+    /// The gatherer's `/gather`, or the NATS stream it consumes.
+    async fn of(args: &Traffic) -> anyhow::Result<Self> {
+        let Some(url) = &args.nats else {
+            return Ok(Sink::Http {
+                client: reqwest::Client::new(),
+                url: format!("{}/gather", args.gatherer.trim_end_matches('/')),
+            });
+        };
+        let client = async_nats::connect(url.as_str())
+            .await
+            .map_err(|e| anyhow::anyhow!("NATS at {url}: {e}"))?;
+        let jetstream = async_nats::jetstream::new(client);
+        let subject = format!("{}.events", args.nats_stream);
+        // The gatherer creates the stream too; whoever comes first does.
+        jetstream
+            .get_or_create_stream(async_nats::jetstream::stream::Config {
+                name: args.nats_stream.clone(),
+                subjects: vec![subject.clone()],
+                retention: async_nats::jetstream::stream::RetentionPolicy::WorkQueue,
+                max_age: Duration::from_secs(7 * 86_400),
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        println!("publishing to NATS JetStream, subject {subject}");
+        Ok(Sink::Nats {
+            jetstream: Box::new(jetstream),
+            subject,
+        })
+    }
+
+    async fn send(&self, events: &[Event]) -> anyhow::Result<()> {
+        match self {
+            Sink::Http { client, url } => post(client, url, events).await,
+            Sink::Nats { jetstream, subject } => {
+                for chunk in events.chunks(5_000) {
+                    let body: String = chunk
+                        .iter()
+                        .map(|e| serde_json::to_string(e).map(|line| line + "\n"))
+                        .collect::<Result<_, _>>()?;
+                    publish(jetstream, subject, body).await?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Now and then an invalid message: not JSON, or an array with a bad event.
+    async fn trickle_invalid(&self, n: u64) -> anyhow::Result<()> {
+        if let Sink::Nats { jetstream, subject } = self {
+            let body = if n.is_multiple_of(2) {
+                "this is not JSON".to_owned()
+            } else {
+                r#"[{"label":"","id":1,"value":1},{"label":"visit","id":1,"value":1}]"#.to_owned()
+            };
+            publish(jetstream, subject, body).await?;
+        }
+        Ok(())
+    }
+}
+
+async fn publish(
+    jetstream: &async_nats::jetstream::Context,
+    subject: &str,
+    body: String,
+) -> anyhow::Result<()> {
+    jetstream
+        .publish(subject.to_owned(), body.into())
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok(())
 }
 
 #[derive(Debug, Subcommand)]
@@ -150,8 +248,7 @@ async fn main() -> anyhow::Result<()> {
 }
 
 async fn traffic(args: Traffic) -> anyhow::Result<()> {
-    let client = reqwest::Client::new();
-    let url = format!("{}/gather", args.gatherer.trim_end_matches('/'));
+    let sink = Sink::of(&args).await?;
     let mut rng = Rng::new(args.seed);
 
     // Shops whose sizes spread six times, with a daily rhythm, jittering prices and counts
@@ -167,11 +264,11 @@ async fn traffic(args: Traffic) -> anyhow::Result<()> {
     for step in 0..second_of(now) {
         second(&mut shop_traffic, step, true, &mut events);
         if events.len() >= 100_000 {
-            post(&client, &url, &events).await?;
+            sink.send(&events).await?;
             events.clear();
         }
     }
-    post(&client, &url, &events).await?;
+    sink.send(&events).await?;
     let mut next_second = second_of(now);
     let live_from = chrono::Utc::now().timestamp();
     let minutes = anomaly_minutes(args.every_minutes);
@@ -227,8 +324,13 @@ async fn traffic(args: Traffic) -> anyhow::Result<()> {
             second(&mut shop_traffic, next_second, false, &mut events);
             next_second += 1;
         }
-        if let Err(error) = post(&client, &url, &events).await {
+        if let Err(error) = sink.send(&events).await {
             eprintln!("gatherer unreachable ({error}); retrying next second");
+        }
+        if ts % 15 == 0 {
+            if let Err(error) = sink.trickle_invalid(ts as u64 / 15).await {
+                eprintln!("could not publish an invalid message ({error})");
+            }
         }
     }
 }

@@ -1,22 +1,36 @@
 //! `POST /gather`: accept metric events.
 //!
 //! A `200` means every accepted event is in the aggregator and will reach `events_count`
-//! exactly once. When the backlog is at its bound the whole request is refused with 503
-//! and `Retry-After`, before anything is recorded: backpressure, never silent loss.
+//! exactly once. When the rows waiting for MySQL are at their bound (`max_pending_rows`:
+//! MySQL is slow or away) the whole request is refused with 503 and `Retry-After`, before
+//! anything is recorded: backpressure, never silent loss. Events summed into rows already
+//! held cost nothing, so a healthy MySQL never causes a 503, whatever the event rate.
 //!
 //! With the write-ahead log on, the events are appended to the log first and recorded only
 //! once the log's `fsync` has returned; a log that cannot be written answers 503, and the
-//! events are neither recorded nor acknowledged.
+//! events are neither recorded nor acknowledged. A client that goes away while its record
+//! is being written does not change that: the events are recorded once the record is on
+//! disk, so the aggregator always holds exactly what the log holds.
+//!
+//! An `Idempotency-Key` makes a retry safe (see [`crate::idempotency`]): the key is
+//! claimed once the body has arrived, before anything is parsed or recorded; a key
+//! accepted within the window is answered with its original reply and
+//! `Idempotent-Replayed: true`, a key still in flight is waited for (at most
+//! `request_body_timeout`, then 409), and a refusal lets the key go.
 
-use actix_web::http::header::{self, HeaderValue};
+use std::sync::Arc;
+
+use actix_web::http::header::{self, ContentType, HeaderName, HeaderValue};
 use actix_web::http::StatusCode;
 use actix_web::{post, web, HttpRequest, HttpResponse, ResponseError};
 use futures_util::StreamExt;
 use protocol::{ErrorReply, GatherReply, Rejected};
 
+use crate::flusher::Backlog;
+use crate::idempotency::{self, Claim, Claimed, IdempotencyKey, InvalidKey};
 use crate::ingest::{parse_body, BodyError, Framing, TimeRules, ValidEvent};
 use crate::state::AppState;
-use crate::wal::WalError;
+use crate::wal::{Pending, RecordKey, WalError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum GatherError {
@@ -40,6 +54,10 @@ pub enum GatherError {
     Body(#[from] BodyError),
     #[error("no valid event in the batch")]
     NothingValid(Vec<Rejected>),
+    #[error(transparent)]
+    BadKey(#[from] InvalidKey),
+    #[error("a request with this Idempotency-Key is still being handled; retry later")]
+    KeyInFlight,
 }
 
 impl GatherError {
@@ -58,6 +76,8 @@ impl GatherError {
             GatherError::Body(BodyError::InvalidEvent(_)) | GatherError::NothingValid(_) => {
                 "invalid"
             }
+            GatherError::BadKey(_) => "invalid_idempotency_key",
+            GatherError::KeyInFlight => "idempotency_key_in_flight",
         }
     }
 }
@@ -70,11 +90,13 @@ impl ResponseError for GatherError {
                 StatusCode::SERVICE_UNAVAILABLE
             }
             GatherError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
+            GatherError::KeyInFlight => StatusCode::CONFLICT,
             GatherError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             GatherError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            GatherError::Payload(_) | GatherError::Body(_) | GatherError::NothingValid(_) => {
-                StatusCode::BAD_REQUEST
-            }
+            GatherError::Payload(_)
+            | GatherError::Body(_)
+            | GatherError::NothingValid(_)
+            | GatherError::BadKey(_) => StatusCode::BAD_REQUEST,
         }
     }
 
@@ -87,7 +109,10 @@ impl ResponseError for GatherError {
             .increment(refused);
         let mut response = HttpResponse::build(self.status_code());
         match self {
-            GatherError::ShuttingDown | GatherError::Backpressure | GatherError::Wal(_) => {
+            GatherError::ShuttingDown
+            | GatherError::Backpressure
+            | GatherError::Wal(_)
+            | GatherError::KeyInFlight => {
                 response.insert_header((header::RETRY_AFTER, HeaderValue::from_static("1")));
             }
             GatherError::Unauthorized => {
@@ -105,21 +130,29 @@ impl ResponseError for GatherError {
 }
 
 /// Ingest events: one JSON object, a JSON array of objects, or NDJSON (one per line).
+///
+/// With an `Idempotency-Key`, a retry is counted once: within `idempotency_window` a
+/// request whose key was accepted gets the original reply and records nothing; one whose
+/// key is still being handled waits for that outcome; a refused request (4xx, 503) does
+/// not use up its key.
 #[utoipa::path(
     post, path = "/gather", tag = "ingest",
+    params(("Idempotency-Key" = Option<String>, Header, description = "1 to 255 visible ASCII characters naming this request: retries with the same key are counted once")),
     request_body(
         content = protocol::Event,
         description = "One event, an array of events, or (as application/x-ndjson) one event per line",
         content_type = "application/json"
     ),
     responses(
-        (status = 200, description = "Accepted (a batch lists refused items)", body = GatherReply),
-        (status = 400, description = "Malformed JSON, an invalid single event, or nothing valid in a batch", body = ErrorReply),
+        (status = 200, description = "Accepted (a batch lists refused items); for a retry of an Idempotency-Key accepted within idempotency_window, the original reply, with Idempotent-Replayed: true and nothing recorded", body = GatherReply,
+            headers(("Idempotent-Replayed" = String, description = "`true` when this is the original reply to an earlier request with the same Idempotency-Key"))),
+        (status = 400, description = "Malformed JSON, an invalid single event, nothing valid in a batch, or an Idempotency-Key that is not 1 to 255 visible ASCII characters", body = ErrorReply),
         (status = 401, description = "[auth] ingest_tokens is set and the Bearer token is missing or wrong", body = ErrorReply,
             example = json!({"ok": false, "error": "missing or unknown bearer token"})),
+        (status = 409, description = "Another request with this Idempotency-Key was still being handled after request_body_timeout; retry after Retry-After", body = ErrorReply),
         (status = 413, description = "Body over max_body_bytes", body = ErrorReply),
         (status = 415, description = "Content type other than JSON, NDJSON, form or none", body = ErrorReply),
-        (status = 503, description = "Pending events at max_pending_events, or shutting down; retry after Retry-After", body = ErrorReply),
+        (status = 503, description = "Rows waiting for MySQL at max_pending_rows, shutting down, or the write-ahead log failed; retry after Retry-After", body = ErrorReply),
     )
 )]
 #[post("/gather")]
@@ -128,10 +161,13 @@ pub async fn gather(
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, GatherError> {
+    let key = idempotency_key(&req)?;
     if !super::bearer_allowed(&req, &state.ingest_tokens) {
         return Err(GatherError::Unauthorized);
     }
-    if state.is_shutting_down() {
+    // A retry of a key already accepted is answered even while shutting down: it records
+    // nothing, and another replica would not know the key.
+    if state.is_shutting_down() && key.is_none() {
         return Err(GatherError::ShuttingDown);
     }
     let content_type = req
@@ -147,6 +183,32 @@ pub async fn gather(
     .await
     .map_err(|_| GatherError::BodyTimeout(state.body_timeout))??;
 
+    let claim = match &key {
+        None => None,
+        Some(key) => match state
+            .keys
+            .claim(
+                key,
+                || chrono::Utc::now().timestamp_millis(),
+                state.body_timeout,
+            )
+            .await
+        {
+            Claimed::Replay(reply) => {
+                metrics::counter!("gatherer_idempotent_replays_total").increment(1);
+                return Ok(HttpResponse::Ok()
+                    .content_type(ContentType::json())
+                    .insert_header((idempotency::REPLAYED_HEADER, "true"))
+                    .body(reply.to_vec()));
+            }
+            Claimed::New(claim) => Some(claim),
+            Claimed::Busy => return Err(GatherError::KeyInFlight),
+        },
+    };
+    // From here on, every refusal drops the claim, which lets the key go.
+    if state.is_shutting_down() {
+        return Err(GatherError::ShuttingDown);
+    }
     let rules = TimeRules {
         now_ms: chrono::Utc::now().timestamp_millis(),
         max_age_ms: i64::try_from(state.ingest.max_event_age.as_millis()).unwrap_or(i64::MAX),
@@ -161,40 +223,153 @@ pub async fn gather(
         return Err(GatherError::NothingValid(rejected));
     }
     let accepted = parsed.events.len() as u64;
-    if !state.backlog.try_reserve(accepted) {
+    if state.backlog.is_full() {
         return Err(GatherError::Backpressure);
     }
-    if let Some(wal) = &state.wal {
-        let durable = match wal.append(&parsed.events) {
-            Ok(pending) => pending.durable().await,
-            Err(e) => Err(e),
-        };
-        let guard = match durable {
-            Ok(guard) => guard,
-            Err(e) => {
-                tracing::warn!(error = %e, events = accepted, "refused: the write-ahead log failed");
-                state.backlog.release(accepted);
-                return Err(GatherError::Wal(e));
-            }
-        };
-        guard
-            .aggregator()
-            .record_all(&parsed.events, ValidEvent::fields);
-    } else {
-        state
-            .aggregator
-            .record_all(&parsed.events, ValidEvent::fields);
-    }
-    metrics::counter!("gatherer_events_accepted_total").increment(accepted);
-    if !rejected.is_empty() {
-        metrics::counter!("gatherer_events_rejected_total", "reason" => "invalid")
-            .increment(rejected.len() as u64);
-    }
-    Ok(HttpResponse::Ok().json(GatherReply {
+    let reply = GatherReply {
         ok: true,
         accepted,
         rejected: parsed.is_batch.then_some(rejected),
-    }))
+    };
+    let rejected_items = reply.rejected.as_ref().map_or(0, Vec::len) as u64;
+    // The reply retries will get: serialised once, before the events are logged.
+    let keyed = claim.map(|claim| KeyedReply {
+        claim,
+        accepted_ms: chrono::Utc::now().timestamp_millis(),
+        body: Arc::from(serde_json::to_vec(&reply).unwrap_or_default()),
+    });
+    let keyed_body = keyed.as_ref().map(|k| k.body.clone());
+    if let Some(wal) = &state.wal {
+        let record_key = keyed.as_ref().map(|k| RecordKey {
+            key: k.claim.key(),
+            accepted_ms: k.accepted_ms,
+            reply: &k.body,
+        });
+        let pending = match wal.append(&parsed.events, record_key) {
+            Ok(pending) => pending,
+            Err(e) => {
+                tracing::warn!(error = %e, events = accepted, "refused: the write-ahead log failed");
+                return Err(GatherError::Wal(e));
+            }
+        };
+        let logged = LoggedRequest {
+            pending: Some(pending),
+            events: &parsed.events,
+            keyed,
+            backlog: state.backlog.clone(),
+        };
+        if let Err(e) = logged.record_once_durable().await {
+            tracing::warn!(error = %e, events = accepted, "refused: the write-ahead log failed");
+            return Err(GatherError::Wal(e));
+        }
+    } else {
+        let rows = state
+            .aggregator
+            .record_all(&parsed.events, ValidEvent::fields);
+        state.backlog.add(rows as u64);
+        if let Some(keyed) = keyed {
+            keyed.complete();
+        }
+    }
+    metrics::counter!("gatherer_events_accepted_total").increment(accepted);
+    if rejected_items > 0 {
+        metrics::counter!("gatherer_events_rejected_total", "reason" => "invalid")
+            .increment(rejected_items);
+    }
+    Ok(match keyed_body {
+        Some(body) => HttpResponse::Ok()
+            .content_type(ContentType::json())
+            .body(body.to_vec()),
+        None => HttpResponse::Ok().json(reply),
+    })
+}
+
+/// The request's `Idempotency-Key`, if it has one. Requests without the header pay this
+/// call (a header lookup) and nothing else; `scripts/bench.sh instructions` counts it.
+#[inline(never)]
+fn idempotency_key(req: &HttpRequest) -> Result<Option<IdempotencyKey>, InvalidKey> {
+    // A name built once: looked up by a `&str`, it would be parsed (and, not being a
+    // standard header, allocated) on every request.
+    const NAME: HeaderName = HeaderName::from_static(idempotency::HEADER);
+    IdempotencyKey::from_header_values(req.headers().get_all(NAME).map(HeaderValue::as_bytes))
+}
+
+/// A keyed request's claim, and the reply that completes it.
+struct KeyedReply {
+    claim: Claim,
+    accepted_ms: i64,
+    body: Arc<[u8]>,
+}
+
+impl KeyedReply {
+    fn complete(self) {
+        self.claim.complete(self.accepted_ms, self.body);
+    }
+}
+
+/// A request whose record is being written to the log. Its events are recorded once the
+/// record is durable, whether or not the request is still there to answer: dropped
+/// before that (the client went away), it hands the rest to a task of its own.
+struct LoggedRequest<'a> {
+    pending: Option<Pending>,
+    events: &'a [ValidEvent<'a>],
+    keyed: Option<KeyedReply>,
+    backlog: Arc<Backlog>,
+}
+
+impl LoggedRequest<'_> {
+    async fn record_once_durable(mut self) -> Result<(), WalError> {
+        let Some(pending) = self.pending.as_mut() else {
+            return Err(WalError::Stopped);
+        };
+        let written = pending.wait().await;
+        // Waited for: nothing is left for the drop to hand on.
+        let (Some(pending), keyed) = (self.pending.take(), self.keyed.take()) else {
+            return Err(WalError::Stopped);
+        };
+        written?;
+        record_logged(pending, self.events, keyed, &self.backlog);
+        Ok(())
+    }
+}
+
+impl Drop for LoggedRequest<'_> {
+    fn drop(&mut self) {
+        let Some(pending) = self.pending.take() else {
+            return;
+        };
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let events: Vec<ValidEvent<'static>> =
+            self.events.iter().map(ValidEvent::to_owned_event).collect();
+        let keyed = self.keyed.take();
+        let backlog = self.backlog.clone();
+        runtime.spawn(async move {
+            let mut pending = pending;
+            if pending.wait().await.is_ok() {
+                metrics::counter!("gatherer_events_accepted_total").increment(events.len() as u64);
+                record_logged(pending, &events, keyed, &backlog);
+            }
+        });
+    }
+}
+
+/// Records a durable record's events in its epoch, then completes its key, both before
+/// the epoch is let go: so the flusher's drain of that epoch finds the key accepted.
+fn record_logged(
+    pending: Pending,
+    events: &[ValidEvent<'_>],
+    keyed: Option<KeyedReply>,
+    backlog: &Backlog,
+) {
+    let guard = pending.into_guard();
+    let rows = guard.aggregator().record_all(events, ValidEvent::fields);
+    backlog.add(rows as u64);
+    if let Some(keyed) = keyed {
+        keyed.complete();
+    }
+    drop(guard);
 }
 
 /// Reads the whole body, refusing it (413) as soon as it passes `limit`.
@@ -220,4 +395,114 @@ async fn read_body(
         body.extend_from_slice(&chunk);
     }
     Ok(body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Mutex;
+
+    use crate::idempotency::KeyStore;
+    use crate::wal::{SegmentFile, SegmentStore, Wal};
+
+    /// Segments in memory whose fsync waits while `hold` is set.
+    #[derive(Clone, Default)]
+    struct HeldSyncs {
+        hold: Arc<AtomicBool>,
+        bytes: Arc<Mutex<Vec<u8>>>,
+    }
+
+    impl SegmentStore for HeldSyncs {
+        fn open(&mut self, _name: &str) -> std::io::Result<(Box<dyn SegmentFile>, u64)> {
+            let len = self.bytes.lock().unwrap().len() as u64;
+            Ok((Box::new(self.clone()), len))
+        }
+        fn sync_dir(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl SegmentFile for HeldSyncs {
+        fn append(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+            self.bytes.lock().unwrap().extend_from_slice(bytes);
+            Ok(())
+        }
+        fn sync(&mut self) -> std::io::Result<()> {
+            while self.hold.load(Ordering::SeqCst) {
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+            Ok(())
+        }
+        fn truncate(&mut self, len: u64) -> std::io::Result<()> {
+            self.bytes.lock().unwrap().truncate(len as usize);
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_request_dropped_while_its_record_is_written_still_records_and_accepts_its_key() {
+        let store = HeldSyncs::default();
+        store.hold.store(true, Ordering::SeqCst);
+        let wal = Wal::start_with(store.clone(), "x".into(), "00".into(), 2, 0);
+        let keys = KeyStore::new(std::time::Duration::from_secs(60), 10);
+        let backlog = Arc::new(Backlog::new(100));
+        let events = [ValidEvent {
+            label: "checkout".into(),
+            id: 7,
+            value: 3,
+            at_ms: 0,
+        }];
+        let key = IdempotencyKey::parse(b"gone-client").unwrap();
+        let Claimed::New(claim) = keys
+            .claim(&key, || 0, std::time::Duration::from_secs(1))
+            .await
+        else {
+            panic!("a new key")
+        };
+        let body: Arc<[u8]> = Arc::from(&b"{\"ok\":true,\"accepted\":1}"[..]);
+        let record_key = RecordKey {
+            key: "gone-client",
+            accepted_ms: 0,
+            reply: &body,
+        };
+        let pending = wal.append(&events, Some(record_key)).unwrap();
+        let request = LoggedRequest {
+            pending: Some(pending),
+            events: &events,
+            keyed: Some(KeyedReply {
+                claim,
+                accepted_ms: 0,
+                body: body.clone(),
+            }),
+            backlog: backlog.clone(),
+        };
+        // The client goes away while the fsync is held: the request's future is dropped.
+        let cut = tokio::time::timeout(
+            std::time::Duration::from_millis(20),
+            request.record_once_durable(),
+        )
+        .await;
+        assert!(
+            cut.is_err(),
+            "the record was durable before the fsync returned"
+        );
+        store.hold.store(false, Ordering::SeqCst);
+
+        let replayed = keys
+            .claim(&key, || 0, std::time::Duration::from_secs(5))
+            .await;
+        assert!(
+            matches!(replayed, Claimed::Replay(_)),
+            "the key was not accepted once the record was durable"
+        );
+        let epoch = wal.seal(0);
+        while epoch.inflight() > 0 {
+            tokio::task::yield_now().await;
+        }
+        let deltas = epoch.aggregator().drain_all();
+        assert_eq!(deltas.len(), 1, "the logged events were not recorded");
+        assert_eq!(deltas[0].totals.sum, 3);
+        assert_eq!(backlog.pending(), 1);
+    }
 }

@@ -3,12 +3,15 @@
 // Test code: a failed unwrap is a failed test, with its location.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod backpressure;
 mod exactly_once;
 mod export;
 mod helpers;
 mod hostile;
+mod idempotency;
 mod ingest;
 mod metrics;
+mod nats;
 mod openapi;
 mod outage;
 mod process;

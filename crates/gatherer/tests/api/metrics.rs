@@ -51,7 +51,7 @@ async fn counters_move_when_events_flow_and_are_flushed_and_exported() {
         1.0
     ));
     assert!(grew("gatherer_flush_seconds_count", 1.0));
-    assert!(after.contains("gatherer_pending_events"));
+    assert!(after.contains("gatherer_pending_rows"));
 
     assert!(app.get("/api/v1/export").await.status().is_success());
     let text = metrics().await;

@@ -45,6 +45,18 @@ async fn every_route_is_in_the_openapi_document() {
     ] {
         assert!(schemas[schema].is_object(), "schema {schema} missing");
     }
+    // Retrying safely is part of the ingest contract: the header, the replay's marker and
+    // the 409 for a key still in flight are documented.
+    let gather = &document["paths"]["/gather"]["post"];
+    let parameters = gather["parameters"].as_array().unwrap();
+    assert!(
+        parameters
+            .iter()
+            .any(|p| p["name"] == "Idempotency-Key" && p["in"] == "header"),
+        "{gather}"
+    );
+    assert!(gather["responses"]["200"]["headers"]["Idempotent-Replayed"].is_object());
+    assert!(gather["responses"]["409"].is_object());
     app.shutdown().await;
 }
 

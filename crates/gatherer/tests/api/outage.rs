@@ -1,7 +1,7 @@
 //! Guarantee 3, MySQL outage: the gatherer reaches MySQL through a proxy the test can
-//! cut. While it is cut, events are still accepted up to `max_pending_events`, then
-//! refused with 503 and `Retry-After`; readiness follows; when MySQL is back everything
-//! acknowledged lands exactly once.
+//! cut. While it is cut, events are still accepted until the rows waiting for MySQL reach
+//! `max_pending_rows`, then refused with 503 and `Retry-After`; readiness follows; when
+//! MySQL is back everything acknowledged lands exactly once.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -13,18 +13,18 @@ use tokio::task::JoinHandle;
 
 use secrecy::ExposeSecret;
 
-use crate::helpers::{poll_until, server_url, spawn_app_with, table_totals};
+use crate::helpers::{poll_until, server_url, spawn_app_with, table_totals, TestApp};
 
 /// A TCP forwarder to MySQL that can refuse and drop connections, like a stopped server.
-struct CuttableProxy {
-    port: u16,
+pub struct CuttableProxy {
+    pub port: u16,
     up: Arc<AtomicBool>,
     connections: Arc<Mutex<Vec<JoinHandle<()>>>>,
     accept: JoinHandle<()>,
 }
 
 impl CuttableProxy {
-    async fn start(upstream: String) -> Self {
+    pub async fn start(upstream: String) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let up = Arc::new(AtomicBool::new(true));
@@ -56,14 +56,14 @@ impl CuttableProxy {
     }
 
     /// MySQL "stops": open connections are dropped, new ones closed at once.
-    fn cut(&self) {
+    pub fn cut(&self) {
         self.up.store(false, Ordering::SeqCst);
         for connection in self.connections.lock().unwrap().drain(..) {
             connection.abort();
         }
     }
 
-    fn restore(&self) {
+    pub fn restore(&self) {
         self.up.store(true, Ordering::SeqCst);
     }
 }
@@ -97,7 +97,10 @@ async fn an_outage_with_the_write_ahead_log_loses_nothing_and_leaves_no_segment(
     assert_eq!(left, 0, "segments left after everything landed");
 }
 
-async fn outage_scenario(wal_dir: Option<std::path::PathBuf>) {
+/// A gatherer whose MySQL connections go through a [`CuttableProxy`].
+pub async fn spawn_app_behind_proxy(
+    configure: impl FnOnce(&mut gatherer::configuration::Settings),
+) -> (TestApp, CuttableProxy) {
     let real = server_url();
     let upstream = real
         .trim_start_matches("mysql://")
@@ -107,10 +110,24 @@ async fn outage_scenario(wal_dir: Option<std::path::PathBuf>) {
         .to_owned();
     let proxy = CuttableProxy::start(upstream).await;
     let via_proxy = format!("mysql://root@127.0.0.1:{}", proxy.port);
-    let mut app = spawn_app_with(|s| {
+    let app = spawn_app_with(|s| {
         let direct = s.database.url.expose_secret().to_owned();
         s.database.url = direct.replacen(&real, &via_proxy, 1).into();
-        s.ingest.max_pending_events = 1_000;
+        configure(s);
+    })
+    .await;
+    (app, proxy)
+}
+
+/// Rows held and not yet committed, as `/health/ready` reports them.
+pub async fn pending_rows(app: &TestApp) -> u64 {
+    let ready: Value = app.get("/health/ready").await.json().await.unwrap();
+    ready["pending"].as_u64().unwrap()
+}
+
+async fn outage_scenario(wal_dir: Option<std::path::PathBuf>) {
+    let (mut app, proxy) = spawn_app_behind_proxy(|s| {
+        s.ingest.max_pending_rows = 1_000;
         if let Some(dir) = &wal_dir {
             s.wal.enabled = true;
             s.wal.dir = dir.to_string_lossy().into_owned();
@@ -118,7 +135,8 @@ async fn outage_scenario(wal_dir: Option<std::path::PathBuf>) {
     })
     .await;
     let pool = app.db.pool().await;
-    let event = |value: i64| json!({"label": "outage", "id": value % 7, "value": value});
+    // Every event its own entity: each one is a row of its own, whatever its bucket.
+    let event = |value: i64| json!({"label": "outage", "id": value, "value": value});
 
     let first: Vec<Value> = (1..=100).map(event).collect();
     assert_eq!(
@@ -141,45 +159,39 @@ async fn outage_scenario(wal_dir: Option<std::path::PathBuf>) {
     .await;
 
     proxy.cut();
-    // Accepted while the backlog has room, then refused whole with 503 + Retry-After.
+    // Accepted while the rows held are below the bound, then refused whole with 503 +
+    // Retry-After: 150 new rows a request, so the seventh takes the backlog to 1 050 and
+    // the eighth is refused.
     let mut value = 100;
     let refused = loop {
+        let before = pending_rows(&app).await;
         let batch: Vec<Value> = (value + 1..=value + 150).map(event).collect();
         let response = app.post_gather(json!(batch).to_string(), None).await;
         if response.status() == 503 {
+            assert!(before >= 1_000, "refused with {before} rows pending");
             break response;
         }
         assert_eq!(response.status(), 200);
+        assert!(before < 1_000, "accepted with {before} rows pending");
         acknowledged.0 += i128::from((value + 1..=value + 150).sum::<i64>());
         acknowledged.1 += 150;
         value += 150;
-        assert!(
-            acknowledged.1 <= 1_100,
-            "the bound of 1 000 pending events was not enforced"
-        );
     };
     assert_eq!(refused.headers()["retry-after"], "1");
-    assert_eq!(acknowledged.1, 1_000, "100 flushed + 900 pending");
-    // A batch that does not fit is refused whole; single events still fit up to the bound.
-    loop {
-        value += 1;
-        let response = app.post_gather(event(value).to_string(), None).await;
-        if response.status() == 503 {
-            break;
-        }
-        assert_eq!(response.status(), 200);
-        acknowledged.0 += i128::from(value);
-        acknowledged.1 += 1;
-    }
+    assert_eq!(acknowledged.1, 100 + 7 * 150, "100 flushed + 1 050 pending");
     assert_eq!(
-        acknowledged.1 - 100,
-        1_000,
-        "pending stops exactly at max_pending_events"
+        pending_rows(&app).await,
+        1_050,
+        "the refused request added nothing"
     );
+    // At the bound nothing is accepted, not even events that would add no row.
+    let known = app.post_gather(event(101).to_string(), None).await;
+    assert_eq!(known.status(), 503);
     let ready = app.get("/health/ready").await;
     assert_eq!(ready.status(), 503);
     let ready: Value = ready.json().await.unwrap();
-    assert_eq!(ready["pending"], acknowledged.1 - 100);
+    assert_eq!(ready["pending"], 1_050);
+    assert_eq!(ready["reason"], "pending rows at max_pending_rows");
     poll_until(
         Duration::from_secs(15),
         "readiness to report the database down",

@@ -19,10 +19,10 @@ use crate::helpers::{poll_until, spawn_app_with, table_totals, TestDb};
 use crate::process::{fails_with_one_line, gatherer, signal, start_with};
 
 /// A fresh directory under the system's temporary directory, removed when dropped.
-struct TempDir(PathBuf);
+pub struct TempDir(pub PathBuf);
 
 impl TempDir {
-    fn new(what: &str) -> Self {
+    pub fn new(what: &str) -> Self {
         use std::hash::{BuildHasher, RandomState};
         let seed = RandomState::new().hash_one(std::time::SystemTime::now());
         let path = std::env::temp_dir().join(format!("pulse-{what}-{seed:016x}"));
@@ -30,7 +30,7 @@ impl TempDir {
         TempDir(path)
     }
 
-    fn segments(&self, dir: &Path) -> usize {
+    pub fn segments(&self, dir: &Path) -> usize {
         std::fs::read_dir(dir)
             .map(|entries| {
                 entries
@@ -279,12 +279,12 @@ async fn a_damaged_segment_stops_the_start_with_one_line_and_a_torn_tail_does_no
         at_ms: now,
     }];
     let mut bytes = wal::segment_header(2).to_vec();
-    wal::encode_record(&events, &mut bytes).unwrap();
-    wal::encode_record(&events, &mut bytes).unwrap();
+    wal::encode_record(&events, None, &mut bytes).unwrap();
+    wal::encode_record(&events, None, &mut bytes).unwrap();
     let whole = bytes.len();
     // A torn tail: half of a third record.
     let mut third = Vec::new();
-    wal::encode_record(&events, &mut third).unwrap();
+    wal::encode_record(&events, None, &mut third).unwrap();
     bytes.extend_from_slice(&third[..third.len() / 2]);
     let segment = dir.0.join("00000000000000aa-00000000000000000000.wal");
     std::fs::write(&segment, &bytes).unwrap();
