@@ -1,16 +1,23 @@
-// Pulse dashboard: charts the chosen series with its anomalies shaded, posts Approve /
-// Dismiss verdicts, and keeps the header current. The page itself is rendered by the
-// analyser (crates/analyser/src/routes/dashboard.rs); data is only ever put into the page
-// as text, never as markup (labels come from bots).
+// Pulse dashboard: charts the chosen series (the metric that fired, with what was expected
+// and its normal band under it, and the incidents shaded), posts Approve / Dismiss
+// verdicts, and keeps the header current. The page itself is rendered by the analyser
+// (crates/analyser/src/routes/dashboard.rs); data is only ever put into the page as text,
+// never as markup (labels come from bots).
 "use strict";
 
 (() => {
   const SHADE = { alarm: "rgba(220, 38, 38, 0.22)", warning: "rgba(245, 158, 11, 0.28)" };
+  const BAND = "rgba(107, 114, 128, 0.16)";
   const META_EVERY_MS = 5000;
+  // Narrower than this, an incident's band would vanish: the newest step must show.
+  const MIN_SHADE_PX = 6;
+  const METRICS = { counter: ["count", "events"], level: ["avg", "min", "max", "events"] };
 
   const $ = (selector) => document.querySelector(selector);
   let plot = null;
   let marks = [];
+  let hours = null; // the chosen time range; null = the analyser's default (four windows)
+  let focus = null; // an incident to keep in view: {start, end}
 
   /** Fetches JSON from the analyser; throws with the API's error message. */
   async function api(path, options = {}) {
@@ -24,7 +31,7 @@
 
   function seriesOf(element) {
     const d = element.dataset;
-    return { dataset: d.dataset, label: d.label, entity_id: d.entity };
+    return { dataset: d.dataset, label: d.label, entity_id: d.entity, kind: d.kind };
   }
 
   function chosenSeries() {
@@ -33,8 +40,28 @@
   }
 
   const seconds = (rfc3339) => Date.parse(rfc3339) / 1000;
-
   const utcMinute = (s) => new Date(s * 1000).toISOString().slice(11, 16);
+
+  /** A number as a person reads it: rounded, with k / M for thousands and millions. */
+  function human(x) {
+    if (x === null || x === undefined || !Number.isFinite(x)) return "";
+    const a = Math.abs(x);
+    if (a >= 1e6) return `${+(x / 1e6).toFixed(a >= 1e7 ? 0 : 1)}M`;
+    if (a >= 1e4) return `${+(x / 1e3).toFixed(a >= 1e5 ? 0 : 1)}k`;
+    if (a >= 100) return String(Math.round(x));
+    if (a >= 10) return String(+x.toFixed(1));
+    return String(+x.toFixed(2));
+  }
+
+  /** How an observed value differs from the expected one, in words. */
+  function change(observed, expected) {
+    if (!expected) return observed ? `${human(observed)} from 0` : "as expected";
+    const ratio = observed / expected;
+    if (ratio >= 2) return `${ratio.toFixed(ratio >= 100 ? 0 : 1)}× expected`;
+    const percent = Math.round((ratio - 1) * 100);
+    if (percent === 0) return "as expected";
+    return percent > 0 ? `+${percent} %` : `−${-percent} %`;
+  }
 
   /** Axis ticks in UTC, 24-hour; with the date when the chart spans more than a day. */
   function utcTicks(u, splits) {
@@ -45,48 +72,83 @@
     });
   }
 
-  /** Shades each anomaly's period behind the series, in its severity's colour. */
-  function shadeAnomalies(u) {
+  /** Shades each incident's period behind the series, in its severity's colour; the
+   *  rectangles drawn are kept on #chart (data-shaded) for anyone checking. */
+  function shadeIncidents(u) {
     const { ctx, bbox } = u;
+    const ratio = window.devicePixelRatio || 1;
+    const drawn = [];
     ctx.save();
     for (const mark of marks) {
-      const x0 = Math.max(u.valToPos(mark.start, "x", true), bbox.left);
-      const x1 = Math.min(u.valToPos(mark.end, "x", true), bbox.left + bbox.width);
-      if (x1 <= x0) continue;
+      let x0 = Math.max(u.valToPos(mark.start, "x", true), bbox.left);
+      let x1 = Math.min(u.valToPos(mark.end, "x", true), bbox.left + bbox.width);
+      if (x1 < bbox.left || x0 > bbox.left + bbox.width) continue;
+      if (x1 - x0 < MIN_SHADE_PX * ratio) {
+        x0 = Math.max(Math.min(x0, bbox.left + bbox.width - MIN_SHADE_PX * ratio), bbox.left);
+        x1 = x0 + MIN_SHADE_PX * ratio;
+      }
       ctx.fillStyle = SHADE[mark.severity] || SHADE.warning;
-      ctx.fillRect(x0, bbox.top, Math.max(x1 - x0, 2), bbox.height);
+      ctx.fillRect(x0, bbox.top, x1 - x0, bbox.height);
+      drawn.push({ id: mark.id, severity: mark.severity, x0: x0 / ratio, x1: x1 / ratio, top: bbox.top / ratio, height: bbox.height / ratio });
     }
     ctx.restore();
+    $("#chart").dataset.shaded = JSON.stringify(drawn);
   }
 
   function drawChart(reply) {
+    const step = reply.time_step_seconds;
     const xs = reply.points.map((p) => seconds(p.step_start));
-    const counts = reply.points.map((p) => p.count);
+    const value = reply.points.map((p) => p.value);
+    const expected = reply.points.map((p) => p.expected);
+    const low = reply.points.map((p) => p.low);
+    const high = reply.points.map((p) => p.high);
     const container = $("#chart");
+    const banded = high.filter((h) => h !== null).length;
+    container.dataset.metric = reply.metric;
+    container.dataset.banded = String(banded);
     if (plot) plot.destroy();
     plot = new uPlot(
       {
-        width: Math.max(container.clientWidth, 300),
+        width: Math.max(container.clientWidth, 280),
         height: 300,
         // Times in UTC, as in the table.
         tzDate: (ts) => uPlot.tzDate(new Date(ts * 1000), "Etc/UTC"),
-        scales: { x: { time: true } },
-        axes: [{ values: utcTicks }, {}],
+        // Each point is a step's start: the range ends with the last step's end, so an
+        // incident on the newest step has room to show.
+        scales: {
+          x: { time: true, range: (u, min, max) => [min, max + step] },
+        },
+        axes: [
+          { values: utcTicks },
+          { values: (u, splits) => splits.map(human), size: 56, label: reply.unit },
+        ],
         series: [
           { label: "step (UTC)" },
           {
-            label: `count per ${reply.time_step_seconds} s`,
+            label: `${reply.label} ${reply.metric}`,
             stroke: "#1d4ed8",
-            fill: "rgba(29, 78, 216, 0.08)",
-            width: 1.5,
+            width: 1.75,
             points: { show: false },
+            value: (u, v) => human(v),
           },
+          {
+            label: "expected",
+            stroke: "#6b7280",
+            dash: [5, 4],
+            width: 1,
+            points: { show: false },
+            value: (u, v) => human(v),
+          },
+          { label: "normal from", stroke: "rgba(0,0,0,0)", points: { show: false }, value: (u, v) => human(v) },
+          { label: "normal to", stroke: "rgba(0,0,0,0)", points: { show: false }, value: (u, v) => human(v) },
         ],
-        hooks: { drawClear: [shadeAnomalies] },
+        bands: [{ series: [4, 3], fill: BAND }],
+        hooks: { drawClear: [shadeIncidents] },
       },
-      [xs, counts],
+      [xs, value, expected, low, high],
       container,
     );
+    window.pulseChart = plot;
   }
 
   function listMarks() {
@@ -95,43 +157,83 @@
     for (const mark of marks) {
       const item = document.createElement("li");
       item.className = mark.severity;
-      item.textContent =
-        `${mark.severity} ${mark.metric} ${utcMinute(mark.start)}–${utcMinute(mark.end)} UTC ` +
-        `(${mark.status}), observed ${mark.observed}, expected ${mark.expected.toFixed(1)}`;
+      const end = mark.state === "firing" ? "now" : `${utcMinute(mark.end)} UTC`;
+      const signals = mark.signals
+        .map((s) => `${s.metric} ${human(s.observed)} (${change(s.observed, s.expected)})`)
+        .join(", ");
+      item.textContent = `${mark.severity}, ${mark.state}: ${signals}; ${utcMinute(mark.start)} – ${end} (${mark.status})`;
+      item.title = mark.signals
+        .map((s) => `${s.metric}: observed ${s.observed}, expected ${s.expected}, deviation ${s.deviation}`)
+        .join("\n");
       list.append(item);
     }
   }
 
-  async function showSeries(series) {
+  /** Fills the metric selector for the chosen series' kind. */
+  function fillMetrics(series, wanted) {
+    const select = $("#metric");
+    const choices = METRICS[series.kind] || METRICS.counter;
+    const current = wanted || select.value || select.dataset.chosen;
+    select.replaceChildren(
+      ...choices.map((m) => {
+        const option = document.createElement("option");
+        option.value = m;
+        option.textContent = m;
+        return option;
+      }),
+    );
+    select.value = choices.includes(current) ? current : choices[0];
+  }
+
+  async function showSeries(series, metric) {
     if (!series) return;
-    const query = new URLSearchParams(series).toString();
-    history.replaceState(null, "", `?${query}`);
+    fillMetrics(series, metric);
+    const query = new URLSearchParams({
+      dataset: series.dataset,
+      label: series.label,
+      entity_id: series.entity_id,
+    });
+    const wanted = new URLSearchParams(query);
+    wanted.set("metric", $("#metric").value);
+    const page = new URLSearchParams(location.search);
+    for (const [k, v] of wanted) page.set(k, v);
+    history.replaceState(null, "", `?${page}`);
+    const chart = new URLSearchParams(wanted);
+    if (hours) {
+      const to = Math.floor(Date.now() / 1000);
+      chart.set("from", String(to - hours * 3600));
+      chart.set("to", String(to));
+    } else if (focus) {
+      // Keep the incident in view with an hour of context before it.
+      chart.set("from", String(Math.floor(focus.start - 3600)));
+    }
     $("#chart-status").textContent = "loading…";
     try {
-      const [points, anomalies] = await Promise.all([
-        api(`/api/v1/series?${query}`),
+      const [points, incidents] = await Promise.all([
+        api(`/api/v1/series?${chart}`),
         api(`/api/v1/state?${query}&limit=1000`),
       ]);
-      marks = anomalies.data.map((a) => ({
+      marks = incidents.data.map((a) => ({
+        id: a.id,
         severity: a.severity,
-        metric: a.metric,
+        state: a.state,
         status: a.status,
         start: seconds(a.period_start),
         end: seconds(a.period_end),
-        observed: a.observed,
-        expected: a.expected,
+        signals: a.signals.length ? a.signals : [a],
       }));
       drawChart(points);
       listMarks();
-      const shown = marks.length === 1 ? "1 anomaly" : `${marks.length} anomalies`;
+      const shown = marks.length === 1 ? "1 incident" : `${marks.length} incidents`;
       $("#chart-status").textContent =
-        `${points.points.length} steps, ${shown} shaded (alarms red, warnings amber)`;
+        `${points.points.length} steps of ${points.metric}, the expected value (dashed) and its normal band (grey), ` +
+        `${shown} shaded (alarms red, warnings amber); drag to zoom, double-click to zoom out`;
     } catch (error) {
       $("#chart-status").textContent = `cannot chart this series: ${error.message}`;
     }
   }
 
-  /** Approve or Dismiss one anomaly, then show its new status in its row. */
+  /** Approve or Dismiss one incident, then show its new status in its row. */
   async function decide(row, verdict) {
     const buttons = row.querySelectorAll(".actions button");
     buttons.forEach((b) => (b.disabled = true));
@@ -146,8 +248,6 @@
       status.textContent = `${reply.data.status} by ${reply.data.decided_by}`;
       row.classList.add("decided", reply.data.status);
       row.querySelector(".actions").replaceChildren();
-      const open = document.querySelectorAll("#anomalies tbody tr:not(.decided)").length;
-      $("#open-count").textContent = String(open);
     } catch (error) {
       status.textContent = `not saved: ${error.message}`;
       buttons.forEach((b) => (b.disabled = false));
@@ -168,7 +268,11 @@
           option.selected = true;
         }
       }
-      showSeries(wanted);
+      hours = null;
+      focus = { start: Number(row.dataset.start), end: Number(row.dataset.end) };
+      const metric = row.dataset.metric === "population" ? null : row.dataset.metric;
+      showSeries(wanted, metric);
+      $("#chart-section").scrollIntoView({ behavior: "smooth" });
     }
   }
 
@@ -197,13 +301,28 @@
   }
 
   function start() {
-    $("#series").addEventListener("change", () => showSeries(chosenSeries()));
+    $("#series").addEventListener("change", () => {
+      focus = null;
+      showSeries(chosenSeries());
+    });
+    $("#metric").addEventListener("change", () => showSeries(chosenSeries(), $("#metric").value));
+    for (const button of document.querySelectorAll(".range button")) {
+      button.addEventListener("click", () => {
+        hours = Number(button.dataset.hours);
+        document.querySelectorAll(".range button").forEach((b) => b.classList.toggle("on", b === button));
+        showSeries(chosenSeries(), $("#metric").value);
+      });
+    }
     const table = $("#anomalies");
     if (table) table.addEventListener("click", onTableClick);
     window.addEventListener("resize", () => {
-      if (plot) plot.setSize({ width: Math.max($("#chart").clientWidth, 300), height: 300 });
+      if (plot) plot.setSize({ width: Math.max($("#chart").clientWidth, 280), height: 300 });
     });
-    showSeries(chosenSeries());
+    const first = document.querySelector("#anomalies tbody tr");
+    if (first && !new URLSearchParams(location.search).has("label")) {
+      focus = { start: Number(first.dataset.start), end: Number(first.dataset.end) };
+    }
+    showSeries(chosenSeries(), $("#metric").dataset.chosen || null);
     setTimeout(refreshMeta, META_EVERY_MS);
   }
 

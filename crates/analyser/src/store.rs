@@ -315,6 +315,24 @@ pub async fn series_totals(
     Ok(records.into_iter().map(stored).collect())
 }
 
+/// Whether the analyser holds any step totals of the series (a primary-key prefix probe).
+pub async fn series_known(
+    pool: &MySqlPool,
+    dataset: &str,
+    label: &str,
+    entity_id: i64,
+) -> Result<bool, sqlx::Error> {
+    let found: Option<i64> = sqlx::query_scalar(
+        "SELECT 1 FROM step_totals WHERE dataset = ? AND event_label = ? AND entity_id = ? LIMIT 1",
+    )
+    .bind(dataset)
+    .bind(label)
+    .bind(entity_id)
+    .fetch_optional(pool)
+    .await?;
+    Ok(found.is_some())
+}
+
 /// A series the analyser holds step totals for: what the dashboard offers to chart.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct SeriesKey {

@@ -251,6 +251,13 @@ pub struct SeriesPoint {
     pub events: u64,
     pub min: Option<i64>,
     pub max: Option<i64>,
+    /// The charted metric's value at this step (none for a level without events).
+    pub value: Option<f64>,
+    /// What the check expected, and the range around it in which it raises nothing
+    /// (recomputed from the stored totals; none before the check has enough history).
+    pub expected: Option<f64>,
+    pub low: Option<f64>,
+    pub high: Option<f64>,
 }
 
 /// Reply of `GET /api/v1/series`.
@@ -262,6 +269,10 @@ pub struct SeriesReply {
     pub label: String,
     pub entity_id: i64,
     pub time_step_seconds: u64,
+    /// The charted metric: `count`, `events`, `avg`, `min` or `max`.
+    pub metric: String,
+    /// What the values measure, for an axis: `events per 1m` (counts) or `value` (levels).
+    pub unit: String,
     pub points: Vec<SeriesPoint>,
 }
 

@@ -180,6 +180,11 @@ impl Params {
             && (self.entities.is_empty() || self.entities.contains(&entity_id))
     }
 
+    /// Whether `label` carries measurements (judged on its levels) rather than counts.
+    pub fn is_level(&self, label: &str) -> bool {
+        self.levels.contains(label)
+    }
+
     fn kind(&self, label: &str) -> Kind {
         if self.levels.contains(label) {
             Kind::Level
@@ -189,7 +194,7 @@ impl Params {
     }
 
     /// The windowed method of the count checks unless `auto`.
-    fn sigma_method(&self) -> SigmaMethod {
+    pub fn sigma_method(&self) -> SigmaMethod {
         match self.method {
             Method::ThreeSigma => SigmaMethod::ThreeSigma,
             Method::LastPoint | Method::Auto => SigmaMethod::LastPoint,

@@ -1,10 +1,13 @@
 //! `GET /`: the analysts' dashboard, behind the same basic auth as the API.
 //!
 //! The server renders the page: where the analyser stands, a selector of the series it
-//! holds step totals for, and the open anomalies with Approve / Dismiss buttons.
-//! `assets/dashboard.js` then charts the chosen series from `/api/v1/series` with its
-//! anomalies shaded, posts verdicts (same origin, so the CSRF check passes), and keeps
-//! the header current. Every value from the data (labels come from bots) is escaped.
+//! holds step totals for, and the incidents (filtered by severity, state and verdict;
+//! alarms first) with their signals in words a person reads and Approve / Dismiss buttons.
+//! `assets/dashboard.js` then charts the chosen series from `/api/v1/series`: the metric
+//! that fired, the expected value and its normal band under it, the incidents shaded, a
+//! time range and drag to zoom; it posts verdicts (same origin, so the CSRF check passes)
+//! and keeps the header current. Every value from the data (labels come from bots) is
+//! escaped.
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -17,20 +20,68 @@ use serde::Deserialize;
 
 use super::assets::{DASHBOARD_CSS, DASHBOARD_JS, UPLOT_CSS, UPLOT_JS};
 use super::{Analyst, ApiError};
+use crate::present::{change, number};
 use crate::state::AppState;
 use crate::store::{self, AnomalyFilter, SeriesKey};
 
-/// Open anomalies listed on the page, newest first.
-const OPEN_ANOMALIES: u32 = 500;
+/// Incidents listed on the page.
+const LISTED: u32 = 500;
 /// Series offered in the selector.
 const SERIES_IN_SELECTOR: u32 = 5_000;
 
-/// The series to chart, from the query string (`/?dataset=…&label=…&entity_id=…`).
+/// The page's query string: the series to chart and the table's filters.
 #[derive(Debug, Deserialize)]
 pub struct PageParams {
     dataset: Option<String>,
     label: Option<String>,
     entity_id: Option<String>,
+    metric: Option<String>,
+    /// `alarm` or `warning`; absent = both.
+    severity: Option<String>,
+    /// `firing` or `resolved`; absent = both.
+    state: Option<String>,
+    /// The verdict: `open` (default), `approved`, `dismissed` or `any`.
+    status: Option<String>,
+}
+
+/// The table's filters, as chosen.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Filters {
+    pub severity: Option<String>,
+    pub state: Option<String>,
+    /// `None` = every verdict.
+    pub status: Option<String>,
+}
+
+/// A filter's value, if one of `allowed`; empty is no filter.
+fn pick(
+    name: &'static str,
+    value: &Option<String>,
+    allowed: &[&str],
+) -> Result<Option<String>, ApiError> {
+    match value.as_deref() {
+        None | Some("") => Ok(None),
+        Some(v) if allowed.contains(&v) => Ok(Some(v.to_owned())),
+        Some(v) => Err(ApiError::bad(
+            name,
+            format!("{v:?}: expected one of {}", allowed.join(", ")),
+        )),
+    }
+}
+
+impl Filters {
+    fn from_params(params: &PageParams) -> Result<Self, ApiError> {
+        let status = match params.status.as_deref() {
+            None | Some("") => Some("open".to_owned()),
+            Some("any") => None,
+            _ => pick("status", &params.status, &["open", "approved", "dismissed"])?,
+        };
+        Ok(Filters {
+            severity: pick("severity", &params.severity, &["alarm", "warning"])?,
+            state: pick("state", &params.state, &["firing", "resolved"])?,
+            status,
+        })
+    }
 }
 
 /// What the page shows, gathered by the handler; [`render`] turns it into HTML.
@@ -38,18 +89,26 @@ pub struct PageParams {
 pub struct Page {
     pub user: String,
     pub meta: StateMeta,
-    /// Open anomalies, newest first.
-    pub open: Vec<Anomaly>,
+    /// The incidents the filters select, newest first.
+    pub incidents: Vec<Anomaly>,
+    pub filters: Filters,
     pub known: Vec<SeriesKey>,
+    /// Which labels are levels (prices), per dataset: their charts default to the level.
+    pub levels: Vec<(String, String)>,
     pub chosen: Option<SeriesKey>,
+    pub metric: Option<String>,
 }
 
 #[utoipa::path(
     get, path = "/", tag = "analysts", security(("basic" = [])),
     params(
         ("dataset" = Option<String>, Query), ("label" = Option<String>, Query), ("entity_id" = Option<i64>, Query),
+        ("metric" = Option<String>, Query, description = "the metric to chart: count, events, avg, min or max"),
+        ("severity" = Option<String>, Query, description = "list only alarm or warning incidents"),
+        ("state" = Option<String>, Query, description = "list only firing or resolved incidents"),
+        ("status" = Option<String>, Query, description = "the verdict to list: open (default), approved, dismissed or any"),
     ),
-    responses((status = 200, description = "The dashboard (HTML)", content_type = "text/html"), (status = 401, body = protocol::ErrorReply))
+    responses((status = 200, description = "The dashboard (HTML)", content_type = "text/html"), (status = 400, body = protocol::ErrorReply), (status = 401, body = protocol::ErrorReply))
 )]
 #[get("/")]
 pub async fn dashboard(
@@ -57,11 +116,14 @@ pub async fn dashboard(
     params: web::Query<PageParams>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let open = store::anomalies(
+    let filters = Filters::from_params(&params)?;
+    let incidents = store::anomalies(
         &state.pool,
         &AnomalyFilter {
-            status: Some("open".to_owned()),
-            limit: OPEN_ANOMALIES,
+            severity: filters.severity.clone(),
+            state: filters.state.clone(),
+            status: filters.status.clone(),
+            limit: LISTED,
             ..AnomalyFilter::default()
         },
     )
@@ -77,6 +139,11 @@ pub async fn dashboard(
         }
         _ => None,
     };
+    let levels = state
+        .datasets
+        .iter()
+        .flat_map(|d| d.levels.iter().map(|l| (d.name.clone(), l.clone())))
+        .collect();
     let user = req
         .extensions()
         .get::<Analyst>()
@@ -84,9 +151,12 @@ pub async fn dashboard(
     let page = Page {
         user,
         meta: super::state::meta(&state),
-        open,
+        incidents,
+        filters,
         known,
+        levels,
         chosen,
+        metric: params.metric.clone(),
     };
     Ok(HttpResponse::Ok()
         .content_type("text/html; charset=utf-8")
@@ -131,15 +201,6 @@ fn lag_text(lag: Option<f64>) -> String {
     }
 }
 
-/// A number as a person reads it: integers without decimals, others with one.
-fn number(x: f64) -> String {
-    if x.fract() == 0.0 && x.abs() < 1e15 {
-        format!("{x:.0}")
-    } else {
-        format!("{x:.1}")
-    }
-}
-
 fn series_of(a: &Anomaly) -> SeriesKey {
     SeriesKey {
         dataset: a.dataset.clone(),
@@ -148,27 +209,39 @@ fn series_of(a: &Anomaly) -> SeriesKey {
     }
 }
 
-/// The series charted first: the one asked for, else that of the newest open alarm, else
-/// of the newest open anomaly, else the first known.
+/// The incidents in the table's order: alarms first, then warnings, newest first in each.
+fn table_order(incidents: &[Anomaly]) -> Vec<&Anomaly> {
+    let mut rows: Vec<&Anomaly> = incidents.iter().collect();
+    rows.sort_by(|a, b| {
+        (b.severity == "alarm", b.period_start, b.id).cmp(&(
+            a.severity == "alarm",
+            a.period_start,
+            a.id,
+        ))
+    });
+    rows
+}
+
+/// The series charted first: the one asked for, else that of the first incident in the
+/// table (the newest alarm), else the first known.
 fn chosen_series(page: &Page) -> Option<SeriesKey> {
     page.chosen
         .clone()
-        .or_else(|| {
-            page.open
-                .iter()
-                .find(|a| a.severity == "alarm")
-                .or(page.open.first())
-                .map(series_of)
-        })
+        .or_else(|| table_order(&page.incidents).first().map(|a| series_of(a)))
         .or_else(|| page.known.first().cloned())
 }
 
-fn series_attributes(s: &SeriesKey) -> String {
+fn series_attributes(page: &Page, s: &SeriesKey) -> String {
+    let level = page
+        .levels
+        .iter()
+        .any(|(dataset, label)| *dataset == s.dataset && *label == s.label);
     format!(
-        r#"data-dataset="{}" data-label="{}" data-entity="{}""#,
+        r#"data-dataset="{}" data-label="{}" data-entity="{}" data-kind="{}""#,
         escape(&s.dataset),
         escape(&s.label),
-        s.entity_id
+        s.entity_id,
+        if level { "level" } else { "counter" }
     )
 }
 
@@ -181,6 +254,26 @@ fn series_name(s: &SeriesKey) -> String {
     )
 }
 
+/// One signal in words: "count 600, 10.2× expected", the raw figures in its tooltip.
+fn signal_text(metric: &str, observed: f64, expected: f64, deviation: f64, method: &str) -> String {
+    format!(
+        r#"<span class="signal" title="{metric} by {method}: observed {observed}, expected {expected}, deviation {deviation:.2} noise units">{metric} {shown} <em>{change}</em></span>"#,
+        metric = escape(metric),
+        method = escape(method),
+        shown = number(observed),
+        change = escape(&change(observed, expected)),
+    )
+}
+
+fn option(value: &str, shown: &str, chosen: Option<&str>) -> String {
+    let selected = if chosen == Some(value) {
+        " selected"
+    } else {
+        ""
+    };
+    format!(r#"<option value="{value}"{selected}>{shown}</option>"#)
+}
+
 /// The whole page. Pure, so that its escaping and choices are unit-tested.
 pub fn render(page: &Page) -> String {
     let mut html = String::with_capacity(16 * 1024);
@@ -190,6 +283,16 @@ pub fn render(page: &Page) -> String {
         || "never".to_owned(),
         |t| t.format("%H:%M:%S UTC").to_string(),
     );
+    let chosen = chosen_series(page);
+    // The metric to chart: asked for, else the chosen incident's strongest signal's.
+    let metric = page.metric.clone().or_else(|| {
+        let chosen = chosen.as_ref()?;
+        table_order(&page.incidents)
+            .into_iter()
+            .find(|a| series_of(a) == *chosen)
+            .map(|a| a.metric.clone())
+            .filter(|m| m != "population")
+    });
     // `write!` into a String cannot fail.
     let _ = write!(
         html,
@@ -219,8 +322,8 @@ pub fn render(page: &Page) -> String {
 <main>
 <section id="chart-section" aria-labelledby="chart-title">
   <h2 id="chart-title">Series</h2>
-  <label for="series">dataset / label / entity</label>
-  <select id="series">
+  <div class="controls">
+  <label>series <select id="series">
 "#,
         uplot_css = UPLOT_CSS.url(),
         dashboard_css = DASHBOARD_CSS.url(),
@@ -231,32 +334,31 @@ pub fn render(page: &Page) -> String {
         series = meta.series,
         user = escape(&page.user),
     );
-    // Every known series, plus those of open anomalies (their totals may be pruned), with
-    // how many open anomalies each has.
+    // Every known series, plus those of listed incidents (their totals may be pruned), with
+    // how many listed incidents each has.
     let mut options: BTreeMap<SeriesKey, usize> =
         page.known.iter().map(|s| (s.clone(), 0)).collect();
-    for anomaly in &page.open {
-        *options.entry(series_of(anomaly)).or_default() += 1;
+    for incident in &page.incidents {
+        *options.entry(series_of(incident)).or_default() += 1;
     }
-    let chosen = chosen_series(page);
     if let Some(chosen) = &chosen {
         options.entry(chosen.clone()).or_default();
     }
-    for (series, open) in &options {
+    for (series, listed) in &options {
         let selected = if Some(series) == chosen.as_ref() {
             " selected"
         } else {
             ""
         };
-        let open = match open {
+        let listed = match listed {
             0 => String::new(),
-            1 => " (1 open)".to_owned(),
-            n => format!(" ({n} open)"),
+            1 => " (1 incident)".to_owned(),
+            n => format!(" ({n} incidents)"),
         };
         let _ = writeln!(
             html,
-            "    <option {}{selected}>{}{open}</option>",
-            series_attributes(series),
+            "    <option {}{selected}>{}{listed}</option>",
+            series_attributes(page, series),
             series_name(series)
         );
     }
@@ -267,56 +369,113 @@ pub fn render(page: &Page) -> String {
     };
     let _ = write!(
         html,
-        r#"  </select>
-  <div id="chart" role="img" aria-label="step counts of the chosen series"></div>
+        r#"  </select></label>
+  <label>metric <select id="metric" data-chosen="{metric}"></select></label>
+  <span class="range" role="group" aria-label="time range">
+    <button type="button" data-hours="1">1 h</button><button type="button" data-hours="6">6 h</button><button type="button" data-hours="24">24 h</button><button type="button" data-hours="168">7 d</button>
+  </span>
+  </div>
+  <div id="chart" role="img" aria-label="the chosen metric of the chosen series, with what was expected and its normal range"></div>
   <p id="chart-status" class="status-line">{empty}</p>
   <ul id="marks" class="legend"></ul>
 </section>
 <section id="anomalies-section" aria-labelledby="anomalies-title">
-  <h2 id="anomalies-title">Open anomalies <span id="open-count">{open_count}</span></h2>
+  <h2 id="anomalies-title">Incidents <span id="open-count">{listed}</span></h2>
+  <form id="filters" method="get" action="/">
+    <label>severity <select name="severity">{sev_any}{sev_alarm}{sev_warning}</select></label>
+    <label>state <select name="state">{state_any}{state_firing}{state_resolved}</select></label>
+    <label>verdict <select name="status">{status_open}{status_approved}{status_dismissed}{status_any}</select></label>
+    <button type="submit">Filter</button>
+  </form>
 "#,
-        open_count = page.open.len(),
+        metric = escape(metric.as_deref().unwrap_or("")),
+        listed = page.incidents.len(),
+        sev_any = option("", "any", page.filters.severity.as_deref().or(Some(""))),
+        sev_alarm = option("alarm", "alarm", page.filters.severity.as_deref()),
+        sev_warning = option("warning", "warning", page.filters.severity.as_deref()),
+        state_any = option("", "any", page.filters.state.as_deref().or(Some(""))),
+        state_firing = option("firing", "firing", page.filters.state.as_deref()),
+        state_resolved = option("resolved", "resolved", page.filters.state.as_deref()),
+        status_open = option("open", "open", page.filters.status.as_deref()),
+        status_approved = option("approved", "approved", page.filters.status.as_deref()),
+        status_dismissed = option("dismissed", "dismissed", page.filters.status.as_deref()),
+        status_any = option("any", "any", page.filters.status.as_deref().or(Some("any"))),
     );
-    if page.open.is_empty() {
-        html.push_str("  <p class=\"status-line\">Nothing waits for a verdict.</p>\n");
+    if page.incidents.is_empty() {
+        let none = if page.filters == Filters::default()
+            || page.filters.status.as_deref() == Some("open")
+        {
+            "Nothing waits for a verdict."
+        } else {
+            "No incident matches these filters."
+        };
+        let _ = writeln!(html, "  <p class=\"status-line\">{none}</p>");
     } else {
         html.push_str(
             r#"  <table id="anomalies">
-    <thead><tr><th>severity</th><th>series</th><th>metric</th><th>period (UTC)</th><th class="num">observed</th><th class="num">expected</th><th class="num">deviation</th><th>status</th><th></th></tr></thead>
+    <thead><tr><th>severity</th><th>series</th><th>what fired</th><th>period (UTC)</th><th>verdict</th><th></th></tr></thead>
     <tbody>
 "#,
         );
-        for a in &page.open {
+        for a in table_order(&page.incidents) {
             let series = series_of(a);
             let severity = if a.severity == "alarm" {
                 "alarm"
             } else {
                 "warning"
             };
+            let firing = a.state == "firing";
+            let signals: Vec<String> = if a.signals.is_empty() {
+                vec![signal_text(
+                    &a.metric,
+                    a.observed,
+                    a.expected,
+                    a.deviation,
+                    &a.method,
+                )]
+            } else {
+                a.signals
+                    .iter()
+                    .map(|s| signal_text(&s.metric, s.observed, s.expected, s.deviation, &s.method))
+                    .collect()
+            };
+            let end = if firing {
+                "now".to_owned()
+            } else {
+                a.period_end.format("%H:%M").to_string()
+            };
+            let actions = if a.status == "open" {
+                r#"<button type="button" class="approve">Approve</button> <button type="button" class="dismiss">Dismiss</button>"#
+            } else {
+                ""
+            };
+            let verdict = match &a.decided_by {
+                Some(by) if a.status != "open" => {
+                    format!("{} by {}", escape(&a.status), escape(by))
+                }
+                _ => escape(&a.status),
+            };
             let _ = write!(
                 html,
-                r#"    <tr data-anomaly-id="{id}" {attributes} class="{severity}">
-      <td><span class="badge {severity}">{severity}</span></td>
-      <td><button type="button" class="show" title="chart this series">{name}</button></td>
-      <td>{metric}</td>
-      <td>{start} – {end}</td>
-      <td class="num">{observed}</td>
-      <td class="num">{expected}</td>
-      <td class="num">{deviation:.1}</td>
-      <td class="status">{status}</td>
-      <td class="actions"><button type="button" class="approve">Approve</button> <button type="button" class="dismiss">Dismiss</button></td>
+                r#"    <tr data-anomaly-id="{id}" {attributes} data-metric="{metric}" data-start="{start_ts}" data-end="{end_ts}" class="{severity}{state_class}">
+      <td data-label="severity"><span class="badge {severity}">{severity}</span> <span class="state {state}">{state}</span></td>
+      <td data-label="series"><button type="button" class="show" title="chart this series">{name}</button></td>
+      <td data-label="what fired" class="signals">{signals}</td>
+      <td data-label="period">{start} – {end}</td>
+      <td data-label="verdict" class="status">{verdict}</td>
+      <td class="actions">{actions}</td>
     </tr>
 "#,
                 id = a.id,
-                attributes = series_attributes(&series),
-                name = series_name(&series),
+                attributes = series_attributes(page, &series),
                 metric = escape(&a.metric),
+                start_ts = a.period_start.timestamp(),
+                end_ts = a.period_end.timestamp(),
+                state_class = if firing { " firing" } else { "" },
+                state = escape(&a.state),
+                name = series_name(&series),
+                signals = signals.join(" · "),
                 start = minute(a.period_start),
-                end = a.period_end.format("%H:%M"),
-                observed = number(a.observed),
-                expected = number(a.expected),
-                deviation = a.deviation,
-                status = escape(&a.status),
             );
         }
         html.push_str("    </tbody>\n  </table>\n");
@@ -355,7 +514,7 @@ mod tests {
         }
     }
 
-    fn page(open: Vec<Anomaly>) -> Page {
+    fn page(incidents: Vec<Anomaly>) -> Page {
         Page {
             user: "analyst".into(),
             meta: StateMeta {
@@ -365,13 +524,19 @@ mod tests {
                 last_pull_at: None,
                 gatherer: "up".into(),
             },
-            open,
+            incidents,
+            filters: Filters {
+                status: Some("open".into()),
+                ..Filters::default()
+            },
             known: vec![SeriesKey {
                 dataset: "shop".into(),
                 label: "visit".into(),
                 entity_id: 1,
             }],
+            levels: vec![("shop".into(), "price".into())],
             chosen: None,
+            metric: None,
         }
     }
 
@@ -388,22 +553,76 @@ mod tests {
     }
 
     #[test]
-    fn the_newest_open_alarm_is_charted_first() {
+    fn alarms_come_first_and_the_newest_alarm_is_charted_first() {
         let html = render(&page(vec![
             anomaly(9, "checkout", 4, "warning"),
             anomaly(8, "checkout", 3, "alarm"),
         ]));
         let selected = html
             .lines()
-            .find(|l| l.contains(" selected>"))
+            .find(|l| l.contains(" selected>") && l.contains("data-dataset"))
             .expect("a selected option");
         assert!(
             selected.contains(r#"data-label="checkout" data-entity="3""#),
             "{selected}"
         );
-        assert!(selected.contains("(1 open)"), "{selected}");
-        assert!(html.contains(r#"<tr data-anomaly-id="8""#));
+        assert!(selected.contains("(1 incident)"), "{selected}");
+        let alarm = html.find(r#"<tr data-anomaly-id="8""#).unwrap();
+        let warning = html.find(r#"<tr data-anomaly-id="9""#).unwrap();
+        assert!(alarm < warning, "the older alarm above the newer warning");
         assert!(html.contains("<dd id=\"lag\">4.2 s</dd>"), "{html}");
+    }
+
+    #[test]
+    fn signals_read_as_words_with_the_raw_figures_in_a_tooltip() {
+        let mut flood = anomaly(8, "checkout", 3, "alarm");
+        flood.signals = vec![protocol::Signal {
+            metric: "count".into(),
+            method: "auto".into(),
+            severity: "alarm".into(),
+            observed: 612.0,
+            expected: 60.0,
+            deviation: 71.25,
+        }];
+        let html = render(&page(vec![flood]));
+        assert!(html.contains("count 612 <em>10.2× expected</em>"), "{html}");
+        assert!(html.contains("deviation 71.25 noise units"), "{html}");
+        assert!(!html.contains("1000000"), "{html}");
+    }
+
+    #[test]
+    fn filters_are_checked_and_kept_in_the_form() {
+        let params = |severity: &str, state: &str, status: &str| PageParams {
+            dataset: None,
+            label: None,
+            entity_id: None,
+            metric: None,
+            severity: Some(severity.into()),
+            state: Some(state.into()),
+            status: Some(status.into()),
+        };
+        let filters = Filters::from_params(&params("alarm", "firing", "any")).unwrap();
+        assert_eq!(
+            filters,
+            Filters {
+                severity: Some("alarm".into()),
+                state: Some("firing".into()),
+                status: None,
+            }
+        );
+        assert!(Filters::from_params(&params("loud", "", "")).is_err());
+        let mut shown = page(Vec::new());
+        shown.filters = filters;
+        let html = render(&shown);
+        assert!(
+            html.contains(r#"<option value="alarm" selected>"#),
+            "{html}"
+        );
+        assert!(html.contains(r#"<option value="any" selected>"#), "{html}");
+        assert!(
+            html.contains("No incident matches these filters."),
+            "{html}"
+        );
     }
 
     #[test]

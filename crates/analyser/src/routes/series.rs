@@ -1,4 +1,5 @@
-//! `GET /api/v1/series`: one series' step totals, for charts. Read from the analyser's own
+//! `GET /api/v1/series`: one series' step totals, for charts, with one metric's value,
+//! expectation and normal range at each step (`expected.rs`). Read from the analyser's own
 //! step totals: a chart never costs the gatherer anything.
 
 use actix_web::{get, web, HttpResponse};
@@ -6,9 +7,13 @@ use chrono::Utc;
 use protocol::{SeriesPoint, SeriesReply};
 use serde::Deserialize;
 
+use detect::level::StepTotals;
+
 use super::{parse_time, pick_dataset, ApiError};
+use crate::expected::{self, ChartStep};
+use crate::judge::{Metric, Params};
 use crate::state::AppState;
-use crate::store;
+use crate::store::{self, AnomalyFilter, ExactTotals};
 
 #[derive(Debug, Deserialize)]
 pub struct SeriesParams {
@@ -17,7 +22,11 @@ pub struct SeriesParams {
     entity_id: Option<String>,
     from: Option<String>,
     to: Option<String>,
+    metric: Option<String>,
 }
+
+/// Baseline windows of history read before the chart to warm its checks up.
+const WARM_UP_WINDOWS: i64 = 4;
 
 /// One series' step totals, for charts.
 #[utoipa::path(
@@ -26,6 +35,7 @@ pub struct SeriesParams {
         ("dataset" = Option<String>, Query, description = "required when there are several datasets"),
         ("label" = String, Query), ("entity_id" = i64, Query),
         ("from" = Option<String>, Query), ("to" = Option<String>, Query),
+        ("metric" = Option<String>, Query, description = "count, events, avg, min or max; default avg for a level label, else count"),
     ),
     responses(
         (status = 200, body = protocol::SeriesReply),
@@ -67,75 +77,139 @@ pub async fn series(
         return Err(ApiError::bad("from", "from is after to"));
     }
     let step = dataset.step_seconds();
+    let judging = Params::from_settings(dataset);
+    let metric = chart_metric(&judging, &label, params.metric.as_deref())?;
     let from_step = from.timestamp().div_euclid(step) * step;
+    let warm_from = from_step - WARM_UP_WINDOWS * judging.window_steps as i64 * step;
     let rows = store::series_totals(
         &state.pool,
         &dataset.name,
         &label,
         entity_id,
-        from_step,
+        warm_from,
         to.timestamp(),
     )
     .await?;
     // A window of zeros reads as traffic that stopped: only a series the analyser holds
     // totals for gets one.
-    if rows.is_empty() && !series_known(&state.pool, &dataset.name, &label, entity_id).await? {
+    if rows.is_empty()
+        && !store::series_known(&state.pool, &dataset.name, &label, entity_id).await?
+    {
         return Err(ApiError::NotFound(format!(
             "no such series: {label:?} / {entity_id} in dataset {:?}",
             dataset.name
         )));
     }
-    // Steps without rows are zeros, as the detector sees them.
-    let mut points = Vec::new();
+    // The steps its incidents covered: judged, not learnt.
+    let incidents = store::anomalies(
+        &state.pool,
+        &AnomalyFilter {
+            dataset: Some(dataset.name.clone()),
+            label: Some(label.clone()),
+            entity_id: Some(entity_id),
+            since: chrono::DateTime::from_timestamp(warm_from, 0),
+            limit: 1_000,
+            ..AnomalyFilter::default()
+        },
+    )
+    .await?;
+    let held = |s: i64| {
+        incidents
+            .iter()
+            .any(|a| a.period_start.timestamp() <= s && s < a.period_end.timestamp())
+    };
+    // Steps without rows are zeros, as the detector sees them; the history the stored
+    // totals still hold warms the checks up.
+    let first = rows
+        .first()
+        .map_or(from_step, |r| r.step_start.min(from_step));
+    let mut steps = Vec::new();
     let mut rows = rows.into_iter().peekable();
-    let mut s = from_step;
-    while s < to.timestamp() && points.len() < 100_000 {
-        let point = match rows.peek() {
+    let mut s = first;
+    while s < to.timestamp() && steps.len() < 100_000 {
+        let totals = match rows.peek() {
             Some(row) if row.step_start == s => {
                 let row = rows.next().unwrap_or_else(|| unreachable!("peeked"));
-                SeriesPoint {
-                    step_start: store::date(s).and_utc(),
-                    count: row.totals.sum as f64,
-                    events: row.totals.events,
-                    min: Some(row.totals.min),
-                    max: Some(row.totals.max),
-                }
+                row.totals
             }
-            _ => SeriesPoint {
-                step_start: store::date(s).and_utc(),
-                count: 0.0,
+            _ => ExactTotals {
+                sum: 0,
                 events: 0,
-                min: None,
-                max: None,
+                min: 0,
+                max: 0,
             },
         };
-        points.push(point);
+        steps.push((s, totals));
         s += step;
     }
+    let chart: Vec<ChartStep> = steps
+        .iter()
+        .map(|&(start, t)| ChartStep {
+            start,
+            totals: StepTotals {
+                sum: t.sum as f64,
+                events: t.events,
+                min: t.min as f64,
+                max: t.max as f64,
+            },
+            held: held(start),
+        })
+        .collect();
+    let bands = expected::bands(&judging, metric, &chart);
+    let values = expected::values(metric, &chart);
+    let points = steps
+        .iter()
+        .zip(bands.iter().zip(values))
+        .filter(|((start, _), _)| *start >= from_step)
+        .map(|(&(start, t), (band, value))| SeriesPoint {
+            step_start: store::date(start).and_utc(),
+            count: t.sum as f64,
+            events: t.events,
+            min: (t.events > 0).then_some(t.min),
+            max: (t.events > 0).then_some(t.max),
+            value,
+            expected: band.map(|b| b.expected),
+            low: band.map(|b| b.low),
+            high: band.map(|b| b.high),
+        })
+        .collect();
+    let unit = match metric {
+        Metric::Count | Metric::Events => format!(
+            "{} per {}",
+            if metric == Metric::Count {
+                "sum"
+            } else {
+                "events"
+            },
+            humantime::format_duration(dataset.time_step)
+        ),
+        _ => "value".to_owned(),
+    };
     Ok(HttpResponse::Ok().json(SeriesReply {
         ok: true,
         dataset: dataset.name.clone(),
         label,
         entity_id,
         time_step_seconds: step as u64,
+        metric: metric.as_str().to_owned(),
+        unit,
         points,
     }))
 }
 
-/// Whether the analyser holds any step totals of the series (a primary-key prefix probe).
-async fn series_known(
-    pool: &sqlx::MySqlPool,
-    dataset: &str,
-    label: &str,
-    entity_id: i64,
-) -> Result<bool, sqlx::Error> {
-    let found: Option<i64> = sqlx::query_scalar(
-        "SELECT 1 FROM step_totals WHERE dataset = ? AND event_label = ? AND entity_id = ? LIMIT 1",
-    )
-    .bind(dataset)
-    .bind(label)
-    .bind(entity_id)
-    .fetch_optional(pool)
-    .await?;
-    Ok(found.is_some())
+/// The metric to chart: the one asked for, else the level's average or the count.
+fn chart_metric(judging: &Params, label: &str, asked: Option<&str>) -> Result<Metric, ApiError> {
+    match asked {
+        None if judging.is_level(label) => Ok(Metric::Avg),
+        None => Ok(Metric::Count),
+        Some("count") => Ok(Metric::Count),
+        Some("events") => Ok(Metric::Events),
+        Some("avg") => Ok(Metric::Avg),
+        Some("min") => Ok(Metric::Min),
+        Some("max") => Ok(Metric::Max),
+        Some(other) => Err(ApiError::bad(
+            "metric",
+            format!("{other:?}: expected count, events, avg, min or max"),
+        )),
+    }
 }

@@ -11,8 +11,8 @@ use std::time::Duration;
 use analyser::configuration::Method;
 use serde_json::Value;
 
-use crate::api::analyser_with_flood;
 use crate::helpers::{shop, Analyser, Gatherer, PASSWORD, USER};
+use crate::scenarios::{traffic, ANOMALY_AT, HISTORY};
 
 /// Where the e2e script and its `node_modules` live.
 fn e2e_dir() -> PathBuf {
@@ -104,34 +104,94 @@ async fn the_dashboard_and_its_assets_are_behind_basic_auth_and_the_assets_cache
     );
 }
 
-#[tokio::test]
-async fn an_analyst_sees_the_flood_on_the_chart_and_approves_it_in_the_browser() {
-    assert_browser_tools_installed();
-    let (_gatherer, analyser) = analyser_with_flood().await;
-    let alarms = analyser
-        .state("label=checkout&entity_id=3&severity=alarm&status=open")
-        .await;
-    let flood = alarms["data"]
+/// Checkout traffic whose entity 3 floods in the last two minutes (an incident on the
+/// newest judged step), and prices whose entity 4 is typed a hundred times too low for
+/// three minutes; both through the real gatherer, with `price` a level.
+async fn flood_and_typo() -> (Gatherer, Analyser) {
+    let mut rng = detect::synth::Rng::new(11);
+    let (_, mut events) = traffic("checkout", |step, entity| {
+        let flood = entity == 3 && step >= HISTORY - 2;
+        (if flood { 600 } else { rng.poisson(60.0) }, 1)
+    });
+    let (_, prices) = traffic("price", |step, entity| {
+        let price = 1_990 + entity * 5 + rng.poisson(20.0) as i64;
+        let typo = entity == 4 && (ANOMALY_AT..ANOMALY_AT + 3).contains(&step);
+        (rng.poisson(50.0), if typo { price / 100 } else { price })
+    });
+    events.extend(prices);
+    let gatherer = Gatherer::start().await;
+    gatherer.post(&events).await;
+    gatherer.flushed().await;
+    let analyser = Analyser::start(
+        &gatherer.url,
+        vec![shop(&["checkout", "price"], Method::Auto)],
+    )
+    .await;
+    analyser.pull().await;
+    (gatherer, analyser)
+}
+
+/// Four bytes of RGBA: whether it is the red of an alarm's shading over white.
+fn reddish(color: &Value) -> bool {
+    let c: Vec<u64> = color
         .as_array()
-        .unwrap()
+        .map_or_else(Vec::new, |c| c.iter().filter_map(Value::as_u64).collect());
+    c.len() == 4 && c[0] > c[1] + 20 && c[0] > c[2] + 20
+}
+
+/// Whether it is the band's grey as the page shows it (the canvas is transparent, over
+/// the white page): neither white nor coloured.
+fn greyish(color: &Value) -> bool {
+    let c: Vec<f64> = color
+        .as_array()
+        .map_or_else(Vec::new, |c| c.iter().filter_map(Value::as_f64).collect());
+    if c.len() != 4 {
+        return false;
+    }
+    let alpha = c[3] / 255.0;
+    let shown: Vec<f64> = c[..3]
         .iter()
-        .find(|a| a["observed"] == 600.0)
-        .unwrap_or_else(|| panic!("no flood alarm: {alarms:#}"))
-        .clone();
-    let id = flood["id"].as_u64().unwrap();
+        .map(|v| v * alpha + 255.0 * (1.0 - alpha))
+        .collect();
+    shown[0] < 250.0 && (shown[0] - shown[2]).abs() < 12.0 && (shown[1] - shown[2]).abs() < 12.0
+}
+
+#[tokio::test]
+async fn an_analyst_sees_what_fired_against_its_normal_band_and_approves_it_in_the_browser() {
+    assert_browser_tools_installed();
+    let (_gatherer, analyser) = flood_and_typo().await;
+    let firing = analyser
+        .state("label=checkout&entity_id=3&state=firing")
+        .await;
+    let flood = firing["data"][0].clone();
+    assert_eq!(flood["severity"], "alarm", "{firing:#}");
+    let flood_id = flood["id"].as_u64().unwrap();
+    let typos = analyser
+        .state("label=price&entity_id=4&severity=alarm")
+        .await;
+    let typo_id = typos["data"][0]["id"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no price alarm: {typos:#}"));
 
     let artefacts = artefact_dir();
     std::fs::create_dir_all(&artefacts).unwrap();
-    let screenshot = artefacts.join("dashboard.png");
-    let _ = std::fs::remove_file(&screenshot);
+    let shots = [
+        "dashboard-flood.png",
+        "dashboard-level.png",
+        "dashboard-phone.png",
+    ];
+    for shot in shots {
+        let _ = std::fs::remove_file(artefacts.join(shot));
+    }
     let mut node = tokio::process::Command::new("node");
     node.current_dir(e2e_dir())
         .arg("dashboard.mjs")
         .arg(&analyser.url)
         .arg(USER)
         .arg(PASSWORD)
-        .arg(id.to_string())
-        .arg(&screenshot)
+        .arg(flood_id.to_string())
+        .arg(typo_id.to_string())
+        .arg(&artefacts)
         .env("CHROMIUM", chromium())
         .kill_on_drop(true);
     let output = tokio::time::timeout(Duration::from_secs(120), node.output())
@@ -147,35 +207,65 @@ async fn an_analyst_sees_the_flood_on_the_chart_and_approves_it_in_the_browser()
     );
     let run: Value = serde_json::from_str(stdout.trim())
         .unwrap_or_else(|e| panic!("{e}: not the script's JSON:\n{stdout}\n{stderr}"));
-
     assert_eq!(run["problems"], serde_json::json!([]), "{run:#}");
-    let row = run["rowText"].as_str().unwrap();
+
+    // The flood: the row reads as words; its chart plots the count with a normal band,
+    // and the incident on the newest step is shaded red, wide enough to see, inside the
+    // plot.
+    let row = run["flood"]["rowText"].as_str().unwrap();
     assert!(
-        row.contains("shop / checkout / 3") && row.contains("600"),
+        row.contains("shop / checkout / 3") && row.contains("count 600"),
         "{run:#}"
     );
-    // The chart: a canvas with something drawn, on the flood's series, its alarm shaded.
-    let chart = &run["chart"];
-    assert!(chart["drawn"].as_u64().unwrap() > 2_000, "{run:#}");
     assert!(
-        chart["query"].as_str().unwrap().contains("entity_id=3"),
+        row.contains("× expected") && !row.contains("1000000"),
         "{run:#}"
     );
-    let marks: Vec<&str> = chart["marks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m.as_str().unwrap())
-        .collect();
+    let chart = &run["flood"]["chart"];
+    assert_eq!(chart["metric"], "count", "{run:#}");
+    assert!(chart["banded"].as_u64().unwrap() > 50, "{run:#}");
     assert!(
-        marks
-            .iter()
-            .any(|m| m.starts_with("alarm") && m.contains("observed 600")),
+        greyish(&chart["band"]["color"]),
+        "the band is not drawn: {run:#}"
+    );
+    let mark = &chart["mark"];
+    let width = mark["x1"].as_f64().unwrap() - mark["x0"].as_f64().unwrap();
+    assert!(width >= 5.9, "{run:#}");
+    assert!(
+        mark["x1"].as_f64().unwrap() <= chart["plotRight"].as_f64().unwrap() + 0.5,
         "{run:#}"
     );
+    assert!(
+        reddish(&chart["shade"]),
+        "the incident is not shaded: {run:#}"
+    );
+    assert_eq!(
+        chart["newestValue"], 600.0,
+        "the newest step is the flood's: {run:#}"
+    );
+    // The typo: its chart plots the price level, not the count of prices.
+    let typo = &run["typo"]["chart"];
+    assert_eq!(typo["metric"], "avg", "{run:#}");
+    assert!(typo["yMax"].as_f64().unwrap() > 1_000.0, "{run:#}");
+    // Its axis reads prices, not "0,000".
+    let ticks = typo["yTicks"].as_str().unwrap();
+    assert!(ticks.split(' ').any(|t| t == "2000"), "{run:#}");
     // The row says approved, in place, and offers no more buttons.
     assert_eq!(run["status"], format!("approved by {USER}"), "{run:#}");
     assert_eq!(run["buttonsLeft"], 0, "{run:#}");
+    // On a phone: nothing to scroll sideways for, and Approve on screen.
+    let phone = &run["phone"];
+    assert!(
+        phone["scrollWidth"].as_f64().unwrap() <= phone["clientWidth"].as_f64().unwrap(),
+        "{run:#}"
+    );
+    let approve = &phone["approve"];
+    assert!(
+        approve["x"].as_f64().unwrap() >= 0.0
+            && approve["x"].as_f64().unwrap() + approve["width"].as_f64().unwrap() <= 390.0,
+        "{run:#}"
+    );
+    assert!(phone["lastPull"].as_f64().unwrap() <= 390.0, "{run:#}");
 
     // The verdict is in the analyser, by the browser's user.
     let approved = analyser.state("status=approved").await;
@@ -183,12 +273,15 @@ async fn an_analyst_sees_the_flood_on_the_chart_and_approves_it_in_the_browser()
         .as_array()
         .unwrap()
         .iter()
-        .find(|a| a["id"] == id)
-        .unwrap_or_else(|| panic!("anomaly {id} not approved: {approved:#}"));
+        .find(|a| a["id"] == flood_id)
+        .unwrap_or_else(|| panic!("incident {flood_id} not approved: {approved:#}"));
     assert_eq!(decided["decided_by"], USER);
-    assert!(
-        std::fs::metadata(&screenshot).unwrap().len() > 10_000,
-        "no screenshot at {}",
-        screenshot.display()
-    );
+    for shot in shots {
+        let path = artefacts.join(shot);
+        assert!(
+            std::fs::metadata(&path).map_or(0, |m| m.len()) > 10_000,
+            "no screenshot at {}",
+            path.display()
+        );
+    }
 }

@@ -2,17 +2,21 @@
 // crates/analyser/tests/api/dashboard.rs, which starts the services and checks the outcome
 // through the API too:
 //
-//   node dashboard.mjs <analyser url> <user> <password> <anomaly id> <screenshot.png>
+//   node dashboard.mjs <analyser url> <user> <password> <flood id> <typo id> <screenshot dir>
 //
-// It loads the page, waits for the chart's canvas to be drawn, charts the series of the
-// given anomaly, approves it, waits for its row to say so, and saves a screenshot. Any
-// failed step exits non-zero with the reason (and a screenshot ending in -failed.png); page
-// errors, console errors and failed requests are reported in the output's "problems".
+// On a desktop-sized page (1400x1000) it charts the flood (an incident on the newest step)
+// and reads back what was drawn: the metric, the normal band and the incident's shading,
+// sampled from the canvas's own pixels; then the price typo, whose chart must plot the
+// price level; then approves the flood and waits for its row to say so. On a phone-sized
+// page (390x844) it checks that Approve is reachable without scrolling sideways. It saves
+// a screenshot of each view. Any failed step exits non-zero with the reason (and a
+// screenshot ending in -failed.png); page errors, console errors and failed requests are
+// reported in the output's "problems".
 import { chromium } from "playwright-core";
 
-const [url, user, password, anomalyId, screenshot] = process.argv.slice(2);
-if (!screenshot) {
-  console.error("usage: node dashboard.mjs <url> <user> <password> <anomaly id> <screenshot.png>");
+const [url, user, password, floodId, typoId, dir] = process.argv.slice(2);
+if (!dir) {
+  console.error("usage: node dashboard.mjs <url> <user> <password> <flood id> <typo id> <screenshot dir>");
   process.exit(2);
 }
 const TIMEOUT_MS = 30_000;
@@ -33,10 +37,11 @@ const browser = await chromium.launch({
   ],
   timeout: TIMEOUT_MS,
 });
-try {
+
+async function open(viewport) {
   const context = await browser.newContext({
     httpCredentials: { username: user, password },
-    viewport: { width: 1280, height: 900 },
+    viewport,
   });
   page = await context.newPage();
   page.setDefaultTimeout(TIMEOUT_MS);
@@ -50,47 +55,100 @@ try {
   page.on("requestfailed", (request) =>
     problems.push(`request failed: ${request.url()} ${request.failure()?.errorText}`),
   );
-
   const response = await page.goto(url, { waitUntil: "load" });
   if (response.status() !== 200) throw new Error(`GET / answered ${response.status()}`);
+  return page;
+}
 
-  // The flood's row, then its series on the chart.
-  const row = page.locator(`tr[data-anomaly-id="${anomalyId}"]`);
+/** Charts the series of incident `id` from its row, and reads back what the canvas shows. */
+async function chartOf(id) {
+  const row = page.locator(`tr[data-anomaly-id="${id}"]`);
   await row.waitFor();
   const rowText = await row.innerText();
+  await page.evaluate(() => (document.querySelector("#chart-status").textContent = ""));
   await row.locator("button.show").click();
-  await page.waitForFunction(() => /anomal(y|ies) shaded/.test(document.querySelector("#chart-status").textContent));
-  const chart = await page.evaluate(() => {
+  await page.waitForFunction(() => /shaded/.test(document.querySelector("#chart-status").textContent));
+  const chart = await page.evaluate((id) => {
+    const u = window.pulseChart;
     const canvas = document.querySelector("#chart canvas");
-    if (!canvas) return null;
-    const { data } = canvas.getContext("2d").getImageData(0, 0, canvas.width, canvas.height);
-    let drawn = 0;
-    for (let i = 3; i < data.length; i += 4) if (data[i] !== 0) drawn++;
+    const ctx = canvas.getContext("2d");
+    const ratio = canvas.width / canvas.getBoundingClientRect().width;
+    // The colour of the canvas at CSS pixel (x, y) of the plot area.
+    const pixel = (x, y) => [...ctx.getImageData(Math.round(x * ratio), Math.round(y * ratio), 1, 1).data];
+    const shaded = JSON.parse(document.querySelector("#chart").dataset.shaded || "[]");
+    const mark = shaded.find((m) => String(m.id) === String(id)) || null;
+    // The incident's shading, sampled near the top of the plot where no line runs.
+    const shade = mark ? pixel((mark.x0 + mark.x1) / 2, mark.top + 4) : null;
+    // The band: the middle of the range between low and high, at steps away from any
+    // incident, where neither line passes.
+    const [xs, values, , lows, highs] = u.data;
+    let band = null;
+    for (let i = Math.floor(xs.length / 3); i < xs.length && !band; i++) {
+      if (lows[i] === null || highs[i] === null) continue;
+      const x = u.valToPos(xs[i], "x");
+      const cx = x + u.bbox.left / ratio;
+      if (shaded.some((m) => cx >= m.x0 - 4 && cx <= m.x1 + 4)) continue;
+      const yHigh = u.valToPos(highs[i], "y");
+      const yLow = u.valToPos(lows[i], "y");
+      const yValue = u.valToPos(values[i], "y");
+      if (yLow - yHigh < 12) continue;
+      // A quarter of the way in from whichever edge is further from the value line.
+      const y = Math.abs(yValue - yHigh) > Math.abs(yValue - yLow) ? yHigh + (yLow - yHigh) / 4 : yLow - (yLow - yHigh) / 4;
+      band = { at: xs[i], color: pixel(cx, y + u.bbox.top / ratio) };
+    }
+    const last = xs.length - 1;
     return {
-      width: canvas.width,
-      height: canvas.height,
-      drawn,
-      status: document.querySelector("#chart-status").textContent,
+      metric: document.querySelector("#chart").dataset.metric,
+      banded: Number(document.querySelector("#chart").dataset.banded),
+      mark,
+      shade,
+      band,
+      plotRight: (u.bbox.left + u.bbox.width) / ratio,
+      newestValue: values[last],
+      yMax: u.scales.y.max,
+      // The y axis's tick labels as drawn (uPlot keeps the last ones it drew).
+      yTicks: (u.axes[1]._values || []).join(" "),
       marks: [...document.querySelectorAll("#marks li")].map((li) => li.textContent),
-      query: location.search,
+      status: document.querySelector("#chart-status").textContent,
     };
-  });
-  if (!chart) throw new Error("no canvas in #chart");
+  }, id);
+  return { rowText, chart };
+}
 
-  // Approve it; the row must say so without a reload.
+try {
+  await open({ width: 1400, height: 1000 });
+  const flood = await chartOf(floodId);
+  await page.screenshot({ path: `${dir}/dashboard-flood.png`, fullPage: true });
+  const typo = await chartOf(typoId);
+  await page.screenshot({ path: `${dir}/dashboard-level.png`, fullPage: true });
+
+  // Approve the flood; the row must say so without a reload.
+  const row = page.locator(`tr[data-anomaly-id="${floodId}"]`);
   await row.locator("button.approve").click();
   await page.waitForFunction(
     (id) => document.querySelector(`tr[data-anomaly-id="${id}"] .status`).textContent.startsWith("approved"),
-    anomalyId,
+    floodId,
   );
   const status = await row.locator(".status").innerText();
   const buttonsLeft = await row.locator(".actions button").count();
-  await page.screenshot({ path: screenshot, fullPage: true });
 
-  console.log(JSON.stringify({ rowText, chart, status, buttonsLeft, problems }));
+  // A phone: the typo's Approve is on screen without scrolling sideways.
+  await open({ width: 390, height: 844 });
+  const phoneRow = page.locator(`tr[data-anomaly-id="${typoId}"]`);
+  await phoneRow.scrollIntoViewIfNeeded();
+  const approve = await phoneRow.locator("button.approve").boundingBox();
+  const phone = await page.evaluate(() => ({
+    scrollWidth: document.documentElement.scrollWidth,
+    clientWidth: document.documentElement.clientWidth,
+    lastPull: document.querySelector("#last-pull").getBoundingClientRect().right,
+  }));
+  phone.approve = approve;
+  await page.screenshot({ path: `${dir}/dashboard-phone.png`, fullPage: false });
+
+  console.log(JSON.stringify({ flood, typo, status, buttonsLeft, phone, problems }));
 } catch (error) {
-  // What the page looked like when it went wrong, next to where the screenshot goes.
-  const failed = screenshot.replace(/\.png$/, "") + "-failed.png";
+  // What the page looked like when it went wrong, next to where the screenshots go.
+  const failed = `${dir}/dashboard-failed.png`;
   await page?.screenshot({ path: failed, fullPage: true }).catch(() => {});
   console.error(`problems so far: ${JSON.stringify(problems)}; page at failure: ${failed}`);
   throw error;

@@ -45,20 +45,32 @@ async fn a_burst_of_millions_of_events_in_one_bucket_gets_no_503_while_mysql_kee
     let expected: (i128, u64) = (bodies.iter().map(|(_, sum)| sum).sum(), 3_000_000);
 
     let mut senders = Vec::new();
-    for chunk in bodies.chunks(8) {
+    for (c, chunk) in bodies.chunks(8).enumerate() {
         let chunk = chunk.to_vec();
         let client = app.client.clone();
         let url = format!("{}/gather", app.address);
         senders.push(tokio::spawn(async move {
             let mut statuses = Vec::new();
-            for (body, _) in chunk {
-                let response = client
-                    .post(&url)
-                    .header("content-type", "application/x-ndjson")
-                    .body(body)
-                    .send()
-                    .await
-                    .unwrap();
+            for (i, (body, _)) in chunk.into_iter().enumerate() {
+                // As a careful client does: a connection lost under load is retried with
+                // the same key, so the body counts once whatever happened to the first try.
+                let key = format!("burst-{c}-{i}");
+                let mut attempt = 0;
+                let response = loop {
+                    attempt += 1;
+                    let sent = client
+                        .post(&url)
+                        .header("content-type", "application/x-ndjson")
+                        .header("idempotency-key", &key)
+                        .body(body.clone())
+                        .send()
+                        .await;
+                    match sent {
+                        Ok(response) => break response,
+                        Err(error) if attempt < 3 && error.is_request() => continue,
+                        Err(error) => panic!("{key}: {error}"),
+                    }
+                };
                 let status = response.status().as_u16();
                 let reply: Value = response.json().await.unwrap();
                 statuses.push((status, reply["accepted"].as_u64()));
