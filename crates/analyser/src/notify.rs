@@ -155,4 +155,27 @@ mod tests {
         let shown = format!("{shown} {:#}", anyhow::Error::from(error));
         assert!(!shown.contains("s3cretH00k"), "{shown}");
     }
+
+    /// Slack's webhooks are HTTPS only: the client speaks TLS (the post gets as far as
+    /// connecting, where a client without TLS refuses the scheme outright).
+    #[tokio::test]
+    async fn a_webhook_over_https_is_posted_to() {
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = closed.local_addr().unwrap().port();
+        drop(closed);
+        let url = format!("https://127.0.0.1:{port}/services/T000/B000/XXXX");
+        let pool = MySqlPool::connect_lazy("mysql://root@127.0.0.1:1/unused").unwrap();
+        let notifier = Notifier::new(pool, url.into(), Arc::default()).unwrap();
+        let error = notifier.post("hello").await.unwrap_err();
+        // The port refused the connection: the client got as far as opening it.
+        let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(&error);
+        let refused = std::iter::from_fn(|| {
+            let current = cause?;
+            cause = current.source();
+            Some(current)
+        })
+        .filter_map(|e| e.downcast_ref::<std::io::Error>())
+        .any(|e| e.kind() == std::io::ErrorKind::ConnectionRefused);
+        assert!(refused, "{error:?}");
+    }
 }
