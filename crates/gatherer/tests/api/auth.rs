@@ -252,7 +252,14 @@ async fn the_placeholder_of_the_example_secrets_stops_the_start_with_one_line() 
             "database.url",
         ),
     ] {
-        let stderr = fails_with_one_line(gatherer().env(name, value)).await;
+        // A database that does not answer: were the placeholder let through, the start
+        // would fail on it instead, with another line.
+        let mut command = gatherer();
+        command
+            .env("GATHERER__DATABASE__URL", "mysql://root@127.0.0.1:1/unused")
+            .env("GATHERER__DATABASE__CONNECT_TIMEOUT", "1s")
+            .env(name, value);
+        let stderr = fails_with_one_line(&mut command).await;
         assert!(
             stderr.contains(&format!(
                 "invalid configuration: {setting} is still the placeholder CHANGE-ME"
