@@ -353,10 +353,10 @@ mod tests {
              set [auth] export_token and ingest_tokens (docs/DEPLOY.md)"
         );
         let pod = "10.1.2.3:31115".parse().unwrap();
-        assert!(open_endpoints_warning(pod, false, true)
+        assert!(open_endpoints_warning(pod, true, false)
             .unwrap()
             .starts_with("/gather is open"));
-        assert!(open_endpoints_warning(pod, true, false).unwrap().contains(
+        assert!(open_endpoints_warning(pod, false, true).unwrap().contains(
             "the export is open to anyone who can reach 10.1.2.3:31115: set [auth] export_token ("
         ));
         assert!(open_endpoints_warning("[::]:1".parse().unwrap(), true, true).is_some());
