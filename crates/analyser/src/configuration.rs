@@ -47,6 +47,7 @@ pub struct GathererSettings {
     /// Base URL of the gatherer whose export this analyser follows.
     pub url: String,
     /// Bearer token for the export, when the gatherer requires one.
+    #[serde(deserialize_with = "service::config::secret")]
     pub export_token: SecretString,
     /// How often the analyser pulls on its own.
     #[serde(with = "humantime_serde")]
@@ -82,7 +83,7 @@ pub struct UserSettings {
     #[serde(default)]
     pub password_hash: Option<SecretString>,
     /// A plain password, for development only.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "service::config::optional_secret")]
     pub password: Option<SecretString>,
 }
 
@@ -447,6 +448,18 @@ method = "three_sigma"
             );
             assert!(
                 !error.contains("pulse:") && !error.contains("hooks."),
+                "{error}"
+            );
+        }
+        // A secret of digits only, unquoted, reads as a number: refused, not echoed.
+        for toml in [
+            "[gatherer]\nexport_token = 73317331",
+            "[[auth.users]]\nname = \"analyst\"\npassword = 73317331",
+        ] {
+            std::fs::write(&file, toml).unwrap();
+            let error = Settings::load(Some(&file), None).unwrap_err().to_string();
+            assert!(
+                error.contains("a secret must be text") && !error.contains("73317331"),
                 "{error}"
             );
         }

@@ -132,6 +132,7 @@ pub struct AuthSettings {
     #[serde(deserialize_with = "token_list")]
     pub ingest_tokens: Vec<SecretString>,
     /// Bearer token required on the export endpoints; empty = open.
+    #[serde(deserialize_with = "service::config::secret")]
     pub export_token: SecretString,
 }
 
@@ -144,9 +145,9 @@ fn token_list<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<SecretSt
         Many(Vec<String>),
         One(String),
     }
-    let tokens = match List::deserialize(deserializer).map_err(|_| {
-        serde::de::Error::custom("must be a list of tokens or a string of comma-separated tokens")
-    })? {
+    let tokens = match List::deserialize(deserializer)
+        .map_err(|_| serde::de::Error::custom(service::config::NOT_TEXT))?
+    {
         List::Many(tokens) => tokens,
         List::One(text) => text
             .split(|c: char| c == ',' || c.is_whitespace())
@@ -426,13 +427,20 @@ mod tests {
                 "{debug}"
             );
         }
-        // A value of the wrong type is refused without being echoed.
-        std::fs::write(&file, "[auth]\ningest_tokens = 73317331\n").unwrap();
-        let error = Settings::load(Some(&file), None).unwrap_err().to_string();
-        assert!(
-            error.contains("ingest_tokens") && !error.contains("73317331"),
-            "{error}"
-        );
+        // A token of digits only, unquoted, reads as a number: refused without being
+        // echoed.
+        for toml in [
+            "ingest_tokens = 73317331",
+            "ingest_tokens = [73317331]",
+            "export_token = 73317331",
+        ] {
+            std::fs::write(&file, format!("[auth]\n{toml}\n")).unwrap();
+            let error = Settings::load(Some(&file), None).unwrap_err().to_string();
+            assert!(
+                error.contains("a secret must be text") && !error.contains("73317331"),
+                "{error}"
+            );
+        }
         std::fs::remove_dir_all(dir).unwrap();
     }
 

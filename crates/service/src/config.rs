@@ -7,6 +7,8 @@ use std::path::Path;
 
 use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
+use secrecy::SecretString;
+use serde::{Deserialize, Deserializer};
 
 /// The layered sources, ready for the service to extract from.
 pub fn layered(
@@ -45,6 +47,28 @@ pub fn refuse_placeholder(setting: &str, secret: &str) -> Result<(), String> {
         Ok(())
     }
 }
+
+/// A secret setting (`#[serde(deserialize_with = "service::config::secret")]`): text, and
+/// a value of another type is refused without being echoed, as serde's own message would
+/// (a token of digits only, unquoted in TOML or in an environment variable, reads as a
+/// number).
+pub fn secret<'de, D: Deserializer<'de>>(deserializer: D) -> Result<SecretString, D::Error> {
+    String::deserialize(deserializer)
+        .map(SecretString::from)
+        .map_err(|_| serde::de::Error::custom(NOT_TEXT))
+}
+
+/// [`secret`] for an optional setting (with `#[serde(default)]`).
+pub fn optional_secret<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<SecretString>, D::Error> {
+    Option::<String>::deserialize(deserializer)
+        .map(|text| text.map(SecretString::from))
+        .map_err(|_| serde::de::Error::custom(NOT_TEXT))
+}
+
+/// Why a secret of another type than text is refused.
+pub const NOT_TEXT: &str = "a secret must be text: quote it (\"0123\") if it is all digits";
 
 #[cfg(test)]
 mod tests {
