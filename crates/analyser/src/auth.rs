@@ -86,6 +86,8 @@ impl Users {
                 let Some((name, hash)) = line.split_once(':') else {
                     anyhow::bail!("auth.users_file line {}: expected name:$argon2id$…", n + 1);
                 };
+                let setting = format!("auth.users_file line {} (user {name:?})", n + 1);
+                service::config::refuse_placeholder(&setting, hash).map_err(anyhow::Error::msg)?;
                 users.insert(
                     name.to_owned(),
                     Credential::Hash(SecretString::from(hash.to_owned())),

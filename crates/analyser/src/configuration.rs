@@ -1,12 +1,14 @@
 //! Typed settings: defaults that work on a developer's machine, overridden by a TOML file
 //! (`--config`), then by `ANALYSER__SECTION__KEY` environment variables and `--port`.
-//! Secrets (the database URL, tokens, passwords) never appear in `Debug` output.
+//! Secrets (the database URL, tokens, passwords, the webhook) never appear in `Debug`
+//! output, and none may still be the example files' placeholder `CHANGE-ME`.
 
 use std::path::Path;
 use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
+use service::config::refuse_placeholder;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -45,6 +47,7 @@ pub struct GathererSettings {
     /// Base URL of the gatherer whose export this analyser follows.
     pub url: String,
     /// Bearer token for the export, when the gatherer requires one.
+    #[serde(deserialize_with = "service::config::secret")]
     pub export_token: SecretString,
     /// How often the analyser pulls on its own.
     #[serde(with = "humantime_serde")]
@@ -80,15 +83,16 @@ pub struct UserSettings {
     #[serde(default)]
     pub password_hash: Option<SecretString>,
     /// A plain password, for development only.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "service::config::optional_secret")]
     pub password: Option<SecretString>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NotifySettings {
-    /// Slack-style incoming webhook for new alarms; empty = off.
-    pub webhook_url: String,
+    /// Slack-style incoming webhook for new alarms; empty = off. A secret: whoever has
+    /// it can post to the channel.
+    pub webhook_url: SecretString,
 }
 
 /// Which detector judges a dataset's count series.
@@ -288,6 +292,26 @@ impl Settings {
         if !self.database.url.expose_secret().starts_with("mysql://") {
             return Err("database.url must start with mysql://".into());
         }
+        refuse_placeholder("database.url", self.database.url.expose_secret())?;
+        refuse_placeholder(
+            "gatherer.export_token",
+            self.gatherer.export_token.expose_secret(),
+        )?;
+        refuse_placeholder(
+            "notify.webhook_url",
+            self.notify.webhook_url.expose_secret(),
+        )?;
+        for user in &self.auth.users {
+            for (what, secret) in [
+                ("password", &user.password),
+                ("password_hash", &user.password_hash),
+            ] {
+                if let Some(secret) = secret {
+                    let setting = format!("the {what} of user {:?}", user.name);
+                    refuse_placeholder(&setting, secret.expose_secret())?;
+                }
+            }
+        }
         let mut names = std::collections::HashSet::new();
         for d in &self.datasets {
             let at = format!("dataset {:?}", d.name);
@@ -383,6 +407,69 @@ method = "three_sigma"
         )
         .unwrap();
         assert!(Settings::load(Some(&file), None).is_err());
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_placeholder_secret_is_refused_by_name() {
+        let dir = std::env::temp_dir().join(format!(
+            "analyser-config-placeholder-{}",
+            std::process::id()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("analyser.toml");
+        for (toml, setting) in [
+            (
+                "[gatherer]\nexport_token = \"CHANGE-ME\"",
+                "gatherer.export_token",
+            ),
+            (
+                "[database]\nurl = \"mysql://pulse:CHANGE-ME@db/pulse_analyser\"",
+                "database.url",
+            ),
+            (
+                "[notify]\nwebhook_url = \"https://hooks.example.org/CHANGE-ME\"",
+                "notify.webhook_url",
+            ),
+            (
+                "[[auth.users]]\nname = \"analyst\"\npassword = \"change-me\"",
+                "the password of user \"analyst\"",
+            ),
+            (
+                "[[auth.users]]\nname = \"bob\"\npassword_hash = \"CHANGE-ME\"",
+                "the password_hash of user \"bob\"",
+            ),
+        ] {
+            std::fs::write(&file, toml).unwrap();
+            let error = Settings::load(Some(&file), None).unwrap_err().to_string();
+            assert!(
+                error.starts_with(&format!("{setting} is still the placeholder CHANGE-ME")),
+                "{toml}: {error}"
+            );
+            assert!(
+                !error.contains("pulse:") && !error.contains("hooks."),
+                "{error}"
+            );
+        }
+        // A secret of digits only, unquoted, reads as a number: refused, not echoed.
+        for toml in [
+            "[gatherer]\nexport_token = 73317331",
+            "[[auth.users]]\nname = \"analyst\"\npassword = 73317331",
+        ] {
+            std::fs::write(&file, toml).unwrap();
+            let error = Settings::load(Some(&file), None).unwrap_err().to_string();
+            assert!(
+                error.contains("a secret must be text") && !error.contains("73317331"),
+                "{error}"
+            );
+        }
+        std::fs::write(
+            &file,
+            "[notify]\nwebhook_url = \"https://hooks.example.org/T0/B0/s3cret\"\n",
+        )
+        .unwrap();
+        let settings = Settings::load(Some(&file), None).unwrap();
+        assert!(!format!("{settings:?}").contains("s3cret"));
         std::fs::remove_dir_all(dir).unwrap();
     }
 }

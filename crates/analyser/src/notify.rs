@@ -6,11 +6,13 @@
 //! for it, a slow webhook only delays messages, and a restart neither loses nor repeats
 //! one. Each message is retried with backoff. Labels come from bots: every one is escaped
 //! and put in a code span (`present::slack_code`), so none can ping a channel or fake a
-//! link.
+//! link. The webhook's URL is a secret (whoever has it can post to the channel): it is
+//! kept out of `Debug` and of every error that is logged.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use secrecy::{ExposeSecret, SecretString};
 use sqlx::MySqlPool;
 use tokio::sync::Notify;
 
@@ -24,12 +26,16 @@ const RESCAN_EVERY: Duration = Duration::from_secs(30);
 pub struct Notifier {
     pool: MySqlPool,
     http: reqwest::Client,
-    webhook_url: String,
+    webhook_url: SecretString,
     wake: Arc<Notify>,
 }
 
 impl Notifier {
-    pub fn new(pool: MySqlPool, webhook_url: String, wake: Arc<Notify>) -> anyhow::Result<Self> {
+    pub fn new(
+        pool: MySqlPool,
+        webhook_url: SecretString,
+        wake: Arc<Notify>,
+    ) -> anyhow::Result<Self> {
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(10))
             .build()?;
@@ -61,14 +67,7 @@ impl Notifier {
             let mut delay = Duration::from_millis(500);
             let mut attempt = 1;
             loop {
-                let sent = self
-                    .http
-                    .post(&self.webhook_url)
-                    .json(&serde_json::json!({ "text": text }))
-                    .send()
-                    .await
-                    .and_then(reqwest::Response::error_for_status);
-                match sent {
+                match self.post(&text).await {
                     Ok(_) => break,
                     Err(error) if attempt < ATTEMPTS => {
                         tracing::warn!(%error, id = alarm.id, attempt, "webhook refused the alarm; retrying");
@@ -82,6 +81,21 @@ impl Notifier {
             store::mark_notified(&self.pool, alarm.id, resolved).await?;
         }
         Ok(())
+    }
+}
+
+impl Notifier {
+    /// Posts one message; an error never names the webhook's URL.
+    async fn post(&self, text: &str) -> Result<(), reqwest::Error> {
+        self.http
+            .post(self.webhook_url.expose_secret())
+            .json(&serde_json::json!({ "text": text }))
+            .send()
+            .await
+            .and_then(reqwest::Response::error_for_status)
+            .map(drop)
+            // reqwest's errors name the URL: the secret stays out of the log.
+            .map_err(reqwest::Error::without_url)
     }
 }
 
@@ -120,5 +134,48 @@ pub fn message(alarm: &protocol::Anomaly) -> String {
             "Pulse alarm #{}: {series}: {signals}; since {start} UTC (still firing at {end})",
             alarm.id
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_failed_post_does_not_name_the_webhook() {
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = closed.local_addr().unwrap().port();
+        drop(closed);
+        let url = format!("http://127.0.0.1:{port}/services/T000/B000/s3cretH00k");
+        let pool = MySqlPool::connect_lazy("mysql://root@127.0.0.1:1/unused").unwrap();
+        let notifier = Notifier::new(pool, url.into(), Arc::default()).unwrap();
+        assert!(!format!("{notifier:?}").contains("s3cretH00k"));
+        let error = notifier.post("hello").await.unwrap_err();
+        let shown = format!("{error} {error:?}");
+        let shown = format!("{shown} {:#}", anyhow::Error::from(error));
+        assert!(!shown.contains("s3cretH00k"), "{shown}");
+    }
+
+    /// Slack's webhooks are HTTPS only: the client speaks TLS (the post gets as far as
+    /// connecting, where a client without TLS refuses the scheme outright).
+    #[tokio::test]
+    async fn a_webhook_over_https_is_posted_to() {
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = closed.local_addr().unwrap().port();
+        drop(closed);
+        let url = format!("https://127.0.0.1:{port}/services/T000/B000/XXXX");
+        let pool = MySqlPool::connect_lazy("mysql://root@127.0.0.1:1/unused").unwrap();
+        let notifier = Notifier::new(pool, url.into(), Arc::default()).unwrap();
+        let error = notifier.post("hello").await.unwrap_err();
+        // The port refused the connection: the client got as far as opening it.
+        let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(&error);
+        let refused = std::iter::from_fn(|| {
+            let current = cause?;
+            cause = current.source();
+            Some(current)
+        })
+        .filter_map(|e| e.downcast_ref::<std::io::Error>())
+        .any(|e| e.kind() == std::io::ErrorKind::ConnectionRefused);
+        assert!(refused, "{error:?}");
     }
 }

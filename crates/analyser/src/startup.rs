@@ -12,6 +12,7 @@ use actix_web::dev::Server;
 use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpServer};
 use anyhow::Context;
+use secrecy::ExposeSecret;
 
 use crate::auth::Users;
 use crate::configuration::Settings;
@@ -80,7 +81,7 @@ pub async fn build_state(settings: &Settings, insecure_no_auth: bool) -> anyhow:
 impl Application {
     pub async fn build(settings: Settings, insecure_no_auth: bool) -> anyhow::Result<Application> {
         let state = web::Data::new(build_state(&settings, insecure_no_auth).await?);
-        let notifier = if settings.notify.webhook_url.is_empty() {
+        let notifier = if settings.notify.webhook_url.expose_secret().is_empty() {
             None
         } else {
             Some(Notifier::new(

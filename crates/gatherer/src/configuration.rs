@@ -1,13 +1,15 @@
 //! Typed settings: defaults that work on a developer's machine, overridden by a TOML file
 //! (`--config`), then by `GATHERER__SECTION__KEY` environment variables, `DATABASE_URL`
-//! and `--port`. Secrets (the database URL, tokens) never appear in `Debug` output.
+//! and `--port`. Secrets (the database URL, tokens) never appear in `Debug` output, and
+//! none may still be the example files' placeholder `CHANGE-ME`.
 
 use std::path::Path;
 use std::time::Duration;
 
 use figment::providers::Env;
 use secrecy::{ExposeSecret, SecretString};
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
+use service::config::refuse_placeholder;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -124,10 +126,39 @@ impl NatsSettings {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AuthSettings {
-    /// Bearer tokens accepted on `/gather`; empty = open.
+    /// Bearer tokens accepted on `/gather`; empty = open. Several let a new token in
+    /// before the old one goes. From one environment variable or Secret, a string of
+    /// tokens separated by commas or whitespace also works.
+    #[serde(deserialize_with = "token_list")]
     pub ingest_tokens: Vec<SecretString>,
     /// Bearer token required on the export endpoints; empty = open.
+    #[serde(deserialize_with = "service::config::secret")]
     pub export_token: SecretString,
+}
+
+/// `auth.ingest_tokens`: a list, or one string of tokens separated by commas or whitespace.
+/// A value of another type is refused without being echoed (it is a secret).
+fn token_list<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<SecretString>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum List {
+        Many(Vec<String>),
+        One(String),
+    }
+    let tokens = match List::deserialize(deserializer)
+        .map_err(|_| serde::de::Error::custom(service::config::NOT_TEXT))?
+    {
+        List::Many(tokens) => tokens,
+        List::One(text) => text
+            .split(|c: char| c == ',' || c.is_whitespace())
+            .map(str::to_owned)
+            .collect(),
+    };
+    Ok(tokens
+        .into_iter()
+        .filter(|t| !t.trim().is_empty())
+        .map(SecretString::from)
+        .collect())
 }
 
 /// The largest `ingest.max_body_bytes`: a body's write-ahead log record must stay
@@ -285,6 +316,12 @@ impl Settings {
         if !url.starts_with("mysql://") && !url.starts_with("mariadb://") {
             return Err("database.url must start with mysql://".into());
         }
+        refuse_placeholder("database.url", url)?;
+        refuse_placeholder("nats.url", self.nats.url.expose_secret())?;
+        refuse_placeholder("auth.export_token", self.auth.export_token.expose_secret())?;
+        for token in &self.auth.ingest_tokens {
+            refuse_placeholder("auth.ingest_tokens", token.expose_secret())?;
+        }
         Ok(())
     }
 }
@@ -359,6 +396,89 @@ mod tests {
             Duration::from_secs(2 * 86_400)
         );
         assert!(!format!("{settings:?}").contains("hunter2"));
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn ingest_tokens_come_as_a_list_or_one_string_and_never_print() {
+        let dir =
+            std::env::temp_dir().join(format!("gatherer-config-tokens-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("gatherer.toml");
+        let exposed = |settings: &Settings| -> Vec<String> {
+            let tokens = &settings.auth.ingest_tokens;
+            tokens
+                .iter()
+                .map(|t| t.expose_secret().to_owned())
+                .collect()
+        };
+        for (toml, expected) in [
+            ("ingest_tokens = [\"in-1\", \"in-2\"]", vec!["in-1", "in-2"]),
+            ("ingest_tokens = \"in-1, in-2\"", vec!["in-1", "in-2"]),
+            ("ingest_tokens = \"in-1\"", vec!["in-1"]),
+            ("ingest_tokens = \"\"", vec![]),
+        ] {
+            std::fs::write(&file, format!("[auth]\n{toml}\nexport_token = \"out-1\"\n")).unwrap();
+            let settings = Settings::load(Some(&file), None).unwrap();
+            assert_eq!(exposed(&settings), expected, "{toml}");
+            let debug = format!("{settings:?}");
+            assert!(
+                !debug.contains("in-1") && !debug.contains("out-1"),
+                "{debug}"
+            );
+        }
+        // A token of digits only, unquoted, reads as a number: refused without being
+        // echoed.
+        for toml in [
+            "ingest_tokens = 73317331",
+            "ingest_tokens = [73317331]",
+            "export_token = 73317331",
+        ] {
+            std::fs::write(&file, format!("[auth]\n{toml}\n")).unwrap();
+            let error = Settings::load(Some(&file), None).unwrap_err().to_string();
+            assert!(
+                error.contains("a secret must be text") && !error.contains("73317331"),
+                "{error}"
+            );
+        }
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_placeholder_secret_is_refused_by_name() {
+        let dir = std::env::temp_dir().join(format!(
+            "gatherer-config-placeholder-{}",
+            std::process::id()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("gatherer.toml");
+        for (toml, setting) in [
+            ("[auth]\nexport_token = \"CHANGE-ME\"", "auth.export_token"),
+            (
+                "[auth]\ningest_tokens = [\"real-one\", \"CHANGE-ME\"]",
+                "auth.ingest_tokens",
+            ),
+            (
+                "[auth]\ningest_tokens = \"change-me\"",
+                "auth.ingest_tokens",
+            ),
+            (
+                "[database]\nurl = \"mysql://pulse:CHANGE-ME@db/pulse\"",
+                "database.url",
+            ),
+            (
+                "[nats]\nurl = \"nats://pulse:CHANGE-ME@nats:4222\"",
+                "nats.url",
+            ),
+        ] {
+            std::fs::write(&file, toml).unwrap();
+            let error = Settings::load(Some(&file), None).unwrap_err().to_string();
+            assert!(
+                error.starts_with(&format!("{setting} is still the placeholder CHANGE-ME")),
+                "{toml}: {error}"
+            );
+            assert!(!error.contains("pulse:"), "{error}");
+        }
         std::fs::remove_dir_all(dir).unwrap();
     }
 

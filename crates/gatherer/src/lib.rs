@@ -1,6 +1,7 @@
 //! The Pulse gatherer: takes `label / id / value` events over HTTP, sums them in memory
 //! into fixed buckets, and appends the bucket totals to MySQL's `events_count`.
 
+pub mod auth;
 pub mod bucket;
 pub mod configuration;
 pub mod export;

@@ -16,6 +16,7 @@ use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpServer};
 use anyhow::Context;
 
+use crate::auth::Tokens;
 use crate::configuration::Settings;
 use crate::flusher::{self, FlushReport, Flusher};
 use crate::idempotency::{Accepted, KeyStore};
@@ -59,8 +60,8 @@ impl Application {
         let mut app_state = AppState::new(
             pool.clone(),
             settings.ingest.clone(),
-            settings.auth.ingest_tokens.clone(),
-            settings.auth.export_token.clone(),
+            Tokens::new(&settings.auth.ingest_tokens),
+            Tokens::new([&settings.auth.export_token]),
         )
         .with_wal(wal.clone())
         .with_body_timeout(settings.server.request_body_timeout);
@@ -168,6 +169,13 @@ impl Application {
         shutdown: impl Future<Output = ()>,
     ) -> anyhow::Result<FlushReport> {
         tracing::info!("listening on {}", self.address);
+        if let Some(warning) = open_endpoints_warning(
+            self.address,
+            self.state.ingest_tokens.is_open(),
+            self.state.export_token.is_open(),
+        ) {
+            tracing::warn!("{warning}");
+        }
         let handle = self.server.handle();
         let mut server = tokio::spawn(self.server);
         let (stop_flusher, flusher_stopped) = tokio::sync::oneshot::channel::<()>();
@@ -215,6 +223,34 @@ impl Application {
         }
         Ok(report)
     }
+}
+
+/// What to say at start when the gatherer listens beyond this machine with an endpoint
+/// that needs no token: anyone who reaches the port can read every metric ever recorded
+/// (the export) or write into them (`/gather`). Nothing on loopback, where only this
+/// machine's processes reach it.
+pub fn open_endpoints_warning(
+    address: SocketAddr,
+    ingest_open: bool,
+    export_open: bool,
+) -> Option<String> {
+    if address.ip().is_loopback() {
+        return None;
+    }
+    let open = match (export_open, ingest_open) {
+        (true, true) => "the export and /gather are",
+        (true, false) => "the export is",
+        (false, true) => "/gather is",
+        (false, false) => return None,
+    };
+    let settings = match (export_open, ingest_open) {
+        (true, true) => "[auth] export_token and ingest_tokens",
+        (true, false) => "[auth] export_token",
+        _ => "[auth] ingest_tokens",
+    };
+    Some(format!(
+        "{open} open to anyone who can reach {address}: set {settings} (docs/DEPLOY.md)"
+    ))
 }
 
 /// Reads the segments a previous run left, works out from `flush_batches` what of each
@@ -302,4 +338,34 @@ async fn restore_keys(
         tracing::info!(from_mysql, from_log, "idempotency keys restored");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::open_endpoints_warning;
+
+    #[test]
+    fn only_an_endpoint_without_a_token_beyond_loopback_is_warned_about() {
+        let any = "0.0.0.0:31115".parse().unwrap();
+        assert_eq!(
+            open_endpoints_warning(any, true, true).unwrap(),
+            "the export and /gather are open to anyone who can reach 0.0.0.0:31115: \
+             set [auth] export_token and ingest_tokens (docs/DEPLOY.md)"
+        );
+        let pod = "10.1.2.3:31115".parse().unwrap();
+        assert!(open_endpoints_warning(pod, true, false)
+            .unwrap()
+            .starts_with("/gather is open"));
+        assert!(open_endpoints_warning(pod, false, true).unwrap().contains(
+            "the export is open to anyone who can reach 10.1.2.3:31115: set [auth] export_token ("
+        ));
+        assert!(open_endpoints_warning("[::]:1".parse().unwrap(), true, true).is_some());
+        assert_eq!(open_endpoints_warning(pod, false, false), None);
+        for loopback in ["127.0.0.1:31115", "[::1]:31115"] {
+            assert_eq!(
+                open_endpoints_warning(loopback.parse().unwrap(), true, true),
+                None
+            );
+        }
+    }
 }

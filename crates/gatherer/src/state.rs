@@ -5,9 +5,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use secrecy::SecretString;
 use sqlx::MySqlPool;
 
+use crate::auth::Tokens;
 use crate::bucket::Aggregator;
 use crate::configuration::IngestSettings;
 use crate::flusher::{Backlog, DbStatus};
@@ -26,8 +26,10 @@ pub struct AppState {
     pub nats: Option<Arc<NatsStatus>>,
     pub pool: MySqlPool,
     pub ingest: IngestSettings,
-    pub ingest_tokens: Vec<SecretString>,
-    pub export_token: SecretString,
+    /// `[auth] ingest_tokens`, accepted on `/gather`.
+    pub ingest_tokens: Tokens,
+    /// `[auth] export_token`, required on the export endpoints.
+    pub export_token: Tokens,
     pub started: Instant,
     /// The write-ahead log, when `[wal] enabled`: events go through it.
     pub wal: Option<Arc<Wal>>,
@@ -40,8 +42,8 @@ impl AppState {
     pub fn new(
         pool: MySqlPool,
         ingest: IngestSettings,
-        ingest_tokens: Vec<SecretString>,
-        export_token: SecretString,
+        ingest_tokens: Tokens,
+        export_token: Tokens,
     ) -> Self {
         // Enough shards that 2 to 64 workers rarely contend on one.
         let shards = std::thread::available_parallelism().map_or(8, |n| n.get() * 16);

@@ -163,3 +163,45 @@ async fn credentials_and_the_authorization_header_never_reach_the_logs() {
     );
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+#[tokio::test]
+async fn the_placeholder_of_the_example_secrets_stops_the_start_with_one_line() {
+    let dir = std::env::temp_dir().join(format!("pulse-placeholder-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    // The users Secret of deploy/k8s/secrets.example.yaml, as mounted.
+    let users = dir.join("users");
+    std::fs::write(&users, "# analysts\nanalyst:CHANGE-ME\n").unwrap();
+    let users = users.display().to_string();
+    let database = "mysql://root@127.0.0.1:1/unused";
+    for (env, said) in [
+        (
+            vec![("ANALYSER__GATHERER__EXPORT_TOKEN", "CHANGE-ME")],
+            "invalid configuration: gatherer.export_token is still the placeholder CHANGE-ME",
+        ),
+        (
+            vec![(
+                "ANALYSER__DATABASE__URL",
+                "mysql://pulse:CHANGE-ME@127.0.0.1:1/pulse_analyser",
+            )],
+            "invalid configuration: database.url is still the placeholder CHANGE-ME",
+        ),
+        (
+            vec![("ANALYSER__AUTH__USERS_FILE", users.as_str())],
+            "auth.users_file line 2 (user \"analyst\") is still the placeholder CHANGE-ME",
+        ),
+    ] {
+        let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_analyser"))
+            .args(["--port", "0"])
+            .env("ANALYSER__DATABASE__URL", database)
+            .envs(env.iter().copied())
+            .output()
+            .await
+            .unwrap();
+        assert!(!output.status.success(), "{env:?}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+        assert!(stderr.contains(said), "{env:?}: {stderr}");
+        assert!(!stderr.contains("pulse:"), "{stderr}");
+    }
+    std::fs::remove_dir_all(dir).unwrap();
+}

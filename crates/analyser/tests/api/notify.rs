@@ -78,7 +78,7 @@ async fn an_incident_is_posted_once_when_it_fires_and_once_when_it_resolves() {
     // The test, not wall time, says when the traffic goes on.
     dataset.idle_after = Duration::from_secs(3600);
     let mut settings = analyser_settings(&db, &gatherer.url, vec![dataset]);
-    settings.notify.webhook_url = url;
+    settings.notify.webhook_url = url.into();
     let analyser = Analyser::start_with(db, settings).await;
     analyser.pull().await;
 
@@ -131,6 +131,11 @@ async fn an_incident_is_posted_once_when_it_fires_and_once_when_it_resolves() {
     assert_eq!(both.len(), 2, "{both:#?}");
     assert!(
         both[1].contains(&format!("#{id} resolved")) && both[1].contains("back to normal"),
+        "{both:#?}"
+    );
+    // The resolution names the label as harmlessly as the alarm did.
+    assert!(
+        both[1].contains("`&lt;!channel&gt; &amp; co` entity 3") && !both[1].contains("<!"),
         "{both:#?}"
     );
     // Nothing else was posted: no second incident on the recovery, nothing on the quiet

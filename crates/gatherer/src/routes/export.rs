@@ -58,7 +58,7 @@ impl ResponseError for ExportError {
 }
 
 fn authorize(req: &HttpRequest, state: &AppState) -> Result<(), ExportError> {
-    if super::bearer_allowed(req, std::slice::from_ref(&state.export_token)) {
+    if super::bearer_allowed(req, &state.export_token) {
         Ok(())
     } else {
         Err(ExportError::Unauthorized)

@@ -9,30 +9,20 @@ pub mod openapi;
 use actix_web::http::StatusCode;
 use actix_web::HttpResponse;
 use protocol::ErrorReply;
-use secrecy::{ExposeSecret, SecretString};
-use subtle::ConstantTimeEq;
+
+use crate::auth::Tokens;
 
 /// A JSON error reply: `{"ok":false,"error":...}`.
 pub fn json_error(status: StatusCode, message: impl Into<String>) -> HttpResponse {
     HttpResponse::build(status).json(ErrorReply::new(message))
 }
 
-/// Checks `Authorization: Bearer <token>` against the accepted tokens, in constant time
-/// per token. No tokens configured means the endpoint is open.
-pub fn bearer_allowed(req: &actix_web::HttpRequest, tokens: &[SecretString]) -> bool {
-    if tokens.iter().all(|t| t.expose_secret().is_empty()) {
-        return true;
-    }
-    let Some(given) = req
-        .headers()
-        .get(actix_web::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-    else {
-        return false;
-    };
-    tokens.iter().fold(false, |found, token| {
-        let token = token.expose_secret();
-        found | (!token.is_empty() && bool::from(token.as_bytes().ct_eq(given.trim().as_bytes())))
-    })
+/// Whether the request's `Authorization: Bearer <token>` is one of `tokens` (any request
+/// passes while none is configured); see [`Tokens::allow`].
+pub fn bearer_allowed(req: &actix_web::HttpRequest, tokens: &Tokens) -> bool {
+    tokens.allow(
+        req.headers()
+            .get(actix_web::http::header::AUTHORIZATION)
+            .map(actix_web::http::header::HeaderValue::as_bytes),
+    )
 }
