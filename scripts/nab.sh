@@ -71,7 +71,8 @@ if [ "$cv" = 1 ]; then
     --corpus "ms-cloud-monitoring: three_sigma (window 30)" "$MS_DIR" "$repo/target/nab/ms/pulse_three_sigma" \
     --corpus "stress families: auto" "$families" "$repo/target/nab/families-results/pulse" \
     --corpus "stress families: rolling z-score (30 steps)" "$families" "$repo/target/nab/families-results/pulse_last_point" \
-    --by-category "stress families: auto" --by-category "stress families: rolling z-score (30 steps)"
+    --by-category "stress families: auto" --by-category "stress families: rolling z-score (30 steps)" \
+    --held-out "ms-cloud-monitoring: auto" --held-out "stress families: auto"
   echo "speed (NAB development set): $bench"
   exit 0
 fi

@@ -1,14 +1,14 @@
 //! `auto`: the streaming detector of the analyser.
 //!
 //! One [`AutoDetector`] per series; [`AutoDetector::update`] takes each step's timestamp and
-//! value in time order and returns a [`Score`] at once (causal, one pass, a few hundred
-//! bytes to a few KB of state whatever the series' length). How it works, in short (the
+//! value in time order and returns a [`Score`] at once (causal, one pass, at most 2 500
+//! bytes of state whatever the series' length; the configuration is a [`SharedConfig`]
+//! that a dataset's detectors share). How it works, in short (the
 //! long version is `docs/DETECT.md`):
 //!
 //! 1. **Forecasts.** Several forecasters run side by side: a fast and a slow robust level
-//!    (exponential smoothing on winsorised errors), and seasonal models with a daily and a
-//!    weekly profile plus a short-term offset (phase from the timestamp, so gaps do not
-//!    shift them).
+//!    (exponential smoothing on winsorised errors), and a seasonal model with a daily
+//!    profile plus a short-term offset (phase from the timestamp, so gaps do not shift it).
 //!    Each tracks its own robust error scale and its recent accuracy; the most accurate
 //!    ready forecaster is the one believed.
 //!    Counts (non-negative integers) are measured in units of `sqrt(expected)`, so the
@@ -38,7 +38,9 @@
 //!    (tests/auto_counts.rs) does not depend on it.
 
 use crate::context::{ContextNovelty, ContextSettings};
-use crate::likelihood::Likelihood;
+use std::sync::Arc;
+
+use crate::likelihood::{Likelihood, LikelihoodSettings};
 use crate::season::Profile;
 use crate::stats::normal_quantile_two_sided;
 use crate::Verdict;
@@ -190,6 +192,74 @@ impl AutoConfig {
     }
 }
 
+/// An [`AutoConfig`] shared by many detectors (one per series of a dataset), with what
+/// follows from it: a series' state then holds a pointer to it, not a copy.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SharedConfig(Arc<Shared>);
+
+impl SharedConfig {
+    /// Shares `config`.
+    pub fn new(config: AutoConfig) -> Self {
+        SharedConfig(Arc::new(Shared::new(config)))
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &AutoConfig {
+        &self.0.config
+    }
+}
+
+/// The configuration and the constants derived from it once.
+#[derive(Debug, PartialEq)]
+struct Shared {
+    config: AutoConfig,
+    /// `-log10` of the warning and alarm rates: the calibrated surprise needed for each.
+    thresholds: (f64, f64),
+    /// `z` the believed forecaster must reach for a warning / an alarm (from the rates).
+    floors: (f64, f64),
+    likelihood: LikelihoodSettings,
+    context: ContextSettings,
+}
+
+impl Shared {
+    fn new(config: AutoConfig) -> Self {
+        let w = -config.warning_rate.clamp(1e-300, 1.0).log10();
+        let a = -config.alarm_rate.clamp(1e-300, 1.0).log10();
+        // A verdict also needs a deviation that Gaussian noise reaches at most at the
+        // verdict's own rate: what is rare for this series but ordinary for noise (a first
+        // evening's new low while the daily profile is unlearnt, a lagging forecaster's run
+        // of small residuals) is not reported.
+        let floors = (
+            SCALE_MARGIN * normal_quantile_two_sided(config.warning_rate),
+            SCALE_MARGIN * normal_quantile_two_sided(config.alarm_rate),
+        );
+        let t = &config.tuning;
+        Shared {
+            thresholds: (w, a.max(w)),
+            floors,
+            likelihood: LikelihoodSettings::new(t.memory, t.warmup, TAIL_SHARE),
+            context: t.context(),
+            config,
+        }
+    }
+}
+
+#[cfg(feature = "serde")]
+mod shared_serde {
+    //! The shared configuration is written as the [`AutoConfig`] it was made from; a
+    //! restored detector gets a copy of its own until [`super::AutoDetector::share`].
+    use super::{Arc, AutoConfig, Shared};
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn serialize<S: Serializer>(shared: &Arc<Shared>, s: S) -> Result<S::Ok, S::Error> {
+        shared.config.serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Arc<Shared>, D::Error> {
+        Ok(Arc::new(Shared::new(AutoConfig::deserialize(d)?)))
+    }
+}
+
 /// The result of one [`AutoDetector::update`].
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
@@ -211,15 +281,15 @@ pub struct Score {
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 struct ErrorTrack {
     /// Exponential mean of |winsorised error| (a mean absolute deviation).
-    mad: f64,
+    mad: f32,
     /// Exponential mean of |error| over a longer horizon: accuracy for model choice.
-    perf: f64,
+    perf: f32,
     updates: u32,
 }
 
 impl ErrorTrack {
     fn sd(&self) -> f64 {
-        self.mad * MAD_TO_SD
+        f64::from(self.mad) * MAD_TO_SD
     }
 
     /// Winsorises the error of forecast `expected` at `clip` standard deviations, learns
@@ -236,9 +306,11 @@ impl ErrorTrack {
         };
         self.updates = self.updates.saturating_add(1);
         let a = tuning.scale_alpha.max(1.0 / f64::from(self.updates));
-        self.mad += a * (clipped.abs() - self.mad);
+        let mad = f64::from(self.mad);
+        self.mad = (mad + a * (clipped.abs() - mad)) as f32;
         let p = (0.5 * tuning.scale_alpha).max(1.0 / f64::from(self.updates));
-        self.perf += p * (err.abs().min(2.0 * bound * unit) - self.perf);
+        let perf = f64::from(self.perf);
+        self.perf = (perf + p * (err.abs().min(2.0 * bound * unit) - perf)) as f32;
         clipped * unit
     }
 
@@ -343,104 +415,168 @@ impl SeasonModel {
     }
 }
 
+/// Slowly forgetting extremes of the values seen.
+#[derive(Debug, Clone, Copy, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+struct Range {
+    low: f64,
+    high: f64,
+}
+
+impl Range {
+    const EMPTY: Range = Range {
+        low: f64::INFINITY,
+        high: f64::NEG_INFINITY,
+    };
+
+    /// Surprise of `value` outside the range, in `-log10 p` units: a record among `seen`
+    /// steps has probability about `1 / seen`, and one that exceeds the range by a large
+    /// share of its width is far rarer. A record by less than `RANGE_MIN_SD` of the
+    /// forecaster's noise `noise_sd`, or by less than `RANGE_MIN_SHARE` of the width, is
+    /// within noise, not new territory.
+    fn novelty(&self, value: f64, noise_sd: f64, seen: f64) -> f64 {
+        let width = self.high - self.low;
+        if !(width.is_finite() && width > 0.0) {
+            return 0.0;
+        }
+        let beyond = (value - self.high).max(self.low - value);
+        let excess = beyond / width;
+        if excess > RANGE_MIN_SHARE && beyond > RANGE_MIN_SD * noise_sd {
+            seen.log10() + RANGE_GAIN * (excess - RANGE_MIN_SHARE)
+        } else {
+            0.0
+        }
+    }
+
+    /// Once `settled`, the extremes drift towards `mid` by `forget` of their distance per
+    /// step; `value` widens the range if `widen`.
+    fn learn(&mut self, value: f64, mid: f64, forget: f64, settled: bool, widen: bool) {
+        if settled {
+            self.high -= forget * (self.high - mid).max(0.0);
+            self.low += forget * (mid - self.low).max(0.0);
+        }
+        if widen {
+            self.high = self.high.max(value);
+            self.low = self.low.min(value);
+        }
+    }
+}
+
 const DAY: i64 = 86_400;
-const WEEK: i64 = 7 * DAY;
+/// Bins of the daily profile: one per step down to 5-minute steps.
+const DAILY_BINS: i64 = 288;
 /// Steps used to estimate the sampling interval before the seasonal models are set up.
 const DT_SAMPLES: usize = 15;
+
+/// The first steps' intervals, from which the sampling interval is estimated.
+#[derive(Debug, Clone, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+struct Intervals {
+    last_ts: i64,
+    deltas: Vec<i64>,
+}
 
 /// The `auto` detector's state for one series. Plain data: `Clone` it to snapshot.
 #[derive(Debug, Clone, PartialEq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct AutoDetector {
-    config: AutoConfig,
-    steps: u64,
-    last_ts: i64,
-    deltas: Vec<i64>,
-    dt: f64,
+    /// The configuration and what follows from it, shared by the detectors made from one
+    /// [`SharedConfig`] (not a per-series cost). Serialised as the [`AutoConfig`].
+    #[cfg_attr(feature = "serde", serde(with = "shared_serde"))]
+    shared: Arc<Shared>,
+    /// Steps learnt (saturating: a step a second for 136 years).
+    steps: u32,
+    /// The first steps' intervals, until the sampling interval is known.
+    intervals: Option<Box<Intervals>>,
     integer_valued: bool,
     fast: LevelModel,
     slow: LevelModel,
     daily: Option<SeasonModel>,
-    weekly: Option<SeasonModel>,
     short_z: f64,
-    /// The highest-numbered forecaster (fast, slow, daily, weekly) believed so far.
+    /// The highest-numbered forecaster (fast, slow, daily) believed so far.
     best_model_seen: u8,
     /// Slowly forgetting extremes of the values seen: a step beyond them by a good part of
-    /// the range is new territory, however noisy the series is inside it.
-    lowest: f64,
-    highest: f64,
+    /// the range is new territory, however noisy the series is inside it. The verdict's
+    /// range learns every value; the score's range leaves out the steps of an ongoing
+    /// anomaly (a hold-back), so that a later return to an anomaly's level is new again.
+    range: Range,
+    score_range: Range,
     /// Calibration of deviations above and below the forecast, kept apart: a series whose
     /// spikes go up (busy CPU) says nothing about how rare a dip is, and vice versa.
     likelihood: [Likelihood; 2],
     /// Has the series moved like this before (score only).
     context: Option<ContextNovelty>,
-    /// `z` the believed forecaster must reach for a warning / an alarm (from the rates).
-    floors: (f64, f64),
     /// After a detection the score is held back until the series has been calm for a while.
     holding: bool,
-    held_peak: f64,
+    held_peak: f32,
     /// Calm steps in a row during a hold-back.
     calm_run: u32,
 }
 
 impl AutoDetector {
-    /// A detector for a new series.
+    /// A detector for a new series, with a configuration of its own. Many series with one
+    /// configuration should share it: [`AutoDetector::with_shared`].
     pub fn new(config: AutoConfig) -> Self {
-        let side = Likelihood::new(config.tuning.memory, config.tuning.warmup, TAIL_SHARE);
+        Self::with_shared(&SharedConfig::new(config))
+    }
+
+    /// A detector for a new series that shares `config` with the other detectors made from
+    /// it.
+    pub fn with_shared(config: &SharedConfig) -> Self {
+        let shared = Arc::clone(&config.0);
+        let side = Likelihood::new();
         let likelihood = [side.clone(), side];
-        // A verdict also needs a deviation that Gaussian noise reaches at most at the
-        // verdict's own rate: what is rare for this series but ordinary for noise (a first
-        // evening's new low while the daily profile is unlearnt, a lagging forecaster's run
-        // of small residuals) is not reported.
-        let floors = (
-            SCALE_MARGIN * normal_quantile_two_sided(config.warning_rate),
-            SCALE_MARGIN * normal_quantile_two_sided(config.alarm_rate),
-        );
-        let context = (config.tuning.context_weight > 0.0).then(ContextNovelty::new);
+        let context = (shared.config.tuning.context_weight > 0.0).then(ContextNovelty::new);
         AutoDetector {
-            config,
+            shared,
             steps: 0,
-            last_ts: 0,
-            deltas: Vec::with_capacity(DT_SAMPLES),
-            dt: 0.0,
+            intervals: Some(Box::new(Intervals {
+                last_ts: 0,
+                deltas: Vec::with_capacity(DT_SAMPLES),
+            })),
             integer_valued: true,
             fast: LevelModel::default(),
             slow: LevelModel::default(),
             daily: None,
-            weekly: None,
             short_z: 0.0,
             best_model_seen: 1,
-            lowest: f64::INFINITY,
-            highest: f64::NEG_INFINITY,
+            range: Range::EMPTY,
+            score_range: Range::EMPTY,
             likelihood,
             context,
-            floors,
             holding: false,
             held_peak: 0.0,
             calm_run: 0,
         }
     }
 
+    /// Shares `config` instead of this detector's own copy when the two are equal (a
+    /// detector restored from a snapshot has a copy of its own); `false` if they differ.
+    pub fn share(&mut self, config: &SharedConfig) -> bool {
+        if Arc::ptr_eq(&self.shared, &config.0) {
+            return true;
+        }
+        if self.shared.config != config.0.config {
+            return false;
+        }
+        self.shared = Arc::clone(&config.0);
+        true
+    }
+
     /// The configuration it runs with.
     pub fn config(&self) -> &AutoConfig {
-        &self.config
+        &self.shared.config
     }
 
     /// Bytes of state held for this series (the struct and its heap buffers): what keeping
     /// one more series costs the analyser.
     pub fn state_bytes(&self) -> usize {
         std::mem::size_of::<Self>()
-            + self.deltas.capacity() * std::mem::size_of::<i64>()
+            + self.intervals.as_ref().map_or(0, |i| {
+                std::mem::size_of::<Intervals>() + i.deltas.capacity() * std::mem::size_of::<i64>()
+            })
             + self.daily.as_ref().map_or(0, |m| m.profile.heap_bytes())
-            + self.weekly.as_ref().map_or(0, |m| m.profile.heap_bytes())
             + self.context.as_ref().map_or(0, ContextNovelty::heap_bytes)
-    }
-
-    /// `-log10` of the warning and alarm rates: the calibrated surprise needed for each.
-    fn thresholds(&self) -> (f64, f64) {
-        let w = -self.config.warning_rate.clamp(1e-300, 1.0).log10();
-        let a = -self.config.alarm_rate.clamp(1e-300, 1.0).log10();
-        (w, a.max(w))
     }
 
     fn noise(&self) -> Noise {
@@ -449,63 +585,25 @@ impl AutoDetector {
         }
     }
 
-    fn setup_seasons(&mut self, ts: i64) {
-        let mut d = self.deltas.clone();
-        d.sort_unstable();
-        let dt = d.get(d.len() / 2).copied().unwrap_or(0);
-        self.dt = dt as f64;
-        if dt <= 0 {
-            return;
+    /// Sets up the daily forecaster for the sampling interval `dt` (the median of the
+    /// first intervals), if there are enough steps in a day for one.
+    fn setup_seasons(&mut self, dt: i64, ts: i64) {
+        if dt > 0 && dt * 8 <= DAY {
+            self.daily = Some(SeasonModel::new(DAY, dt, DAILY_BINS, ts));
         }
-        if dt * 8 <= DAY {
-            self.daily = Some(SeasonModel::new(DAY, dt, 288, ts));
-        }
-        if dt * 28 <= WEEK {
-            self.weekly = Some(SeasonModel::new(WEEK, dt, 168, ts));
-        }
-        self.deltas = Vec::new();
-    }
-
-    /// Surprise of a value outside the range seen so far, in `-log10 p` units: a record
-    /// among `n` steps has probability about `1 / n`, and one that exceeds the old range by
-    /// a large share of its width is far rarer.
-    /// `noise_sd` is the current forecaster's noise: a record by less than
-    /// `range_min_sd` of it is within noise, not new territory.
-    fn range_novelty(&mut self, value: f64, noise_sd: f64) -> f64 {
-        let t = &self.config.tuning;
-        let range = self.highest - self.lowest;
-        let mut surprise = 0.0;
-        if range.is_finite() && range > 0.0 {
-            let beyond = (value - self.highest).max(self.lowest - value);
-            let excess = beyond / range;
-            if excess > RANGE_MIN_SHARE && beyond > RANGE_MIN_SD * noise_sd {
-                let n = (self.steps as f64).min(t.memory).max(1.0);
-                surprise = n.log10() + RANGE_GAIN * (excess - RANGE_MIN_SHARE);
-            }
-        }
-        let forget = 1.0 / t.memory;
-        let mid = self.slow.level;
-        if self.steps as f64 >= t.warmup * 0.5 {
-            self.highest = value.max(self.highest - forget * (self.highest - mid).max(0.0));
-            self.lowest = value.min(self.lowest + forget * (mid - self.lowest).max(0.0));
-        } else {
-            self.highest = self.highest.max(value);
-            self.lowest = self.lowest.min(value);
-        }
-        surprise
     }
 
     /// `-log10 p` of a deviation `u` above (`up`) or below the forecast: the tail of its own
     /// side, weighted by how often that side comes up, on the two-sided scale (a symmetric
     /// series gets what one shared calibration would give).
     fn side_surprise(&self, up: bool, u: f64) -> f64 {
-        let t = &self.config.tuning;
+        let t = &self.shared.config.tuning;
         let [down, upper] = &self.likelihood;
         let (this, other) = if up { (upper, down) } else { (down, upper) };
         let (n, m) = (this.weight(), other.weight());
         // Share of steps on this side, with half a prior step each way.
         let share = (n + t.warmup * 0.5) / (n + m + t.warmup);
-        this.calibrate(u) - (2.0 * share).log10()
+        this.calibrate(u, &self.shared.likelihood) - (2.0 * share).log10()
     }
 
     /// Judges `value` at `ts` (seconds; non-decreasing), then learns from it.
@@ -516,13 +614,19 @@ impl AutoDetector {
         if self.steps == 0 {
             self.fast.level = value;
             self.slow.level = value;
-        } else if self.deltas.len() < DT_SAMPLES && self.daily.is_none() && self.dt == 0.0 {
-            if ts > self.last_ts {
-                self.deltas.push(ts - self.last_ts);
+        } else if let Some(iv) = &mut self.intervals {
+            if ts > iv.last_ts {
+                iv.deltas.push(ts - iv.last_ts);
             }
-            if self.deltas.len() == DT_SAMPLES {
-                self.setup_seasons(ts);
+            if iv.deltas.len() == DT_SAMPLES {
+                iv.deltas.sort_unstable();
+                let dt = iv.deltas[DT_SAMPLES / 2];
+                self.intervals = None;
+                self.setup_seasons(dt, ts);
             }
+        }
+        if let Some(iv) = &mut self.intervals {
+            iv.last_ts = ts;
         }
         self.integer_valued &= value >= 0.0 && value.fract() == 0.0;
 
@@ -531,11 +635,9 @@ impl AutoDetector {
         if self.slow.err.perf < best.2 {
             best = (self.slow.level, self.slow.err, self.slow.err.perf, 1);
         }
-        for (m, id) in [(&self.daily, 2), (&self.weekly, 3)] {
-            if let Some(m) = m {
-                if m.ready(ts) && m.err.perf < best.2 {
-                    best = (m.forecast(ts), m.err, m.err.perf, id);
-                }
+        if let Some(m) = &self.daily {
+            if m.ready(ts) && m.err.perf < best.2 {
+                best = (m.forecast(ts), m.err, m.err.perf, 2);
             }
         }
         let (expected, track, _, chosen) = best;
@@ -553,8 +655,11 @@ impl AutoDetector {
 
         // 2. Surprise: this step alone, or the recent run of residuals.
         let noise_sd = self.noise().unit(expected) * track.sd();
-        let novelty = self.range_novelty(value, noise_sd);
-        let t = &self.config.tuning;
+        let shared = Arc::clone(&self.shared);
+        let t = &shared.config.tuning;
+        let seen = f64::from(self.steps).min(t.memory).max(1.0);
+        let novelty = self.range.novelty(value, noise_sd, seen);
+        let score_novelty = self.score_range.novelty(value, noise_sd, seen);
         let a = t.short_alpha;
         self.short_z += a * (z.clamp(-50.0, 50.0) - self.short_z);
         let short_norm = self.short_z / (a / (2.0 - a)).sqrt();
@@ -566,18 +671,14 @@ impl AutoDetector {
         let raw = signed.abs().min(1e4);
 
         // 3. Likelihood against this series' own history of deviations on the same side.
-        let warm = self.steps as f64 >= t.warmup;
+        let warm = f64::from(self.steps) >= t.warmup;
         let point = self.side_surprise(signed >= 0.0, raw);
         let calibrated = if warm { point.max(novelty) } else { 0.0 };
-        if self.steps as f64 >= t.warmup * 0.5 {
-            let side = usize::from(signed >= 0.0);
-            self.likelihood[side].learn(raw);
-            self.likelihood[1 - side].age();
-        }
+        let score_calibrated = if warm { point.max(score_novelty) } else { 0.0 };
 
         // 4. Verdict, and the score held back after a detection.
-        let (warn, alarm) = self.thresholds();
-        let (warn_z, alarm_z) = self.floors;
+        let (warn, alarm) = self.shared.thresholds;
+        let (warn_z, alarm_z) = self.shared.floors;
         let verdict = if calibrated >= alarm && z.abs() >= alarm_z {
             Verdict::Alarm
         } else if calibrated >= warn && raw >= warn_z {
@@ -587,15 +688,19 @@ impl AutoDetector {
         };
         // The score adds the contextual novelty: a deviation that also breaks the series'
         // usual pattern is more likely an anomaly than one that does not.
-        let mut shown = calibrated;
+        let mut shown = score_calibrated;
         if let Some(context) = &mut self.context {
-            let novelty = context.update(value, &t.context());
+            let novelty = context.update(value, &shared.context);
             if warm {
                 shown += t.context_weight * novelty;
             }
         }
+        let was_holding = self.holding;
         if self.holding {
-            self.calm_run = if calibrated < CALM {
+            // Calm is judged by the forecasters alone: a lasting new level that the
+            // forecasters have learnt ends the hold-back even while it is still outside the
+            // score's range.
+            self.calm_run = if point < CALM {
                 self.calm_run.saturating_add(1)
             } else {
                 0
@@ -605,27 +710,40 @@ impl AutoDetector {
             }
             // To show through, the forecasters' surprise alone must beat the held peak
             // (which included the contextual novelty) by the margin.
-            if calibrated <= self.held_peak + HOLD_MARGIN {
+            if score_calibrated <= f64::from(self.held_peak) + HOLD_MARGIN {
                 shown = 0.0;
             }
         }
         if shown >= DETECTION {
             self.holding = true;
             self.calm_run = 0;
-            self.held_peak = shown;
+            self.held_peak = shown as f32;
         }
 
-        // Learn.
-        let noise = self.noise();
-        let (fa, sa) = (t.fast_alpha, t.slow_alpha);
-        let tuning = self.config.tuning;
-        self.fast.learn(value, fa, &tuning, noise);
-        self.slow.learn(value, sa, &tuning, noise);
-        for m in [&mut self.daily, &mut self.weekly].into_iter().flatten() {
-            m.learn(ts, value, &tuning, noise);
+        // Learn. The score's range leaves out the steps after a detection until the
+        // hold-back ends; the step that ends it is learnt (the series has been calm for
+        // `calm_steps`, so where it is now is ordinary).
+        let tuning = &shared.config.tuning;
+        let forget = 1.0 / tuning.memory;
+        let settled = f64::from(self.steps) >= tuning.warmup * 0.5;
+        let mid = self.slow.level;
+        self.range.learn(value, mid, forget, settled, true);
+        let in_anomaly = was_holding && self.holding;
+        self.score_range
+            .learn(value, mid, forget, settled, !in_anomaly);
+        if settled {
+            let side = usize::from(signed >= 0.0);
+            self.likelihood[side].learn(raw, &shared.likelihood);
+            self.likelihood[1 - side].age(&shared.likelihood);
         }
-        self.steps += 1;
-        self.last_ts = ts;
+        let noise = self.noise();
+        let (fa, sa) = (tuning.fast_alpha, tuning.slow_alpha);
+        self.fast.learn(value, fa, tuning, noise);
+        self.slow.learn(value, sa, tuning, noise);
+        if let Some(m) = &mut self.daily {
+            m.learn(ts, value, tuning, noise);
+        }
+        self.steps = self.steps.saturating_add(1);
 
         Score {
             score: (shown / SCORE_FULL_SCALE).clamp(0.0, 1.0),
@@ -740,6 +858,82 @@ mod tests {
         let before = det.clone();
         assert_eq!(det.update(100 * 60, f64::NAN), Score::default());
         assert_eq!(det, before);
+    }
+
+    /// A machine at about 80 degrees that shuts down (cooling to 30 over a few steps) for
+    /// three hours, then works again; `second` is where it collapses to 30 again for good.
+    fn machine_temperature(i: i64, second: i64, rng: &mut u64) -> f64 {
+        let cooling = |k: i64| 30.0 + 50.0 * (-(k as f64) / 3.0).exp();
+        let first = 1000;
+        let noise = 0.5 * noise(rng);
+        if (first..first + 36).contains(&i) {
+            cooling(i - first) + 0.1 * noise
+        } else if i >= second {
+            cooling(i - second) + 0.1 * noise
+        } else {
+            80.0 + noise
+        }
+    }
+
+    #[test]
+    fn a_second_collapse_to_the_level_of_an_earlier_anomaly_is_found_again() {
+        let mut det = AutoDetector::new(AutoConfig::default());
+        let mut rng = 0x00C0_FFEE_u64;
+        let second = 2500;
+        let mut first_peak: f64 = 0.0;
+        let mut second_peak: f64 = 0.0;
+        for i in 0..second + 12 {
+            let s = det.update(i * 300, machine_temperature(i, second, &mut rng));
+            if (1000..1012).contains(&i) {
+                first_peak = first_peak.max(s.score);
+            }
+            if i >= second {
+                second_peak = second_peak.max(s.score);
+            }
+        }
+        // Both collapses are detections (`-log10 p` >= 3); the values the first one went
+        // through while it was held back are not learnt as ordinary.
+        assert!(first_peak >= DETECTION / SCORE_FULL_SCALE, "{first_peak}");
+        assert!(second_peak >= DETECTION / SCORE_FULL_SCALE, "{second_peak}");
+    }
+
+    #[test]
+    fn a_lasting_new_level_ends_the_hold_back_and_a_dip_from_it_is_found() {
+        let mut det = AutoDetector::new(AutoConfig::default());
+        let mut rng = 0xBEEF_u64;
+        let mut dip = Score::default();
+        for i in 0..1400 {
+            // A rise from 10 to 30 over ten steps from step 600 that lasts, then one dip
+            // from the new level (above the old range, by less than the rise was).
+            let level = 10.0 + 2.0 * (i - 600).clamp(0, 10) as f64;
+            let v = if i == 1300 {
+                24.0
+            } else {
+                level + noise(&mut rng)
+            };
+            let s = det.update(i * 300, v);
+            if i == 1300 {
+                dip = s;
+            }
+        }
+        assert!(dip.score >= DETECTION / SCORE_FULL_SCALE, "{dip:?}");
+    }
+
+    #[test]
+    fn detectors_share_one_configuration_and_a_copy_can_join_it() {
+        let shared = SharedConfig::new(AutoConfig::with_rates(1e-3, 1e-4));
+        let a = AutoDetector::with_shared(&shared);
+        let b = AutoDetector::with_shared(&shared);
+        assert!(Arc::ptr_eq(&a.shared, &b.shared));
+        // A detector with a copy of its own (as restored from a snapshot) joins the shared
+        // one when the configurations are equal, and keeps its own when they differ.
+        let mut copy = AutoDetector::new(AutoConfig::with_rates(1e-3, 1e-4));
+        assert!(!Arc::ptr_eq(&copy.shared, &shared.0));
+        assert!(copy.share(&shared));
+        assert!(Arc::ptr_eq(&copy.shared, &shared.0));
+        let mut other = AutoDetector::new(AutoConfig::default());
+        assert!(!other.share(&shared));
+        assert_eq!(other.config(), &AutoConfig::default());
     }
 
     #[test]

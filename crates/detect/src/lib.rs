@@ -28,7 +28,7 @@ pub mod sigma;
 mod stats;
 pub mod synth;
 
-pub use auto::{AutoConfig, AutoDetector, Score};
+pub use auto::{AutoConfig, AutoDetector, Score, SharedConfig};
 pub use sigma::{fill_gaps, Judgement, SigmaConfig, SigmaMethod};
 
 /// How bad a judged value is. Ordered, so `max()` of several checks gives the worst.

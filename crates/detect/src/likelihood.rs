@@ -18,10 +18,41 @@
 
 use crate::stats::neg_log10_two_sided;
 
-/// Bins per unit of `ln(1 + u)`.
+/// Bins per unit of `ln(1 + u)` in the body, up to `u = e^BODY_LN - 1` (about 19 standard
+/// deviations), where a series' quantiles are read off the histogram.
 const BINS_PER_LN: f64 = 12.0;
-/// Number of bins: deviations up to `e^(128/12) - 1`, about 43 000, are resolved.
-const BINS: usize = 128;
+const BODY_LN: f64 = 3.0;
+/// Beyond the body, where only the tail's mass and mean excess are read, a bin per quarter
+/// of `ln(1 + u)`.
+const TAIL_BINS_PER_LN: f64 = 4.0;
+/// Bins in the body.
+const BODY_BINS: usize = 36;
+/// Number of bins: deviations up to `e^(3 + 25/4) - 1`, about 10 000 (the largest
+/// deviation the detector learns), are resolved.
+const BINS: usize = BODY_BINS + 25;
+
+/// How a likelihood learns and calibrates: the same for every series of a configuration.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct LikelihoodSettings {
+    /// Per-step decay of older steps' weight.
+    decay: f64,
+    /// Steps' worth of belief in the Gaussian tail.
+    prior_weight: f64,
+    /// The quantile above which the tail is fit.
+    tail_share: f64,
+}
+
+impl LikelihoodSettings {
+    /// `memory`: effective number of steps remembered; `prior_weight`: steps' worth of
+    /// belief in the Gaussian tail; `tail_share`: the quantile above which the tail is fit.
+    pub(crate) fn new(memory: f64, prior_weight: f64, tail_share: f64) -> Self {
+        LikelihoodSettings {
+            decay: 1.0 - 1.0 / memory.max(2.0),
+            prior_weight,
+            tail_share: tail_share.clamp(1e-4, 0.5),
+        }
+    }
+}
 
 /// Decayed histogram of a series' deviations, with its tail fit.
 #[derive(Debug, Clone, PartialEq)]
@@ -33,21 +64,33 @@ pub(crate) struct Likelihood {
     total: f64,
     /// Weight of the next observation; grows by `1 / decay` per step (renormalised).
     unit: f64,
-    decay: f64,
-    prior_weight: f64,
-    tail_share: f64,
 }
 
 fn bin_of(u: f64) -> usize {
-    ((u.max(0.0).ln_1p() * BINS_PER_LN) as usize).min(BINS - 1)
+    let x = u.max(0.0).ln_1p();
+    let b = if x < BODY_LN {
+        x * BINS_PER_LN
+    } else {
+        BODY_BINS as f64 + (x - BODY_LN) * TAIL_BINS_PER_LN
+    };
+    (b as usize).min(BINS - 1)
+}
+
+/// `ln(1 + u)` at bin position `b` (fractional positions inside a bin).
+fn ln_at(b: f64) -> f64 {
+    if b < BODY_BINS as f64 {
+        b / BINS_PER_LN
+    } else {
+        BODY_LN + (b - BODY_BINS as f64) / TAIL_BINS_PER_LN
+    }
 }
 
 /// Lower edges (`[0][b]`) and midpoints (`[1][b]`) of the bins, computed once.
 fn edges() -> &'static [[f64; BINS + 1]; 2] {
     static EDGES: std::sync::OnceLock<[[f64; BINS + 1]; 2]> = std::sync::OnceLock::new();
     EDGES.get_or_init(|| {
-        let low = std::array::from_fn(|b| (b as f64 / BINS_PER_LN).exp_m1());
-        let mid = std::array::from_fn(|b| ((b as f64 + 0.5) / BINS_PER_LN).exp_m1());
+        let low = std::array::from_fn(|b| ln_at(b as f64).exp_m1());
+        let mid = std::array::from_fn(|b| ln_at(b as f64 + 0.5).exp_m1());
         [low, mid]
     })
 }
@@ -61,16 +104,12 @@ fn bin_mid(b: usize) -> f64 {
 }
 
 impl Likelihood {
-    /// `memory`: effective number of steps remembered; `prior_weight`: steps' worth of
-    /// belief in the Gaussian tail; `tail_share`: the quantile above which the tail is fit.
-    pub(crate) fn new(memory: f64, prior_weight: f64, tail_share: f64) -> Self {
+    /// An empty history.
+    pub(crate) fn new() -> Self {
         Likelihood {
             hist: [0.0; BINS],
             total: 0.0,
             unit: 1.0,
-            decay: 1.0 - 1.0 / memory.max(2.0),
-            prior_weight,
-            tail_share: tail_share.clamp(1e-4, 0.5),
         }
     }
 
@@ -80,13 +119,13 @@ impl Likelihood {
     }
 
     /// Empirical `P(U >= u)` with the exponential tail above the `tail_share` quantile.
-    fn empirical_tail(&self, u: f64) -> f64 {
+    fn empirical_tail(&self, u: f64, tail_share: f64) -> f64 {
         let total = self.total;
         if total <= 0.0 {
             return 1.0;
         }
         // Walk down from the top until the tail share is reached: threshold bin `tb`.
-        let want = self.tail_share * total;
+        let want = tail_share * total;
         let mut above = 0.0;
         let mut excess = 0.0;
         let mut tb = 0;
@@ -115,11 +154,11 @@ impl Likelihood {
     }
 
     /// The calibrated surprise `-log10 p` of deviation `u >= 0` (call before [`Self::learn`]).
-    pub(crate) fn calibrate(&self, u: f64) -> f64 {
+    pub(crate) fn calibrate(&self, u: f64, settings: &LikelihoodSettings) -> f64 {
         let n = self.weight();
-        let w = self.prior_weight;
+        let w = settings.prior_weight;
         let prior = 10f64.powf(-neg_log10_two_sided(u));
-        let p = (n * self.empirical_tail(u) + w * prior) / (n + w);
+        let p = (n * self.empirical_tail(u, settings.tail_share) + w * prior) / (n + w);
         -p.max(1e-300).log10()
     }
 
@@ -129,8 +168,8 @@ impl Likelihood {
     }
 
     /// One step passes without a deviation for this history: older steps fade.
-    pub(crate) fn age(&mut self) {
-        self.unit /= self.decay;
+    pub(crate) fn age(&mut self, settings: &LikelihoodSettings) {
+        self.unit /= settings.decay;
         self.renormalise();
     }
 
@@ -145,8 +184,8 @@ impl Likelihood {
     }
 
     /// Adds deviation `u` to the history.
-    pub(crate) fn learn(&mut self, u: f64) {
-        self.unit /= self.decay;
+    pub(crate) fn learn(&mut self, u: f64, settings: &LikelihoodSettings) {
+        self.unit /= settings.decay;
         self.renormalise();
         let b = bin_of(u);
         self.hist[b] = (f64::from(self.hist[b]) + self.unit) as f32;
@@ -177,32 +216,35 @@ mod tests {
 
     #[test]
     fn without_history_the_gaussian_prior_is_returned() {
-        let l = Likelihood::new(1000.0, 50.0, 0.02);
-        assert!((l.calibrate(3.0) - neg_log10_two_sided(3.0)).abs() < 1e-9);
+        let s = LikelihoodSettings::new(1000.0, 50.0, 0.02);
+        let l = Likelihood::new();
+        assert!((l.calibrate(3.0, &s) - neg_log10_two_sided(3.0)).abs() < 1e-9);
     }
 
     #[test]
     fn a_series_that_is_often_far_out_is_calibrated_down() {
-        let mut l = Likelihood::new(10_000.0, 50.0, 0.02);
+        let s = LikelihoodSettings::new(10_000.0, 50.0, 0.02);
+        let mut l = Likelihood::new();
         // Heavy tails: one step in ten is 6 sd out.
         for i in 0..5000 {
-            l.learn(if i % 10 == 0 { 6.0 } else { 0.5 });
+            l.learn(if i % 10 == 0 { 6.0 } else { 0.5 }, &s);
         }
-        let c = l.calibrate(6.0);
+        let c = l.calibrate(6.0, &s);
         assert!(c > 0.7 && c < 1.5, "{c}");
         // Beyond anything seen, the fitted tail keeps ordering the deviations.
-        assert!(l.calibrate(30.0) > l.calibrate(12.0));
-        assert!(l.calibrate(12.0) > c);
+        assert!(l.calibrate(30.0, &s) > l.calibrate(12.0, &s));
+        assert!(l.calibrate(12.0, &s) > c);
     }
 
     #[test]
     fn a_tame_series_keeps_gaussian_like_surprise() {
-        let mut l = Likelihood::new(10_000.0, 50.0, 0.02);
+        let s = LikelihoodSettings::new(10_000.0, 50.0, 0.02);
+        let mut l = Likelihood::new();
         // Deterministic spread of |z| values roughly like a half-normal.
         for i in 0..5000 {
             let q = (i % 100) as f64 / 100.0;
-            l.learn(q * 2.5);
+            l.learn(q * 2.5, &s);
         }
-        assert!(l.calibrate(8.0) > 4.0, "{}", l.calibrate(8.0));
+        assert!(l.calibrate(8.0, &s) > 4.0, "{}", l.calibrate(8.0, &s));
     }
 }

@@ -5,16 +5,24 @@
 //! (at most a few hundred `f32`s, whatever the step), read with linear interpolation between
 //! bin centres so that a morning ramp is followed smoothly rather than in stairs.
 
-/// Expected offset per phase of one period, learnt by exponential smoothing.
+/// Largest `|q|` of a bin.
+const Q_MAX: f64 = 32_767.0;
+
+/// Expected value per phase of one period, learnt by exponential smoothing.
 #[derive(Debug, Clone, PartialEq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub(crate) struct Profile {
     period: i64,
     /// Interpolate between bins (coarser than the data) or take the bin the time falls in.
     interpolate: bool,
-    bins: Vec<f32>,
-    /// How many updates each bin has had, saturating (a bin not yet seen predicts 0).
-    seen: Vec<u8>,
+    /// A bin's value is `origin + q * 2^exponent`; `exponent` is `i32::MIN` until the first
+    /// value is learnt (it sets both).
+    origin: f64,
+    exponent: i32,
+    bins: Box<[i16]>,
+    /// How many updates each bin has had, two bits per bin, saturating at 3 (a bin not yet
+    /// seen predicts nothing useful).
+    seen: Box<[u8]>,
 }
 
 impl Profile {
@@ -25,8 +33,10 @@ impl Profile {
         Profile {
             period: period.max(1),
             interpolate,
-            bins: vec![0.0; bins],
-            seen: vec![0; bins],
+            origin: 0.0,
+            exponent: i32::MIN,
+            bins: vec![0; bins].into_boxed_slice(),
+            seen: vec![0; bins.div_ceil(4)].into_boxed_slice(),
         }
     }
 
@@ -37,7 +47,73 @@ impl Profile {
 
     /// Heap bytes held.
     pub(crate) fn heap_bytes(&self) -> usize {
-        self.bins.capacity() * std::mem::size_of::<f32>() + self.seen.capacity()
+        std::mem::size_of_val(&*self.bins) + self.seen.len()
+    }
+
+    fn step(&self) -> f64 {
+        2f64.powi(self.exponent)
+    }
+
+    fn value(&self, i: usize) -> f64 {
+        if self.exponent == i32::MIN {
+            return 0.0;
+        }
+        self.origin + f64::from(self.bins[i]) * self.step()
+    }
+
+    fn times_seen(&self, i: usize) -> u8 {
+        (self.seen[i / 4] >> (2 * (i % 4))) & 3
+    }
+
+    fn count_visit(&mut self, i: usize) {
+        if self.times_seen(i) < 3 {
+            self.seen[i / 4] += 1 << (2 * (i % 4));
+        }
+    }
+
+    /// Stores `v` in bin `i`, widening the scale of every bin first if `v` does not fit.
+    fn set(&mut self, i: usize, v: f64) {
+        if !v.is_finite() {
+            return;
+        }
+        if self.exponent == i32::MIN {
+            // The first value: the origin, with a resolution of 2^-15 of its magnitude.
+            self.origin = v;
+            self.exponent = if v == 0.0 {
+                -40
+            } else {
+                (v.abs().log2().floor() as i32 - 15).max(-1000)
+            };
+        }
+        let q = (v - self.origin) / self.step();
+        if q.abs() > Q_MAX {
+            self.rescale(v);
+        }
+        let q = ((v - self.origin) / self.step())
+            .round()
+            .clamp(-Q_MAX, Q_MAX);
+        self.bins[i] = q as i16;
+    }
+
+    /// Re-centres the bins between their extremes and `v`, at the finest scale that holds
+    /// them all.
+    fn rescale(&mut self, v: f64) {
+        let values: Vec<f64> = (0..self.bins.len()).map(|i| self.value(i)).collect();
+        let (lo, hi) = values
+            .iter()
+            .fold((v, v), |(lo, hi), &x| (lo.min(x), hi.max(x)));
+        let origin = 0.5 * (lo + hi);
+        let half = 0.5 * (hi - lo);
+        let mut exponent = self.exponent;
+        while half / 2f64.powi(exponent) > Q_MAX - 1.0 {
+            exponent += 1;
+        }
+        self.origin = origin;
+        self.exponent = exponent;
+        let step = self.step();
+        for (q, x) in self.bins.iter_mut().zip(values) {
+            *q = ((x - origin) / step).round().clamp(-Q_MAX, Q_MAX) as i16;
+        }
     }
 
     /// The two bins around `ts` and the weight of the second one.
@@ -62,13 +138,13 @@ impl Profile {
     /// The expected offset at `ts`.
     pub(crate) fn get(&self, ts: i64) -> f64 {
         let (a, b, w) = self.locate(ts);
-        f64::from(self.bins[a]) * (1.0 - w) + f64::from(self.bins[b]) * w
+        self.value(a) * (1.0 - w) + self.value(b) * w
     }
 
     /// `true` once the bins around `ts` have been learnt at least `times` times.
     pub(crate) fn ready_at(&self, ts: i64, times: u8) -> bool {
         let (a, b, _) = self.locate(ts);
-        self.seen[a] >= times && self.seen[b] >= times
+        self.times_seen(a) >= times && self.times_seen(b) >= times
     }
 
     /// Moves the bins around `ts` towards `target` (the observed offset) with rate `rate`;
@@ -79,11 +155,12 @@ impl Profile {
             if share <= 0.0 {
                 continue;
             }
-            let r = if self.seen[i] == 0 { 1.0 } else { rate * share };
-            let old = f64::from(self.bins[i]);
-            self.bins[i] = (old + r * (target - old)) as f32;
-            if share >= 0.25 || self.seen[i] == 0 {
-                self.seen[i] = self.seen[i].saturating_add(1);
+            let first = self.times_seen(i) == 0;
+            let r = if first { 1.0 } else { rate * share };
+            let old = self.value(i);
+            self.set(i, old + r * (target - old));
+            if share >= 0.25 || first {
+                self.count_visit(i);
             }
         }
     }

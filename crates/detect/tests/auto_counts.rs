@@ -138,5 +138,18 @@ fn state_stays_small_and_bounded() {
         }
     }
     assert_eq!(det.state_bytes(), after_a_day, "state grew with the series");
-    assert!(det.state_bytes() < 8 * 1024, "{} bytes", det.state_bytes());
+    assert!(det.state_bytes() <= 2_500, "{} bytes", det.state_bytes());
+}
+
+#[test]
+fn a_five_minute_series_keeps_its_state_within_2500_bytes() {
+    // Two weeks of 5-minute steps with gaps, jittering timestamps and a daily rhythm.
+    let mut rng = Rng::new(7);
+    let mut det = AutoDetector::new(AutoConfig::default());
+    let mut ts = 0;
+    for i in 0..4_032 {
+        ts += 300 + if i % 97 == 0 { 3_600 } else { 0 } + (rng.uniform() * 3.0) as i64;
+        det.update(ts, rng.overdispersed(rhythm(ts, 400.0), 0.1) as f64);
+    }
+    assert!(det.state_bytes() <= 2_500, "{} bytes", det.state_bytes());
 }

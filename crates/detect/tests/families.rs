@@ -94,12 +94,11 @@ fn auto_beats_a_rolling_z_score_on_every_stress_family() {
     }
     for (i, family) in Family::ALL.iter().enumerate() {
         if *family == Family::SensorTemperature {
-            // Known gap (docs/DETECT.md, "Where it still loses"): after the shutdown, the
-            // second collapse to the same ambient temperature is inside the range already
-            // seen and its deviations are in the likelihood's history, so `auto` finds it
-            // late or not at all, while the z-score fires on both drops. Guarded so that it
-            // does not get worse.
-            assert!(auto[i] >= 50.0, "{}: auto {:.1}", family.name(), auto[i]);
+            // Known gap (docs/DETECT.md, "Where it still loses"): the shutdown's enormous
+            // deviations are in the likelihood's history, so the later collapse to the
+            // same ambient temperature is found later than by the z-score, which fires on
+            // both drops at once. It must still reach 60.
+            assert!(auto[i] >= 60.0, "{}: auto {:.1}", family.name(), auto[i]);
             continue;
         }
         assert!(

@@ -19,7 +19,7 @@ use detect::population::{
     excess, population_judged, population_outliers, Member, PopulationConfig,
 };
 use detect::sigma::{SigmaConfig, SigmaMethod};
-use detect::{AutoConfig, Verdict};
+use detect::{AutoConfig, SharedConfig, Verdict};
 use serde::{Deserialize, Serialize};
 
 pub use incident::{Incident, Signal, Transition};
@@ -132,7 +132,8 @@ pub struct Params {
     pub method: Method,
     pub sigma: SigmaConfig,
     pub level: LevelConfig,
-    pub auto: AutoConfig,
+    /// One configuration for every series' `auto` detectors (not a copy per series).
+    pub auto: SharedConfig,
     pub population: PopulationConfig,
     pub min_count_per_step: f64,
     pub series_ttl: i64,
@@ -161,7 +162,10 @@ impl Params {
                 min_change: d.level_min_change,
                 ..LevelConfig::default()
             },
-            auto: AutoConfig::with_rates(d.auto_warning_rate, d.auto_alarm_rate),
+            auto: SharedConfig::new(AutoConfig::with_rates(
+                d.auto_warning_rate,
+                d.auto_alarm_rate,
+            )),
             population: PopulationConfig {
                 min_count_per_step: d.min_count_per_step,
                 ..PopulationConfig::default()
@@ -499,7 +503,8 @@ impl DatasetModel {
         entity_id: i64,
         state: &[u8],
     ) -> Result<(), postcard::Error> {
-        let series: Series = postcard::from_bytes(state)?;
+        let mut series: Series = postcard::from_bytes(state)?;
+        series.share_config(&self.params.auto);
         let key = self.key(label, entity_id);
         self.series.insert(key, series);
         Ok(())

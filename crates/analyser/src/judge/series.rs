@@ -26,7 +26,7 @@ use std::collections::VecDeque;
 use detect::level::{judge_level, LevelMetric, StepTotals};
 use detect::population::ShareBaseline;
 use detect::sigma::{count_gate_open, judge};
-use detect::{AutoDetector, Verdict};
+use detect::{AutoDetector, SharedConfig, Verdict};
 use serde::{Deserialize, Serialize};
 
 use super::incident::{Incidents, Signal, Transition};
@@ -50,6 +50,13 @@ struct Detectors {
 }
 
 impl Detectors {
+    /// Uses `config` instead of each detector's own copy (after a restore).
+    fn share_config(&mut self, config: &SharedConfig) {
+        for det in [&mut self.count, &mut self.events].into_iter().flatten() {
+            det.share(config);
+        }
+    }
+
     fn of(&mut self, metric: Metric) -> Option<&mut AutoDetector> {
         match metric {
             Metric::Count => self.count.as_deref_mut(),
@@ -117,7 +124,7 @@ fn finding(
 
 impl Series {
     pub fn new(params: &Params, kind: Kind, step: i64) -> Self {
-        let auto = || Box::new(AutoDetector::new(params.auto.clone()));
+        let auto = || Box::new(AutoDetector::with_shared(&params.auto));
         let is_auto = params.method == Method::Auto;
         Series {
             history: VecDeque::with_capacity(params.window_steps + 1),
@@ -131,6 +138,15 @@ impl Series {
             excess: 0.0,
             last_active: step,
             incidents: Incidents::default(),
+        }
+    }
+
+    /// Lets the detectors of a restored series share the dataset's `auto` configuration
+    /// instead of each holding the copy that came with the snapshot.
+    pub fn share_config(&mut self, config: &SharedConfig) {
+        self.detectors.share_config(config);
+        if let Some(before) = &mut self.before_incident {
+            before.share_config(config);
         }
     }
 
