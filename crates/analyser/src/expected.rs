@@ -70,7 +70,7 @@ pub fn bands(params: &Params, metric: Metric, steps: &[ChartStep]) -> Vec<Option
 }
 
 fn auto_bands(params: &Params, metric: Metric, steps: &[ChartStep]) -> Vec<Option<Band>> {
-    let mut detector = AutoDetector::new(params.auto.clone());
+    let mut detector = AutoDetector::with_shared(&params.auto);
     let mut scale: Option<f64> = None;
     steps
         .iter()
