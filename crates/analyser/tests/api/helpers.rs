@@ -32,6 +32,9 @@ impl Gatherer {
     pub async fn start_on(db_url: &str) -> Self {
         let mut settings = gatherer::configuration::Settings::load(None, Some(0)).unwrap();
         settings.server.workers = 2;
+        // actix starts the header timeout when a connection is accepted: on a loaded
+        // machine busy workers would answer 408 to requests nobody sent slowly.
+        settings.server.request_header_timeout = Duration::from_secs(60);
         settings.database.url = SecretString::from(db_url.to_owned());
         settings.ingest.max_event_age = Duration::from_secs(2 * 86_400);
         let app = gatherer::startup::Application::build(settings)
