@@ -6,7 +6,7 @@
 //!
 //! Pulls never overlap: in this process the [`Engine`] sits behind a mutex, and across
 //! processes (the service, a cron `analyser pull`, another replica of the same shard) a
-//! MySQL named lock that includes the shard serialises them. The in-memory model is a
+//! MySQL named lock on the database and shard serialises them. The in-memory model is a
 //! cache of what is committed: whenever the stored cursor is not the one this process
 //! last committed (another process pulled, or a commit failed), it is rebuilt from the
 //! database, so a restart neither loses nor repeats anything.
@@ -113,7 +113,15 @@ impl Engine {
     pub async fn pull(&mut self, now: fn() -> DateTime<Utc>) -> Result<PullOutcome, PullError> {
         let shard_key = self.shard.key();
         let mut lock = self.pool.acquire().await?;
-        let lock_name = format!("pulse_analyser_pull:{shard_key}");
+        // Named locks are server-wide: the name carries the database too, so analysers of
+        // other databases on the same server never wait for each other. Hashed, because a
+        // lock name is at most 64 characters.
+        let lock_name: String = sqlx::query_scalar(
+            "SELECT CONCAT('pulse_pull:', SHA1(CONCAT(COALESCE(DATABASE(), ''), ':', ?)))",
+        )
+        .bind(&shard_key)
+        .fetch_one(&mut *lock)
+        .await?;
         let got: Option<i64> = sqlx::query_scalar("SELECT GET_LOCK(?, 10)")
             .bind(&lock_name)
             .fetch_one(&mut *lock)
