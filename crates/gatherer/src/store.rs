@@ -153,17 +153,11 @@ pub async fn wal_committed_thresholds(
             .bind(format!("w{instance}-%"))
             .fetch_all(pool)
             .await?;
-    let mut thresholds = std::collections::HashMap::new();
-    for id in &ids {
-        let id = String::from_utf8_lossy(id);
-        if let Some((found, epoch, threshold)) = crate::wal::parse_batch_id(&id) {
-            if found == instance {
-                let entry = thresholds.entry(epoch).or_insert(threshold);
-                *entry = (*entry).max(threshold);
-            }
-        }
-    }
-    Ok(thresholds)
+    let ids: Vec<_> = ids.iter().map(|id| String::from_utf8_lossy(id)).collect();
+    Ok(crate::wal::committed_thresholds(
+        instance,
+        ids.iter().map(|id| &**id),
+    ))
 }
 
 /// Answers whether MySQL responds.

@@ -47,7 +47,9 @@ pub use format::{
     batch_id, encode_record, parse_batch_id, read_segment, read_segment_with_keys, segment_header,
     Corruption, RecordKey, SegmentSummary, MAX_RECORD_LEN,
 };
-pub use replay::{recover, Recovered};
+pub use replay::{
+    committed_thresholds, plan_replay, recover, Recovered, ReplayPlan, SegmentReplay,
+};
 pub use writer::Wal;
 
 /// Why an append did not become durable; the request answers 503.
