@@ -2,6 +2,7 @@
 //! into fixed buckets, and appends the bucket totals to MySQL's `events_count`.
 
 pub mod auth;
+pub mod backlog;
 pub mod bucket;
 pub mod configuration;
 pub mod export;

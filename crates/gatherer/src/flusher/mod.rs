@@ -7,21 +7,25 @@
 //! events keep aggregating in memory; the [`Backlog`] bound on rows not yet committed
 //! turns that into 503s at ingest instead of unbounded memory.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::future::Future;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::MySqlPool;
 use tokio::time::Instant;
 
+use crate::backlog::{Backlog, DbStatus};
 use crate::bucket::{Aggregator, Delta};
 use crate::idempotency::KeyStore;
 use crate::nats::{self, NatsIntake};
 use crate::store::{self, Batch, FlushOutcome};
 use crate::wal::{Epoch, Wal};
+
+mod ledger;
+
+pub use ledger::{SegmentKey, SegmentLedger};
 
 const TICK: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
@@ -31,72 +35,6 @@ const PING_EVERY: Duration = Duration::from_secs(1);
 const KEYS_ALONE_EVERY: Duration = Duration::from_secs(2);
 /// How often keys past the window are deleted from `idempotency_keys`.
 const PRUNE_KEYS_EVERY: Duration = Duration::from_secs(60);
-
-/// Rows (series × buckets) held in memory and not yet committed to MySQL, against their
-/// bound: what actually waits for MySQL and costs memory. Events summed into a row already
-/// held add nothing, so the bound is reached only when MySQL falls behind (or is away),
-/// never by the event rate alone.
-#[derive(Debug)]
-pub struct Backlog {
-    pending: AtomicU64,
-    max: u64,
-}
-
-impl Backlog {
-    pub fn new(max_rows: u64) -> Self {
-        Backlog {
-            pending: AtomicU64::new(0),
-            max: max_rows,
-        }
-    }
-
-    /// Counts rows a request (or a replay of the write-ahead log) added.
-    pub fn add(&self, rows: u64) {
-        if rows > 0 {
-            self.pending.fetch_add(rows, Ordering::AcqRel);
-        }
-    }
-
-    /// Gives back `rows`: their batch committed.
-    pub fn release(&self, rows: u64) {
-        self.pending.fetch_sub(rows, Ordering::AcqRel);
-    }
-
-    pub fn pending(&self) -> u64 {
-        self.pending.load(Ordering::Acquire)
-    }
-
-    /// At the bound: `/gather` refuses whole requests (503) until batches commit. A request
-    /// admitted just below it may pass it by the rows it adds, so the memory held is at
-    /// most the bound plus what the requests in flight add.
-    pub fn is_full(&self) -> bool {
-        self.pending() >= self.max
-    }
-}
-
-/// What the flusher last learnt about MySQL, for readiness.
-#[derive(Debug, Default)]
-pub struct DbStatus {
-    up: AtomicBool,
-    ever_up: AtomicBool,
-}
-
-impl DbStatus {
-    pub fn set(&self, up: bool) {
-        self.up.store(up, Ordering::Release);
-        if up {
-            self.ever_up.store(true, Ordering::Release);
-        }
-    }
-
-    pub fn is_up(&self) -> bool {
-        self.up.load(Ordering::Acquire)
-    }
-
-    pub fn ever_up(&self) -> bool {
-        self.ever_up.load(Ordering::Acquire)
-    }
-}
 
 /// What was left when the flusher stopped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -120,8 +58,7 @@ pub struct Flusher {
     /// With the write-ahead log: sealed epochs not yet drained empty, oldest first.
     wal: Option<Arc<Wal>>,
     epochs: VecDeque<EpochSlot>,
-    segments: HashMap<u64, SegmentSlot>,
-    next_segment: u64,
+    segments: SegmentLedger,
     backoff: Duration,
     retry_at: Option<Instant>,
     last_ping: Option<Instant>,
@@ -154,8 +91,7 @@ impl Flusher {
             queue: VecDeque::new(),
             wal: None,
             epochs: VecDeque::new(),
-            segments: HashMap::new(),
-            next_segment: 0,
+            segments: SegmentLedger::default(),
             backoff: TICK,
             retry_at: None,
             last_ping: None,
@@ -207,7 +143,7 @@ impl Flusher {
     /// (batches rebuilt from segments found at start, each with its file) goes first.
     pub fn with_wal(mut self, wal: Arc<Wal>, replay: Vec<(Batch, PathBuf)>) -> Self {
         for (batch, path) in replay {
-            let key = self.new_segment(path);
+            let key = self.segments.open(path);
             if batch.deltas.is_empty() {
                 self.segment_done(key);
                 continue;
@@ -301,7 +237,7 @@ impl Flusher {
     fn adopt(&mut self, epoch: Arc<Epoch>) {
         let Some(wal) = &self.wal else { return };
         let path = wal.segment_path(epoch.id);
-        let segment = self.new_segment(path);
+        let segment = self.segments.open(path);
         self.epochs.push_back(EpochSlot {
             epoch,
             threshold: i64::MIN,
@@ -346,25 +282,9 @@ impl Flusher {
         }
     }
 
-    fn new_segment(&mut self, path: PathBuf) -> u64 {
-        let key = self.next_segment;
-        self.next_segment += 1;
-        self.segments.insert(
-            key,
-            SegmentSlot {
-                path,
-                queued: 0,
-                done: false,
-            },
-        );
-        key
-    }
-
     /// One batch, one transaction, whatever its size: its id must cover all of it.
-    fn enqueue_for_segment(&mut self, batch: Batch, segment: u64) {
-        if let Some(slot) = self.segments.get_mut(&segment) {
-            slot.queued += 1;
-        }
+    fn enqueue_for_segment(&mut self, batch: Batch, segment: SegmentKey) {
+        self.segments.batch_queued(segment);
         self.push(Queued {
             batch,
             segment: Some(segment),
@@ -422,39 +342,8 @@ impl Flusher {
     }
 
     /// Nothing more will be drained from this segment's events.
-    fn segment_done(&mut self, segment: u64) {
-        if let Some(slot) = self.segments.get_mut(&segment) {
-            slot.done = true;
-        }
-        self.remove_segment_if_flushed(segment);
-    }
-
-    fn batch_committed(&mut self, segment: u64) {
-        if let Some(slot) = self.segments.get_mut(&segment) {
-            slot.queued = slot.queued.saturating_sub(1);
-        }
-        self.remove_segment_if_flushed(segment);
-    }
-
-    /// Deletes a segment file once all its events are drained and committed.
-    fn remove_segment_if_flushed(&mut self, segment: u64) {
-        let flushed = self
-            .segments
-            .get(&segment)
-            .is_some_and(|s| s.done && s.queued == 0);
-        if !flushed {
-            return;
-        }
-        if let Some(slot) = self.segments.remove(&segment) {
-            match std::fs::remove_file(&slot.path) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(error) => tracing::warn!(
-                    path = %slot.path.display(), %error,
-                    "cannot remove a flushed write-ahead log segment; a restart will find its batches committed"
-                ),
-            }
-        }
+    fn segment_done(&mut self, segment: SegmentKey) {
+        remove_segment(self.segments.done(segment));
     }
 
     /// Cuts deltas into batches, oldest bucket first: ids then follow time within a flush,
@@ -516,7 +405,7 @@ impl Flusher {
                     }
                     self.queue.pop_front();
                     if let Some(segment) = segment {
-                        self.batch_committed(segment);
+                        remove_segment(self.segments.batch_committed(segment));
                     }
                     if let (Some(id), Some((intake, _))) = (nats_drain, &self.nats) {
                         nats::lock(intake).committed(id);
@@ -552,7 +441,7 @@ impl Flusher {
 #[derive(Debug)]
 struct Queued {
     batch: Batch,
-    segment: Option<u64>,
+    segment: Option<SegmentKey>,
     nats_drain: Option<u64>,
 }
 
@@ -562,15 +451,20 @@ struct EpochSlot {
     epoch: Arc<Epoch>,
     /// The threshold of its last drain.
     threshold: i64,
-    segment: u64,
+    segment: SegmentKey,
 }
 
-/// A segment file, deleted when `done` (nothing more to drain) and no batch is queued.
-#[derive(Debug)]
-struct SegmentSlot {
-    path: PathBuf,
-    queued: usize,
-    done: bool,
+/// Deletes a segment file the ledger let go: all its events are drained and committed.
+fn remove_segment(path: Option<PathBuf>) {
+    let Some(path) = path else { return };
+    match std::fs::remove_file(&path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(error) => tracing::warn!(
+            path = %path.display(), %error,
+            "cannot remove a flushed write-ahead log segment; a restart will find its batches committed"
+        ),
+    }
 }
 
 /// A per-process id for batch names: random, so that replicas and restarts never reuse

@@ -26,7 +26,7 @@ use actix_web::{post, web, HttpRequest, HttpResponse, ResponseError};
 use futures_util::StreamExt;
 use protocol::{ErrorReply, GatherReply, Rejected};
 
-use crate::flusher::Backlog;
+use crate::backlog::Backlog;
 use crate::idempotency::{self, Claim, Claimed, IdempotencyKey, InvalidKey};
 use crate::ingest::{parse_body, BodyError, Framing, TimeRules, ValidEvent};
 use crate::state::AppState;
