@@ -13,19 +13,22 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use sqlx::MySqlPool;
 use tokio::time::Instant;
 
 use crate::backlog::{Backlog, DbStatus};
 use crate::bucket::{Aggregator, Delta};
 use crate::idempotency::KeyStore;
 use crate::nats::{self, NatsIntake};
-use crate::store::{self, Batch, FlushOutcome};
+use crate::store::{Batch, FlushOutcome};
 use crate::wal::{Epoch, Wal};
 
 mod ledger;
+mod sink;
+#[cfg(test)]
+mod tests;
 
 pub use ledger::{SegmentKey, SegmentLedger};
+pub use sink::Sink;
 
 const TICK: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
@@ -43,10 +46,13 @@ pub struct FlushReport {
     pub unflushed_events: u64,
 }
 
+/// Wall time in unix milliseconds: bucket thresholds, epochs and the key window follow it.
+type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
+
 /// The flush loop's state. Build it, then [`Flusher::run`] it on its own task.
-#[derive(Debug)]
-pub struct Flusher {
-    pool: MySqlPool,
+pub struct Flusher<S: Sink = sqlx::MySqlPool> {
+    sink: S,
+    clock: Clock,
     aggregator: Arc<Aggregator>,
     backlog: Arc<Backlog>,
     db: Arc<DbStatus>,
@@ -70,9 +76,19 @@ pub struct Flusher {
     nats: Option<(Arc<std::sync::Mutex<NatsIntake>>, Arc<str>)>,
 }
 
-impl Flusher {
+impl<S: Sink> std::fmt::Debug for Flusher<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Flusher")
+            .field("instance", &self.instance)
+            .field("queued", &self.queue.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S: Sink> Flusher<S> {
+    /// A flusher writing to `sink` (MySQL in the service), reading the wall clock.
     pub fn new(
-        pool: MySqlPool,
+        sink: S,
         aggregator: Arc<Aggregator>,
         backlog: Arc<Backlog>,
         db: Arc<DbStatus>,
@@ -80,7 +96,8 @@ impl Flusher {
         max_rows_per_batch: usize,
     ) -> Self {
         Flusher {
-            pool,
+            sink,
+            clock: Arc::new(|| chrono::Utc::now().timestamp_millis()),
             aggregator,
             backlog,
             db,
@@ -100,6 +117,13 @@ impl Flusher {
             prune_keys_at: Instant::now(),
             nats: None,
         }
+    }
+
+    /// Reads wall time from `clock` (unix milliseconds) instead of the system's: a test
+    /// holds tokio's time still and moves both together.
+    pub fn with_clock(mut self, clock: impl Fn() -> i64 + Send + Sync + 'static) -> Self {
+        self.clock = Arc::new(clock);
+        self
     }
 
     /// Also drains what the NATS consumer recorded, each drain in one transaction with
@@ -175,7 +199,7 @@ impl Flusher {
             if let Some((keys, _)) = &self.keys {
                 metrics::gauge!("gatherer_idempotency_keys").set(keys.len() as f64);
             }
-            let now_ms = chrono::Utc::now().timestamp_millis();
+            let now_ms = (self.clock)();
             let grace_ms = i64::try_from(self.grace.as_millis()).unwrap_or(i64::MAX);
             if let Some(sealed) = self.wal.as_ref().and_then(|wal| wal.seal_if_due(now_ms)) {
                 self.adopt(sealed);
@@ -205,7 +229,7 @@ impl Flusher {
         }
         let deadline = Instant::now() + deadline_after_shutdown;
         if let Some(wal) = self.wal.clone() {
-            self.adopt(wal.seal(chrono::Utc::now().timestamp_millis()));
+            self.adopt(wal.seal((self.clock)()));
             // Requests cut off by the server's stop let go of their epoch at once.
             while self.epochs.iter().any(|e| e.epoch.inflight() > 0) && Instant::now() < deadline {
                 tokio::time::sleep(Duration::from_millis(10)).await;
@@ -333,10 +357,8 @@ impl Flusher {
         }
         self.prune_keys_at = Instant::now() + PRUNE_KEYS_EVERY;
         let window_ms = i64::try_from(window.as_millis()).unwrap_or(i64::MAX);
-        let before = chrono::Utc::now()
-            .timestamp_millis()
-            .saturating_sub(window_ms);
-        if let Err(error) = store::prune_idempotency_keys(&self.pool, before).await {
+        let before = (self.clock)().saturating_sub(window_ms);
+        if let Err(error) = self.sink.prune_idempotency_keys(before).await {
             tracing::warn!(%error, "could not delete expired idempotency keys; will retry");
         }
     }
@@ -373,7 +395,7 @@ impl Flusher {
         {
             let (segment, nats_drain) = (*segment, *nats_drain);
             let started = Instant::now();
-            let result = store::insert_batch(&self.pool, batch).await;
+            let result = self.sink.insert_batch(batch).await;
             metrics::histogram!("gatherer_flush_seconds").record(started.elapsed().as_secs_f64());
             match result {
                 Ok(outcome) => {
@@ -431,7 +453,7 @@ impl Flusher {
             return;
         }
         self.last_ping = Some(Instant::now());
-        let answered = tokio::time::timeout(PING_EVERY, store::ping(&self.pool)).await;
+        let answered = tokio::time::timeout(PING_EVERY, self.sink.ping()).await;
         self.db.set(answered.unwrap_or(false));
     }
 }
