@@ -9,6 +9,7 @@ pub mod export;
 pub mod flusher;
 pub mod idempotency;
 pub mod ingest;
+pub mod label;
 pub mod nats;
 pub mod routes;
 pub mod startup;

@@ -448,7 +448,7 @@ mod tests {
         let keys = KeyStore::new(std::time::Duration::from_secs(60), 10);
         let backlog = Arc::new(Backlog::new(100));
         let events = [ValidEvent {
-            label: "checkout".into(),
+            label: crate::label::Label::parse("checkout").unwrap(),
             id: 7,
             value: 3,
             at_ms: 0,

@@ -3,7 +3,9 @@
 
 use super::WalError;
 use crate::idempotency::{self, Accepted};
-use crate::ingest::{validate_label, ValidEvent};
+use crate::ingest::ValidEvent;
+#[cfg(test)]
+use crate::label::Label;
 
 const MAGIC: &[u8; 8] = b"PULSEWAL";
 /// Written: 2 (records end with the request's idempotency key). Read: 1 and 2.
@@ -217,7 +219,6 @@ fn decode_payload(
         let label_len = usize::from(reader.take(1)?[0]);
         let label = std::str::from_utf8(reader.take(label_len)?)
             .map_err(|_| "label is not UTF-8".to_owned())?;
-        validate_label(label)?;
         let id = reader.i64()?;
         let value = reader.i64()?;
         let at_ms = reader.i64()?;
@@ -293,11 +294,9 @@ pub(super) fn parse_segment_name(name: &str) -> Option<(String, u64)> {
 #[cfg(test)]
 pub(super) mod tests {
     use super::*;
-    use std::borrow::Cow;
-
     pub(in crate::wal) fn event(label: &str, id: i64, value: i64, at_ms: i64) -> ValidEvent<'_> {
         ValidEvent {
-            label: Cow::Borrowed(label),
+            label: Label::parse(label).unwrap(),
             id,
             value,
             at_ms,
