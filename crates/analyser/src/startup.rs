@@ -21,7 +21,6 @@ use crate::notify::Notifier;
 use crate::pull::{Engine, PullError};
 use crate::routes;
 use crate::state::{AppState, PullStatus};
-use crate::store;
 
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
@@ -57,7 +56,13 @@ pub async fn build_state(settings: &Settings, insecure_no_auth: bool) -> anyhow:
         Some(users)
     };
     service::telemetry::prometheus();
-    let pool = store::connect(&settings.database).await?;
+    let pool = service::db::connect(
+        &settings.database.url,
+        settings.database.max_connections,
+        settings.database.connect_timeout,
+        sqlx::migrate!("../../migrations/analyser"),
+    )
+    .await?;
     let client = GathererClient::new(&settings.gatherer)?;
     let engine = Engine::new(
         pool.clone(),

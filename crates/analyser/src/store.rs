@@ -2,57 +2,11 @@
 //! totals, anomalies. The pull writes a page's worth of all four in one transaction, so a
 //! restart resumes exactly where the last commit left off.
 
-use std::str::FromStr;
-use std::time::Duration;
-
-use anyhow::Context;
 use chrono::{DateTime, NaiveDateTime, Utc};
-use secrecy::ExposeSecret;
-use sqlx::migrate::MigrateDatabase;
-use sqlx::mysql::{MySqlConnectOptions, MySqlPoolOptions};
 use sqlx::{MySql, MySqlConnection, MySqlPool, QueryBuilder};
 
 use crate::clock::DatasetClock;
-use crate::configuration::DatabaseSettings;
 use crate::judge::{Change, Incident, Signal};
-
-/// Creates the database if missing, connects and migrates, waiting up to
-/// `connect_timeout` for a database that is still starting.
-pub async fn connect(settings: &DatabaseSettings) -> anyhow::Result<MySqlPool> {
-    let url = settings.url.expose_secret();
-    let options =
-        MySqlConnectOptions::from_str(url).context("database.url is not a valid MySQL URL")?;
-    let deadline = tokio::time::Instant::now() + settings.connect_timeout;
-    loop {
-        let attempt = async {
-            if !MySql::database_exists(url).await? {
-                // Another replica may create it at the same moment: IF NOT EXISTS semantics.
-                let _ = MySql::create_database(url).await;
-            }
-            let pool = MySqlPoolOptions::new()
-                .max_connections(settings.max_connections.max(2))
-                .acquire_timeout(Duration::from_secs(5))
-                .connect_with(options.clone())
-                .await?;
-            sqlx::migrate!("../../migrations/analyser")
-                .run(&pool)
-                .await?;
-            Ok::<_, anyhow::Error>(pool)
-        };
-        match attempt.await {
-            Ok(pool) => return Ok(pool),
-            Err(e) if tokio::time::Instant::now() >= deadline => {
-                return Err(e.context(format!(
-                    "database unreachable at {}:{} after {:?}",
-                    options.get_host(),
-                    options.get_port(),
-                    settings.connect_timeout
-                )))
-            }
-            Err(_) => tokio::time::sleep(Duration::from_millis(500)).await,
-        }
-    }
-}
 
 pub fn date(seconds: i64) -> NaiveDateTime {
     DateTime::from_timestamp(seconds, 0)

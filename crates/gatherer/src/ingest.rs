@@ -12,8 +12,7 @@ use serde::de::{self, Deserializer, SeqAccess, Visitor};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-/// The longest label, in characters: the width of `events_count.event_label`.
-pub const MAX_LABEL_CHARS: usize = 50;
+pub use crate::label::{validate_label, Label, MAX_LABEL_CHARS};
 
 /// How far in the future an event's `ts` may lie (clock skew between clients).
 pub const MAX_FUTURE_MS: i64 = 60_000;
@@ -62,7 +61,7 @@ pub struct TimeRules {
 /// An event that passed validation. Its label borrows from the request body when it can.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ValidEvent<'a> {
-    pub label: Cow<'a, str>,
+    pub label: Label<'a>,
     pub id: i64,
     pub value: i64,
     /// Event time, unix milliseconds (the `ts` field, or arrival time).
@@ -78,7 +77,7 @@ impl ValidEvent<'_> {
     /// The same event, owning its label: for work that outlives the request body.
     pub fn to_owned_event(&self) -> ValidEvent<'static> {
         ValidEvent {
-            label: Cow::Owned(self.label.clone().into_owned()),
+            label: self.label.clone().into_owned(),
             id: self.id,
             value: self.value,
             at_ms: self.at_ms,
@@ -443,7 +442,7 @@ fn parse_event<'a>(json: &'a [u8], rules: &TimeRules) -> Result<ValidEvent<'a>, 
 
 /// Validates a parsed event object: its label, and its `ts` against the clock.
 fn validate<'a>(wire: WireEvent<'a>, rules: &TimeRules) -> Result<ValidEvent<'a>, String> {
-    validate_label(&wire.label)?;
+    let label = Label::parse(wire.label)?;
     let at_ms = match wire.ts {
         None => rules.now_ms,
         Some(WireTs(ms)) => {
@@ -460,45 +459,11 @@ fn validate<'a>(wire: WireEvent<'a>, rules: &TimeRules) -> Result<ValidEvent<'a>
         }
     };
     Ok(ValidEvent {
-        label: wire.label,
+        label,
         id: wire.id,
         value: wire.value,
         at_ms,
     })
-}
-
-/// Checks a label against the column and the contract: 1 to 50 characters, no control
-/// characters, no leading or trailing whitespace.
-pub fn validate_label(label: &str) -> Result<(), String> {
-    if label.is_empty() {
-        return Err("label is empty".to_owned());
-    }
-    // Labels are nearly always ASCII, where a byte is a character.
-    let ascii = label.is_ascii();
-    // Cheap bound first: 50 characters are at most 200 bytes of UTF-8.
-    let too_long = label.len() > MAX_LABEL_CHARS * 4
-        || if ascii {
-            label.len() > MAX_LABEL_CHARS
-        } else {
-            label.chars().count() > MAX_LABEL_CHARS
-        };
-    if too_long {
-        return Err(format!("label is longer than {MAX_LABEL_CHARS} characters"));
-    }
-    let control = if ascii {
-        label.bytes().any(|b| b.is_ascii_control())
-    } else {
-        label.chars().any(char::is_control)
-    };
-    if control {
-        return Err("label contains a control character".to_owned());
-    }
-    let first_or_last_space =
-        label.starts_with(char::is_whitespace) || label.ends_with(char::is_whitespace);
-    if first_or_last_space {
-        return Err("label has leading or trailing whitespace".to_owned());
-    }
-    Ok(())
 }
 
 /// serde_json's message without its " at line L column C" suffix, which would point into
@@ -530,7 +495,7 @@ mod tests {
         assert_eq!(
             parsed.events,
             vec![ValidEvent {
-                label: "checkout".into(),
+                label: Label::parse("checkout").unwrap(),
                 id: 42,
                 value: 1,
                 at_ms: NOW
@@ -541,7 +506,7 @@ mod tests {
     #[test]
     fn labels_without_escapes_borrow_from_the_body() {
         let parsed = parse(r#"{"label":"checkout","id":42,"value":1}"#).unwrap();
-        assert!(matches!(parsed.events[0].label, Cow::Borrowed(_)));
+        assert!(parsed.events[0].label.is_borrowed());
         let parsed = parse(r#"{"label":"check\"out","id":42,"value":1}"#).unwrap();
         assert_eq!(parsed.events[0].label, "check\"out");
     }

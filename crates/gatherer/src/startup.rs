@@ -263,43 +263,26 @@ async fn open_wal(
     let dir = PathBuf::from(&settings.wal.dir);
     let recovered = wal::recover(&dir).map_err(|e| anyhow::anyhow!("{e}"))?;
     let mut committed = std::collections::HashMap::new();
-    let mut replay = Vec::with_capacity(recovered.len());
-    let mut keys = Vec::new();
-    let (mut events, mut torn) = (0u64, 0usize);
-    for mut segment in recovered {
-        keys.append(&mut segment.keys);
+    for segment in &recovered {
         if !committed.contains_key(&segment.instance) {
             let thresholds = store::wal_committed_thresholds(pool, &segment.instance)
                 .await
                 .context("reading which write-ahead log batches committed")?;
             committed.insert(segment.instance.clone(), thresholds);
         }
-        let covered = committed
-            .get(&segment.instance)
-            .and_then(|t| t.get(&segment.epoch))
-            .copied();
-        let deltas = match covered {
-            Some(i64::MAX) => Vec::new(),
-            Some(threshold) => {
-                // Those buckets committed with an earlier drain; the rest did not.
-                drop(segment.aggregator.drain_closed(threshold));
-                segment.aggregator.drain_all()
-            }
-            None => segment.aggregator.drain_all(),
-        };
-        let mut deltas = deltas;
-        deltas.sort_unstable_by_key(|d| d.bucket);
-        let id = wal::batch_id(&segment.instance, segment.epoch, i64::MAX);
-        let batch = Batch::new(id, deltas);
-        events += batch.events;
-        torn += segment.summary.torn_bytes;
-        replay.push((batch, segment.path));
     }
+    let plan = wal::plan_replay(recovered, &committed);
+    let replay: Vec<_> = plan
+        .segments
+        .into_iter()
+        .map(|segment| (Batch::new(segment.id, segment.deltas), segment.path))
+        .collect();
+    let events: u64 = replay.iter().map(|(batch, _)| batch.events).sum();
     if !replay.is_empty() {
         tracing::info!(
             segments = replay.len(),
             events,
-            torn_bytes = torn,
+            torn_bytes = plan.torn_bytes,
             "replaying the write-ahead log: events that had not reached MySQL"
         );
     }
@@ -309,7 +292,7 @@ async fn open_wal(
         settings.ingest.bucket_seconds,
         chrono::Utc::now().timestamp_millis(),
     );
-    Ok((Arc::new(wal), replay, keys))
+    Ok((Arc::new(wal), replay, plan.keys))
 }
 
 /// Fills the key store: the keys committed to MySQL within the window (by any gatherer:

@@ -8,9 +8,9 @@ use std::time::{Duration, Instant};
 use sqlx::MySqlPool;
 
 use crate::auth::Tokens;
+use crate::backlog::{Backlog, DbStatus};
 use crate::bucket::Aggregator;
 use crate::configuration::IngestSettings;
-use crate::flusher::{Backlog, DbStatus};
 use crate::idempotency::KeyStore;
 use crate::nats::NatsStatus;
 use crate::wal::Wal;

@@ -7,15 +7,8 @@
 //! inserted into `flush_batches` in the same transaction, so a retry of a batch whose
 //! first attempt committed finds the id and is dropped.
 
-use std::str::FromStr;
 use std::sync::Arc;
-use std::time::Duration;
 
-use anyhow::Context;
-use secrecy::ExposeSecret;
-use sqlx::migrate::MigrateDatabase;
-use sqlx::mysql::{MySqlConnectOptions, MySqlPoolOptions};
-use sqlx::ConnectOptions;
 use sqlx::{MySql, MySqlPool, QueryBuilder, Transaction};
 
 use protocol::{ExportPage, ExportRow};
@@ -85,60 +78,17 @@ pub enum FlushOutcome {
     AlreadyCommitted,
 }
 
-/// Creates the database if it is missing, connects, and runs the migrations. Retries
-/// until `connect_timeout` so that a database starting alongside the service is waited
-/// for.
+/// Creates the database if it is missing, connects, and runs the gatherer's migrations,
+/// waiting up to `connect_timeout` for a database that is still starting.
 pub async fn connect(settings: &DatabaseSettings) -> anyhow::Result<MySqlPool> {
-    let url = settings.url.expose_secret();
-    let options =
-        MySqlConnectOptions::from_str(url).context("database.url is not a valid MySQL URL")?;
-    let deadline = tokio::time::Instant::now() + settings.connect_timeout;
-    let mut last_error;
-    loop {
-        match try_connect(url, options.clone(), settings.max_connections).await {
-            Ok(pool) => return Ok(pool),
-            Err(e) => last_error = e,
-        }
-        if tokio::time::Instant::now() >= deadline {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-    Err(last_error.context(format!(
-        "database unreachable at {}:{} after {:?}",
-        options.get_host(),
-        options.get_port(),
-        settings.connect_timeout
-    )))
-}
-
-async fn try_connect(
-    url: &str,
-    options: MySqlConnectOptions,
-    max_connections: u32,
-) -> anyhow::Result<MySqlPool> {
-    if !MySql::database_exists(url).await? {
-        MySql::create_database(url).await.or_else(|e| {
-            // Another replica may have created it in the meantime.
-            if e.as_database_error().and_then(|d| d.code()).as_deref() == Some("HY000") {
-                Ok(())
-            } else {
-                Err(e)
-            }
-        })?;
-    }
-    // sqlx would log every statement over a second whole, and a flush's INSERT has 14 000
-    // placeholders; the flusher reports slow batches itself, in one short line.
-    let pool = MySqlPoolOptions::new()
-        .max_connections(max_connections.max(2))
-        .acquire_timeout(Duration::from_secs(5))
-        .connect_with(options.disable_statement_logging())
-        .await?;
-    sqlx::migrate!("../../migrations/gatherer")
-        .run(&pool)
-        .await
-        .context("running the gatherer's migrations")?;
-    Ok(pool)
+    let migrations = sqlx::migrate!("../../migrations/gatherer");
+    service::db::connect(
+        &settings.url,
+        settings.max_connections,
+        settings.connect_timeout,
+        migrations,
+    )
+    .await
 }
 
 /// For each epoch of a write-ahead log instance, the highest drain threshold committed
@@ -153,17 +103,11 @@ pub async fn wal_committed_thresholds(
             .bind(format!("w{instance}-%"))
             .fetch_all(pool)
             .await?;
-    let mut thresholds = std::collections::HashMap::new();
-    for id in &ids {
-        let id = String::from_utf8_lossy(id);
-        if let Some((found, epoch, threshold)) = crate::wal::parse_batch_id(&id) {
-            if found == instance {
-                let entry = thresholds.entry(epoch).or_insert(threshold);
-                *entry = (*entry).max(threshold);
-            }
-        }
-    }
-    Ok(thresholds)
+    let ids: Vec<_> = ids.iter().map(|id| String::from_utf8_lossy(id)).collect();
+    Ok(crate::wal::committed_thresholds(
+        instance,
+        ids.iter().map(|id| &**id),
+    ))
 }
 
 /// Answers whether MySQL responds.

@@ -256,7 +256,7 @@ mod tests {
 
     fn event(label: &str, id: i64, value: i64, at_ms: i64) -> ValidEvent<'_> {
         ValidEvent {
-            label: label.into(),
+            label: crate::label::Label::parse(label).unwrap(),
             id,
             value,
             at_ms,

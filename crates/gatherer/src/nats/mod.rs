@@ -31,8 +31,8 @@ use secrecy::ExposeSecret;
 use sqlx::MySqlPool;
 use tokio::sync::watch;
 
+use crate::backlog::{Backlog, DbStatus};
 use crate::configuration::{IngestSettings, NatsSettings};
-use crate::flusher::{Backlog, DbStatus};
 use crate::ingest::{parse_body, Framing, TimeRules};
 use crate::store;
 pub use intake::Intake;

@@ -26,7 +26,7 @@ use actix_web::{post, web, HttpRequest, HttpResponse, ResponseError};
 use futures_util::StreamExt;
 use protocol::{ErrorReply, GatherReply, Rejected};
 
-use crate::flusher::Backlog;
+use crate::backlog::Backlog;
 use crate::idempotency::{self, Claim, Claimed, IdempotencyKey, InvalidKey};
 use crate::ingest::{parse_body, BodyError, Framing, TimeRules, ValidEvent};
 use crate::state::AppState;
@@ -448,7 +448,7 @@ mod tests {
         let keys = KeyStore::new(std::time::Duration::from_secs(60), 10);
         let backlog = Arc::new(Backlog::new(100));
         let events = [ValidEvent {
-            label: "checkout".into(),
+            label: crate::label::Label::parse("checkout").unwrap(),
             id: 7,
             value: 3,
             at_ms: 0,

@@ -273,7 +273,7 @@ async fn a_damaged_segment_stops_the_start_with_one_line_and_a_torn_tail_does_no
     let dir = TempDir::new("wal-damaged");
     let now = chrono::Utc::now().timestamp_millis();
     let events = [ValidEvent {
-        label: "torn".into(),
+        label: gatherer::label::Label::parse("torn").unwrap(),
         id: 1,
         value: 5,
         at_ms: now,

@@ -7,21 +7,28 @@
 //! events keep aggregating in memory; the [`Backlog`] bound on rows not yet committed
 //! turns that into 503s at ingest instead of unbounded memory.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::future::Future;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use sqlx::MySqlPool;
 use tokio::time::Instant;
 
+use crate::backlog::{Backlog, DbStatus};
 use crate::bucket::{Aggregator, Delta};
 use crate::idempotency::KeyStore;
 use crate::nats::{self, NatsIntake};
-use crate::store::{self, Batch, FlushOutcome};
+use crate::store::{Batch, FlushOutcome};
 use crate::wal::{Epoch, Wal};
+
+mod ledger;
+mod sink;
+#[cfg(test)]
+mod tests;
+
+pub use ledger::{SegmentKey, SegmentLedger};
+pub use sink::Sink;
 
 const TICK: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
@@ -32,72 +39,6 @@ const KEYS_ALONE_EVERY: Duration = Duration::from_secs(2);
 /// How often keys past the window are deleted from `idempotency_keys`.
 const PRUNE_KEYS_EVERY: Duration = Duration::from_secs(60);
 
-/// Rows (series × buckets) held in memory and not yet committed to MySQL, against their
-/// bound: what actually waits for MySQL and costs memory. Events summed into a row already
-/// held add nothing, so the bound is reached only when MySQL falls behind (or is away),
-/// never by the event rate alone.
-#[derive(Debug)]
-pub struct Backlog {
-    pending: AtomicU64,
-    max: u64,
-}
-
-impl Backlog {
-    pub fn new(max_rows: u64) -> Self {
-        Backlog {
-            pending: AtomicU64::new(0),
-            max: max_rows,
-        }
-    }
-
-    /// Counts rows a request (or a replay of the write-ahead log) added.
-    pub fn add(&self, rows: u64) {
-        if rows > 0 {
-            self.pending.fetch_add(rows, Ordering::AcqRel);
-        }
-    }
-
-    /// Gives back `rows`: their batch committed.
-    pub fn release(&self, rows: u64) {
-        self.pending.fetch_sub(rows, Ordering::AcqRel);
-    }
-
-    pub fn pending(&self) -> u64 {
-        self.pending.load(Ordering::Acquire)
-    }
-
-    /// At the bound: `/gather` refuses whole requests (503) until batches commit. A request
-    /// admitted just below it may pass it by the rows it adds, so the memory held is at
-    /// most the bound plus what the requests in flight add.
-    pub fn is_full(&self) -> bool {
-        self.pending() >= self.max
-    }
-}
-
-/// What the flusher last learnt about MySQL, for readiness.
-#[derive(Debug, Default)]
-pub struct DbStatus {
-    up: AtomicBool,
-    ever_up: AtomicBool,
-}
-
-impl DbStatus {
-    pub fn set(&self, up: bool) {
-        self.up.store(up, Ordering::Release);
-        if up {
-            self.ever_up.store(true, Ordering::Release);
-        }
-    }
-
-    pub fn is_up(&self) -> bool {
-        self.up.load(Ordering::Acquire)
-    }
-
-    pub fn ever_up(&self) -> bool {
-        self.ever_up.load(Ordering::Acquire)
-    }
-}
-
 /// What was left when the flusher stopped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FlushReport {
@@ -105,10 +46,13 @@ pub struct FlushReport {
     pub unflushed_events: u64,
 }
 
+/// Wall time in unix milliseconds: bucket thresholds, epochs and the key window follow it.
+type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
+
 /// The flush loop's state. Build it, then [`Flusher::run`] it on its own task.
-#[derive(Debug)]
-pub struct Flusher {
-    pool: MySqlPool,
+pub struct Flusher<S: Sink = sqlx::MySqlPool> {
+    sink: S,
+    clock: Clock,
     aggregator: Arc<Aggregator>,
     backlog: Arc<Backlog>,
     db: Arc<DbStatus>,
@@ -120,8 +64,7 @@ pub struct Flusher {
     /// With the write-ahead log: sealed epochs not yet drained empty, oldest first.
     wal: Option<Arc<Wal>>,
     epochs: VecDeque<EpochSlot>,
-    segments: HashMap<u64, SegmentSlot>,
-    next_segment: u64,
+    segments: SegmentLedger,
     backoff: Duration,
     retry_at: Option<Instant>,
     last_ping: Option<Instant>,
@@ -133,9 +76,19 @@ pub struct Flusher {
     nats: Option<(Arc<std::sync::Mutex<NatsIntake>>, Arc<str>)>,
 }
 
-impl Flusher {
+impl<S: Sink> std::fmt::Debug for Flusher<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Flusher")
+            .field("instance", &self.instance)
+            .field("queued", &self.queue.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S: Sink> Flusher<S> {
+    /// A flusher writing to `sink` (MySQL in the service), reading the wall clock.
     pub fn new(
-        pool: MySqlPool,
+        sink: S,
         aggregator: Arc<Aggregator>,
         backlog: Arc<Backlog>,
         db: Arc<DbStatus>,
@@ -143,7 +96,8 @@ impl Flusher {
         max_rows_per_batch: usize,
     ) -> Self {
         Flusher {
-            pool,
+            sink,
+            clock: Arc::new(|| chrono::Utc::now().timestamp_millis()),
             aggregator,
             backlog,
             db,
@@ -154,8 +108,7 @@ impl Flusher {
             queue: VecDeque::new(),
             wal: None,
             epochs: VecDeque::new(),
-            segments: HashMap::new(),
-            next_segment: 0,
+            segments: SegmentLedger::default(),
             backoff: TICK,
             retry_at: None,
             last_ping: None,
@@ -164,6 +117,13 @@ impl Flusher {
             prune_keys_at: Instant::now(),
             nats: None,
         }
+    }
+
+    /// Reads wall time from `clock` (unix milliseconds) instead of the system's: a test
+    /// holds tokio's time still and moves both together.
+    pub fn with_clock(mut self, clock: impl Fn() -> i64 + Send + Sync + 'static) -> Self {
+        self.clock = Arc::new(clock);
+        self
     }
 
     /// Also drains what the NATS consumer recorded, each drain in one transaction with
@@ -207,7 +167,7 @@ impl Flusher {
     /// (batches rebuilt from segments found at start, each with its file) goes first.
     pub fn with_wal(mut self, wal: Arc<Wal>, replay: Vec<(Batch, PathBuf)>) -> Self {
         for (batch, path) in replay {
-            let key = self.new_segment(path);
+            let key = self.segments.open(path);
             if batch.deltas.is_empty() {
                 self.segment_done(key);
                 continue;
@@ -239,7 +199,7 @@ impl Flusher {
             if let Some((keys, _)) = &self.keys {
                 metrics::gauge!("gatherer_idempotency_keys").set(keys.len() as f64);
             }
-            let now_ms = chrono::Utc::now().timestamp_millis();
+            let now_ms = (self.clock)();
             let grace_ms = i64::try_from(self.grace.as_millis()).unwrap_or(i64::MAX);
             if let Some(sealed) = self.wal.as_ref().and_then(|wal| wal.seal_if_due(now_ms)) {
                 self.adopt(sealed);
@@ -269,7 +229,7 @@ impl Flusher {
         }
         let deadline = Instant::now() + deadline_after_shutdown;
         if let Some(wal) = self.wal.clone() {
-            self.adopt(wal.seal(chrono::Utc::now().timestamp_millis()));
+            self.adopt(wal.seal((self.clock)()));
             // Requests cut off by the server's stop let go of their epoch at once.
             while self.epochs.iter().any(|e| e.epoch.inflight() > 0) && Instant::now() < deadline {
                 tokio::time::sleep(Duration::from_millis(10)).await;
@@ -301,7 +261,7 @@ impl Flusher {
     fn adopt(&mut self, epoch: Arc<Epoch>) {
         let Some(wal) = &self.wal else { return };
         let path = wal.segment_path(epoch.id);
-        let segment = self.new_segment(path);
+        let segment = self.segments.open(path);
         self.epochs.push_back(EpochSlot {
             epoch,
             threshold: i64::MIN,
@@ -346,25 +306,9 @@ impl Flusher {
         }
     }
 
-    fn new_segment(&mut self, path: PathBuf) -> u64 {
-        let key = self.next_segment;
-        self.next_segment += 1;
-        self.segments.insert(
-            key,
-            SegmentSlot {
-                path,
-                queued: 0,
-                done: false,
-            },
-        );
-        key
-    }
-
     /// One batch, one transaction, whatever its size: its id must cover all of it.
-    fn enqueue_for_segment(&mut self, batch: Batch, segment: u64) {
-        if let Some(slot) = self.segments.get_mut(&segment) {
-            slot.queued += 1;
-        }
+    fn enqueue_for_segment(&mut self, batch: Batch, segment: SegmentKey) {
+        self.segments.batch_queued(segment);
         self.push(Queued {
             batch,
             segment: Some(segment),
@@ -413,48 +357,15 @@ impl Flusher {
         }
         self.prune_keys_at = Instant::now() + PRUNE_KEYS_EVERY;
         let window_ms = i64::try_from(window.as_millis()).unwrap_or(i64::MAX);
-        let before = chrono::Utc::now()
-            .timestamp_millis()
-            .saturating_sub(window_ms);
-        if let Err(error) = store::prune_idempotency_keys(&self.pool, before).await {
+        let before = (self.clock)().saturating_sub(window_ms);
+        if let Err(error) = self.sink.prune_idempotency_keys(before).await {
             tracing::warn!(%error, "could not delete expired idempotency keys; will retry");
         }
     }
 
     /// Nothing more will be drained from this segment's events.
-    fn segment_done(&mut self, segment: u64) {
-        if let Some(slot) = self.segments.get_mut(&segment) {
-            slot.done = true;
-        }
-        self.remove_segment_if_flushed(segment);
-    }
-
-    fn batch_committed(&mut self, segment: u64) {
-        if let Some(slot) = self.segments.get_mut(&segment) {
-            slot.queued = slot.queued.saturating_sub(1);
-        }
-        self.remove_segment_if_flushed(segment);
-    }
-
-    /// Deletes a segment file once all its events are drained and committed.
-    fn remove_segment_if_flushed(&mut self, segment: u64) {
-        let flushed = self
-            .segments
-            .get(&segment)
-            .is_some_and(|s| s.done && s.queued == 0);
-        if !flushed {
-            return;
-        }
-        if let Some(slot) = self.segments.remove(&segment) {
-            match std::fs::remove_file(&slot.path) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(error) => tracing::warn!(
-                    path = %slot.path.display(), %error,
-                    "cannot remove a flushed write-ahead log segment; a restart will find its batches committed"
-                ),
-            }
-        }
+    fn segment_done(&mut self, segment: SegmentKey) {
+        remove_segment(self.segments.done(segment));
     }
 
     /// Cuts deltas into batches, oldest bucket first: ids then follow time within a flush,
@@ -484,7 +395,7 @@ impl Flusher {
         {
             let (segment, nats_drain) = (*segment, *nats_drain);
             let started = Instant::now();
-            let result = store::insert_batch(&self.pool, batch).await;
+            let result = self.sink.insert_batch(batch).await;
             metrics::histogram!("gatherer_flush_seconds").record(started.elapsed().as_secs_f64());
             match result {
                 Ok(outcome) => {
@@ -516,7 +427,7 @@ impl Flusher {
                     }
                     self.queue.pop_front();
                     if let Some(segment) = segment {
-                        self.batch_committed(segment);
+                        remove_segment(self.segments.batch_committed(segment));
                     }
                     if let (Some(id), Some((intake, _))) = (nats_drain, &self.nats) {
                         nats::lock(intake).committed(id);
@@ -542,7 +453,7 @@ impl Flusher {
             return;
         }
         self.last_ping = Some(Instant::now());
-        let answered = tokio::time::timeout(PING_EVERY, store::ping(&self.pool)).await;
+        let answered = tokio::time::timeout(PING_EVERY, self.sink.ping()).await;
         self.db.set(answered.unwrap_or(false));
     }
 }
@@ -552,7 +463,7 @@ impl Flusher {
 #[derive(Debug)]
 struct Queued {
     batch: Batch,
-    segment: Option<u64>,
+    segment: Option<SegmentKey>,
     nats_drain: Option<u64>,
 }
 
@@ -562,15 +473,20 @@ struct EpochSlot {
     epoch: Arc<Epoch>,
     /// The threshold of its last drain.
     threshold: i64,
-    segment: u64,
+    segment: SegmentKey,
 }
 
-/// A segment file, deleted when `done` (nothing more to drain) and no batch is queued.
-#[derive(Debug)]
-struct SegmentSlot {
-    path: PathBuf,
-    queued: usize,
-    done: bool,
+/// Deletes a segment file the ledger let go: all its events are drained and committed.
+fn remove_segment(path: Option<PathBuf>) {
+    let Some(path) = path else { return };
+    match std::fs::remove_file(&path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(error) => tracing::warn!(
+            path = %path.display(), %error,
+            "cannot remove a flushed write-ahead log segment; a restart will find its batches committed"
+        ),
+    }
 }
 
 /// A per-process id for batch names: random, so that replicas and restarts never reuse
