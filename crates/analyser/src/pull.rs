@@ -128,11 +128,11 @@ impl Engine {
     pub async fn pull(&mut self, now: fn() -> DateTime<Utc>) -> Result<PullOutcome, PullError> {
         let shard_key = self.shard.key();
         let mut lock = self.pool.acquire().await?;
-        // Named locks are server-wide: the database is part of the name, so analysers of
-        // two databases on one server never wait for each other. Hashed: names are at
-        // most 64 characters.
+        // Named locks are server-wide: the name carries the database too, so analysers of
+        // other databases on the same server never wait for each other. Hashed, because a
+        // lock name is at most 64 characters.
         let lock_name: String = sqlx::query_scalar(
-            "SELECT CONCAT('pulse_analyser_pull:', MD5(CONCAT(COALESCE(DATABASE(), ''), ':', ?)))",
+            "SELECT CONCAT('pulse_pull:', SHA1(CONCAT(COALESCE(DATABASE(), ''), ':', ?)))",
         )
         .bind(&shard_key)
         .fetch_one(&mut *lock)

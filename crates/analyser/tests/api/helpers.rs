@@ -35,6 +35,7 @@ impl Gatherer {
         // actix starts the header timeout when a connection is accepted: on a loaded
         // machine busy workers would answer 408 to requests nobody sent slowly.
         settings.server.request_header_timeout = Duration::from_secs(60);
+        settings.server.keep_alive = Duration::from_secs(60);
         settings.database.url = SecretString::from(db_url.to_owned());
         settings.ingest.max_event_age = Duration::from_secs(2 * 86_400);
         let app = gatherer::startup::Application::build(settings)
@@ -53,18 +54,35 @@ impl Gatherer {
         }
     }
 
-    /// Posts events as NDJSON, 20 000 a request.
+    /// Posts events as NDJSON, 20 000 a request. Like a careful client, each request has an
+    /// `Idempotency-Key` and a connection lost under load is retried with it, so a body
+    /// counts once whatever happened to the first try.
     pub async fn post(&self, events: &[Value]) {
+        static REQUESTS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         let client = reqwest::Client::new();
         for chunk in events.chunks(20_000) {
             let body: String = chunk.iter().map(|e| format!("{e}\n")).collect();
-            let response = client
-                .post(format!("{}/gather", self.url))
-                .header("content-type", "application/x-ndjson")
-                .body(body)
-                .send()
-                .await
-                .unwrap();
+            let key = format!(
+                "test-{}-{}",
+                std::process::id(),
+                REQUESTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            );
+            let mut attempt = 0;
+            let response = loop {
+                attempt += 1;
+                let sent = client
+                    .post(format!("{}/gather", self.url))
+                    .header("content-type", "application/x-ndjson")
+                    .header("idempotency-key", &key)
+                    .body(body.clone())
+                    .send()
+                    .await;
+                match sent {
+                    Ok(response) => break response,
+                    Err(error) if attempt < 3 && error.is_request() => continue,
+                    Err(error) => panic!("POST /gather ({key}): {error}"),
+                }
+            };
             assert_eq!(response.status(), 200);
             let reply: Value = response.json().await.unwrap();
             assert_eq!(reply["rejected"], serde_json::json!([]), "{reply}");

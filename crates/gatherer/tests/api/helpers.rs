@@ -9,8 +9,8 @@ use sqlx::MySqlPool;
 
 pub use service::testing::{poll_until, server_url, TestDb};
 
-/// Settings for a test: port 0 on loopback, the given database. The header timeout is a
-/// minute: actix starts it when a connection is accepted, so on a loaded machine (a CI
+/// Settings for a test: port 0 on loopback, the given database. The header timeout and
+/// keep-alive are a minute: actix starts it when a connection is accepted, so on a loaded machine (a CI
 /// runner, other suites in parallel) busy workers would answer 408 to requests nobody sent
 /// slowly; the slow-client tests set their own.
 pub fn test_settings(database_url: &str) -> Settings {
@@ -18,6 +18,7 @@ pub fn test_settings(database_url: &str) -> Settings {
     settings.server.host = "127.0.0.1".to_owned();
     settings.server.workers = 2;
     settings.server.request_header_timeout = std::time::Duration::from_secs(60);
+    settings.server.keep_alive = std::time::Duration::from_secs(60);
     settings.database.url = SecretString::from(database_url.to_owned());
     settings
 }
