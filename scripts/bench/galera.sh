@@ -113,13 +113,13 @@ per_flush() { # conflicts flushes -> conflicts per 100 committed flushes
   echo "$1 * 100 / $2" | bc -l | xargs printf '%.1f'
 }
 echo "three gatherers, wrk -t1 -c21 each, ${duration} s, NDJSON bodies of 1 000 events:"
-printf '  %-34s %10s events/s %7s flushes/s\n' \
-  "one MariaDB, no wsrep (baseline)" "$(fmt "$single_events")" "$(fmt "$single_flushes")"
-printf '  %-34s %10s events/s %7s flushes/s  %.2fx  cert failures %s, bf aborts %s (%s per 100 committed flushes)\n' \
-  "Galera, all writers on node 1" "$(fmt "$one_events")" "$(fmt "$one_flushes")" \
+printf '  %-34s %10s events/s %7.1f flushes/s\n' \
+  "one MariaDB, no wsrep (baseline)" "$(fmt "$single_events")" "$single_flushes"
+printf '  %-34s %10s events/s %7.1f flushes/s  %.2fx  cert failures %s, bf aborts %s (%s per 100 committed flushes)\n' \
+  "Galera, all writers on node 1" "$(fmt "$one_events")" "$one_flushes" \
   "$(echo "$one_events / $single_events" | bc -l)" "$one_cert" "$one_bf" \
   "$(per_flush $((one_cert + one_bf)) "$one_total")"
-printf '  %-34s %10s events/s %7s flushes/s  %.2fx  cert failures %s, bf aborts %s (%s per 100 committed flushes)\n' \
-  "Galera, one writer on each node" "$(fmt "$three_events")" "$(fmt "$three_flushes")" \
+printf '  %-34s %10s events/s %7.1f flushes/s  %.2fx  cert failures %s, bf aborts %s (%s per 100 committed flushes)\n' \
+  "Galera, one writer on each node" "$(fmt "$three_events")" "$three_flushes" \
   "$(echo "$three_events / $single_events" | bc -l)" "$three_cert" "$three_bf" \
   "$(per_flush $((three_cert + three_bf)) "$three_total")"
