@@ -4,6 +4,7 @@
 #
 #   scripts/bench.sh            everything
 #   scripts/bench.sh export     one part
+#   scripts/bench.sh galera     the Galera cluster (not in "everything": it needs galera-4)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/mysql.sh
@@ -37,6 +38,10 @@ for part in "${parts[@]}"; do
     analyser)
       echo "== analyser: pull throughput, /api/v1/state latency, live detection latency"
       cargo bench -p analyser --bench analyser
+      ;;
+    galera)
+      echo "== galera: events/s and flushes/s with writers on one node and on three of a Galera cluster, beside single-node MariaDB"
+      scripts/bench/galera.sh
       ;;
     detect)
       echo "== detect: points/s of auto and three_sigma against a plain EWMA baseline"

@@ -20,7 +20,10 @@ First it sets up what the tests need, saying so in one line for each thing it in
   - Chromium, Node.js and npm for the dashboard's browser test: apt-get install when
     missing (as root, or with sudo that needs no password), else it says what to run;
   - the browser test's npm packages: npm ci in crates/analyser/tests/e2e when
-    node_modules is missing or was installed from another package-lock.json.
+    node_modules is missing or was installed from another package-lock.json;
+  - a three-node Galera cluster (scripts/galera.sh) for the cluster tests, stopped at the
+    end, when galera-4 and rsync are installed and this runs as root; else those tests
+    say that they did not run.
 
   --check    dry run: report each prerequisite and what would be installed, install and
              run nothing; exit 1 if something is missing that this script cannot install
@@ -42,6 +45,7 @@ done
 
 source scripts/mysql.sh
 source scripts/prerequisites.sh
+source scripts/galera.sh
 
 if [[ $check_only == true ]]; then
   check_prerequisites
@@ -68,6 +72,18 @@ else
 fi
 
 status=0
+if galera_available && [[ $(id -u) == 0 ]]; then
+  echo "== a three-node Galera cluster for the cluster tests"
+  if galera_start; then
+    export PULSE_GALERA_URLS=$GALERA_URLS GALERA_DIR
+    trap galera_stop EXIT
+  else
+    echo "the Galera cluster did not start; its tests will say that they did not run" >&2
+    status=1
+  fi
+else
+  echo "== Galera cluster tests: skipped (they need galera-4 and rsync installed, and root: apt-get install -y galera-4 rsync)"
+fi
 echo "== cargo test (run $PULSE_TEST_RUN)"
 cargo test --workspace --locked --no-fail-fast || status=1
 

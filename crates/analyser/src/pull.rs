@@ -6,10 +6,17 @@
 //!
 //! Pulls never overlap: in this process the [`Engine`] sits behind a mutex, and across
 //! processes (the service, a cron `analyser pull`, another replica of the same shard) a
-//! MySQL named lock on the database and shard serialises them. The in-memory model is a
-//! cache of what is committed: whenever the stored cursor is not the one this process
-//! last committed (another process pulled, or a commit failed), it is rebuilt from the
-//! database, so a restart neither loses nor repeats anything.
+//! MySQL named lock that includes the database and the shard serialises them. A named
+//! lock is the server's own, not replicated: on a multi-primary cluster (Galera) two
+//! analysers of one shard on two nodes both get it. What makes them safe there is the
+//! shard's *generation*: every transaction of a pull first moves it on from the one this
+//! process last saw, so a process whose view is stale finds it moved and stops
+//! ([`PullError::Superseded`]), and two that move it at once on two nodes conflict on
+//! the cursor row, which certification turns into a deadlock error for one of them:
+//! that one's transaction rolls back whole and it stops the same way. The in-memory model
+//! is a cache of what is committed: whenever the stored generation is not the one this
+//! process last committed (another process pulled, or a commit failed), it is rebuilt
+//! from the database, so a restart neither loses nor repeats anything.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::Instant;
@@ -36,6 +43,11 @@ const JUDGE_EVERY_PAGES: u64 = 200;
 pub enum PullError {
     #[error("another pull of shard {0} is running")]
     Busy(String),
+    /// Another process committed this shard's state first (on a cluster, certification
+    /// failed this one's commit); nothing of this pull's last transaction committed, and
+    /// the next pull resumes from the state that did.
+    #[error("another analyser of shard {0} committed first; the next pull resumes from its state")]
+    Superseded(String),
     #[error(transparent)]
     Gatherer(#[from] ClientError),
     #[error("analyser database: {0}")]
@@ -65,6 +77,8 @@ pub struct Engine {
     datasets: Vec<DatasetSettings>,
     models: Vec<DatasetModel>,
     cursor: u64,
+    /// The shard's generation as this process last read or committed it.
+    generation: u64,
     loaded: bool,
     last_prune: Option<Instant>,
     /// When each dataset's detector state was last snapshotted (wall time).
@@ -87,6 +101,7 @@ impl Engine {
             datasets,
             models: Vec::new(),
             cursor: 0,
+            generation: 0,
             loaded: false,
             last_prune: None,
             last_snapshot: Vec::new(),
@@ -129,7 +144,17 @@ impl Engine {
         if got != Some(1) {
             return Err(PullError::Busy(shard_key));
         }
-        let result = self.pull_locked(&shard_key, now).await;
+        let result = match self.pull_locked(&shard_key, now).await {
+            Err(PullError::Database(sqlx::Error::Database(e)))
+                if e.code().as_deref() == Some("40001") =>
+            {
+                // A deadlock, or on a cluster a commit that failed certification: rolled
+                // back whole.
+                tracing::info!(shard = shard_key, error = %e, "pull transaction rolled back by a conflict");
+                Err(PullError::Superseded(shard_key.clone()))
+            }
+            other => other,
+        };
         if result.is_err() {
             // What is in memory may be ahead of what committed: rebuild next time.
             self.loaded = false;
@@ -146,8 +171,8 @@ impl Engine {
         shard_key: &str,
         now: fn() -> DateTime<Utc>,
     ) -> Result<PullOutcome, PullError> {
-        let stored_cursor = store::load_cursor(&self.pool, shard_key).await?;
-        if !self.loaded || stored_cursor != self.cursor {
+        let stored = store::load_generation(&self.pool, shard_key).await?;
+        if !self.loaded || stored != Some(self.generation) {
             self.rebuild(shard_key).await?;
         }
         let mut outcome = PullOutcome {
@@ -197,6 +222,9 @@ impl Engine {
 
             let mut tx = self.pool.begin().await?;
             let conn = tx.acquire().await?;
+            if !store::advance_generation(&mut *conn, shard_key, self.generation).await? {
+                return Err(PullError::Superseded(shard_key.to_owned()));
+            }
             let now_ms = now.timestamp_millis();
             for (i, model) in self.models.iter_mut().enumerate() {
                 if let Some((earliest, latest)) = seen[i] {
@@ -218,6 +246,7 @@ impl Engine {
             )
             .await?;
             tx.commit().await?;
+            self.generation += 1;
             self.cursor = page.next_iterator;
             outcome.rows += page.rows.len() as u64;
             outcome.iterator = self.cursor;
@@ -243,10 +272,13 @@ impl Engine {
         shard_key: &str,
         now: DateTime<Utc>,
         outcome: &mut PullOutcome,
-    ) -> Result<(), sqlx::Error> {
+    ) -> Result<(), PullError> {
         let now_ms = now.timestamp_millis();
         let mut tx = self.pool.begin().await?;
         let conn = tx.acquire().await?;
+        if !store::advance_generation(&mut *conn, shard_key, self.generation).await? {
+            return Err(PullError::Superseded(shard_key.to_owned()));
+        }
         for (i, model) in self.models.iter_mut().enumerate() {
             let before = model.clock;
             while let Some(step) = model.clock.next_complete_step(now_ms, &model.params.rules) {
@@ -300,14 +332,16 @@ impl Engine {
                 store::save_clock(&mut *conn, &model.name, shard_key, &model.clock).await?;
             }
         }
-        tx.commit().await
+        tx.commit().await?;
+        self.generation += 1;
+        Ok(())
     }
 
     /// Rebuilds the in-memory model from what is committed: cursor, clocks, the last
     /// windows of step totals (replayed into the detectors) and the anomalies that may
     /// still grow.
     async fn rebuild(&mut self, shard_key: &str) -> Result<(), sqlx::Error> {
-        self.cursor = store::load_cursor(&self.pool, shard_key).await?;
+        (self.cursor, self.generation) = store::claim_cursor(&self.pool, shard_key).await?;
         let mut models = Vec::with_capacity(self.datasets.len());
         for settings in &self.datasets {
             let clock = store::load_clock(&self.pool, &settings.name, shard_key).await?;

@@ -197,6 +197,10 @@ async fn pull_on_timer(state: web::Data<AppState>, interval: Duration) {
                 tracing::debug!(shard, "another process is pulling this shard");
                 wait = interval;
             }
+            Err(PullError::Superseded(shard)) => {
+                tracing::info!(shard, "another analyser of this shard committed first");
+                wait = interval;
+            }
             Err(error) => {
                 wait = (wait * 2).clamp(interval, MAX_BACKOFF);
                 tracing::warn!(%error, retry_in = ?wait, "pull failed");

@@ -104,6 +104,7 @@ impl AppState {
             Err(error) => {
                 let kind = match error {
                     PullError::Busy(_) => "busy",
+                    PullError::Superseded(_) => "superseded",
                     PullError::Gatherer(_) => "gatherer",
                     PullError::Database(_) => "database",
                 };

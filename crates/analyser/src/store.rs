@@ -53,6 +53,45 @@ pub async fn load_cursor(pool: &MySqlPool, shard: &str) -> Result<u64, sqlx::Err
     Ok(cursor.unwrap_or(0))
 }
 
+/// The shard's cursor row, created at iterator 0 if missing: (iterator, generation).
+pub async fn claim_cursor(pool: &MySqlPool, shard: &str) -> Result<(u64, u64), sqlx::Error> {
+    sqlx::query("INSERT IGNORE INTO cursors (shard, iterator) VALUES (?, 0)")
+        .bind(shard)
+        .execute(pool)
+        .await?;
+    sqlx::query_as("SELECT iterator, generation FROM cursors WHERE shard = ?")
+        .bind(shard)
+        .fetch_one(pool)
+        .await
+}
+
+/// The shard's generation, as committed.
+pub async fn load_generation(pool: &MySqlPool, shard: &str) -> Result<Option<u64>, sqlx::Error> {
+    sqlx::query_scalar("SELECT generation FROM cursors WHERE shard = ?")
+        .bind(shard)
+        .fetch_optional(pool)
+        .await
+}
+
+/// Moves the shard's generation on from `seen`, first in every transaction of a pull;
+/// false when another process moved it since (its commit is the one that counts). On a
+/// Galera cluster two nodes moving it at once both get here, and certification fails
+/// the later commit (a deadlock error).
+pub async fn advance_generation(
+    conn: &mut MySqlConnection,
+    shard: &str,
+    seen: u64,
+) -> Result<bool, sqlx::Error> {
+    let result = sqlx::query(
+        "UPDATE cursors SET generation = generation + 1 WHERE shard = ? AND generation = ?",
+    )
+    .bind(shard)
+    .bind(seen)
+    .execute(conn)
+    .await?;
+    Ok(result.rows_affected() == 1)
+}
+
 pub async fn save_cursor(
     conn: &mut MySqlConnection,
     shard: &str,

@@ -30,6 +30,29 @@ pub fn server_url() -> String {
     std::env::var("TEST_MYSQL_URL").unwrap_or_else(|_| "mysql://root@127.0.0.1:3306".to_owned())
 }
 
+/// The three nodes of a Galera cluster the cluster tests run on (`PULSE_GALERA_URLS`,
+/// space-separated server URLs, as `scripts/galera.sh start` prints them), or `None`:
+/// those tests then say on stderr, past the harness's capture, that they did not run.
+pub fn galera_urls(test: &str) -> Option<Vec<String>> {
+    let urls: Vec<String> = std::env::var("PULSE_GALERA_URLS")
+        .unwrap_or_default()
+        .split_whitespace()
+        .map(|url| url.trim_end_matches('/').to_owned())
+        .collect();
+    if urls.len() == 3 {
+        Some(urls)
+    } else {
+        // Straight to stderr: the test harness captures `eprintln!` of passing tests.
+        use std::io::Write;
+        let _ = writeln!(
+            std::io::stderr(),
+            "NOT RUN: {test} needs a three-node Galera cluster: set PULSE_GALERA_URLS \
+             (scripts/galera.sh start prints it; scripts/test.sh does this when galera-4 is installed)"
+        );
+        None
+    }
+}
+
 /// This test run's id: `PULSE_TEST_RUN` when it is 1 to 16 lowercase letters and digits,
 /// else one made up for this process.
 pub fn run_id() -> &'static str {
@@ -91,6 +114,8 @@ pub fn parse_database_name(name: &str) -> Option<(&str, u64)> {
 pub struct TestDb {
     pub name: String,
     pub url: String,
+    /// The server it is on.
+    pub server: String,
 }
 
 impl TestDb {
@@ -101,9 +126,19 @@ impl TestDb {
                 eprintln!("could not sweep stale test databases: {error}");
             }
         });
+        Self::on(&server_url(), prefix)
+    }
+
+    /// A database on another server (a cluster node); stale databases are swept from
+    /// the tests' own server only.
+    pub fn on(server: &str, prefix: &str) -> Self {
         let name = database_name(prefix, run_id(), unix_now(), random() as u32);
-        let url = format!("{}/{}", server_url(), name);
-        TestDb { name, url }
+        let url = format!("{server}/{name}");
+        TestDb {
+            name,
+            url,
+            server: server.to_owned(),
+        }
     }
 
     pub async fn pool(&self) -> MySqlPool {
@@ -119,12 +154,13 @@ impl Drop for TestDb {
     /// next run's sweep takes the database once it is an hour old.
     fn drop(&mut self) {
         let name = self.name.clone();
+        let server = self.server.clone();
         let mut last = None;
         for attempt in 0..3 {
             if attempt > 0 {
                 std::thread::sleep(Duration::from_millis(200 * attempt));
             }
-            match on_own_runtime(drop_database(name.clone())) {
+            match on_own_runtime(drop_database(server.clone(), name.clone())) {
                 Ok(()) => return,
                 Err(error) => last = Some(error),
             }
@@ -154,15 +190,19 @@ fn on_own_runtime<T: Send + 'static>(
 }
 
 async fn connect_to_server() -> Result<MySqlConnection, BoxError> {
-    let options = MySqlConnectOptions::from_str(&server_url())?;
+    connect_to(&server_url()).await
+}
+
+async fn connect_to(server: &str) -> Result<MySqlConnection, BoxError> {
+    let options = MySqlConnectOptions::from_str(server)?;
     Ok(tokio::time::timeout(Duration::from_secs(20), options.connect()).await??)
 }
 
 /// Drops one database. Sessions still using it (a pool whose runtime ended, a transaction
 /// a dropped future left open) are killed first, so that the drop never waits on their
 /// metadata locks.
-async fn drop_database(name: String) -> Result<(), BoxError> {
-    let mut conn = connect_to_server().await?;
+async fn drop_database(server: String, name: String) -> Result<(), BoxError> {
+    let mut conn = connect_to(&server).await?;
     let result = drop_on(&mut conn, &name).await;
     let _ = conn.close().await;
     result
@@ -191,7 +231,7 @@ async fn drop_on(conn: &mut MySqlConnection, name: &str) -> Result<(), BoxError>
 
 /// Drops one test database, killing its sessions first.
 pub async fn drop_test_database(name: &str) -> Result<(), BoxError> {
-    drop_database(name.to_owned()).await
+    drop_database(server_url(), name.to_owned()).await
 }
 
 /// Whether a database of that name is on the server.

@@ -61,7 +61,7 @@ impl ResponseError for ApiError {
             ApiError::Auth(AuthError::Unauthorized) => StatusCode::UNAUTHORIZED,
             ApiError::Auth(AuthError::TooManyFailures) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::CrossOrigin(_) => StatusCode::FORBIDDEN,
-            ApiError::Pull(PullError::Busy(_)) => StatusCode::CONFLICT,
+            ApiError::Pull(PullError::Busy(_) | PullError::Superseded(_)) => StatusCode::CONFLICT,
             ApiError::Pull(PullError::Gatherer(_)) => StatusCode::BAD_GATEWAY,
             ApiError::Pull(PullError::Database(_)) | ApiError::Database(_) => {
                 StatusCode::SERVICE_UNAVAILABLE

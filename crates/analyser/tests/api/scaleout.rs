@@ -9,7 +9,7 @@ use sqlx::MySqlPool;
 use crate::helpers::{analyser_settings, shop, Analyser, Gatherer, Rng, TestDb};
 use crate::scenarios::{flood, traffic, ANOMALY_AT};
 
-type Found = (
+pub type Found = (
     Vec<u8>,
     i64,
     String,
@@ -19,7 +19,7 @@ type Found = (
     f64,
 );
 
-async fn anomalies(url: &str) -> Vec<Found> {
+pub async fn anomalies(url: &str) -> Vec<Found> {
     let pool = MySqlPool::connect(url).await.unwrap();
     sqlx::query_as(
         "SELECT event_label, entity_id, metric, severity, period_start, period_end, observed FROM anomalies \
@@ -41,7 +41,7 @@ async fn totals(url: &str) -> (String, String) {
 }
 
 /// Three labels, so that the two shards both have work: a flood, a stop and a price typo.
-fn events() -> Vec<Value> {
+pub fn events() -> Vec<Value> {
     let mut all = flood().1;
     let mut rng = Rng::new(5);
     all.extend(

@@ -7,6 +7,7 @@ mod auth;
 mod backpressure;
 mod exactly_once;
 mod export;
+mod galera;
 mod helpers;
 mod hostile;
 mod idempotency;

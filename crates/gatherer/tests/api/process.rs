@@ -29,9 +29,14 @@ async fn start(db: &TestDb) -> (Child, String) {
 
 /// [`start`] with extra environment variables (configuration overrides).
 pub async fn start_with(db: &TestDb, env: &[(&str, &str)]) -> (Child, String) {
+    start_on(&db.url, env).await
+}
+
+/// [`start_with`] on a database named by its URL (another node of a cluster).
+pub async fn start_on(database_url: &str, env: &[(&str, &str)]) -> (Child, String) {
     let mut child = gatherer()
         .args(["--port", "0"])
-        .env("GATHERER__DATABASE__URL", &db.url)
+        .env("GATHERER__DATABASE__URL", database_url)
         .envs(env.iter().copied())
         .spawn()
         .expect("spawn gatherer");

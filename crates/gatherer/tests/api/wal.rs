@@ -51,18 +51,18 @@ impl Drop for TempDir {
 /// What a client learnt about one request: its entity (unique per request) and the
 /// totals it carried.
 #[derive(Debug, Default)]
-struct Outcomes {
+pub struct Outcomes {
     /// Answered 200: must be counted exactly once.
-    acknowledged: HashMap<i64, (i128, u64)>,
+    pub acknowledged: HashMap<i64, (i128, u64)>,
     /// No answer (the process died): counted wholly or not at all.
-    in_doubt: HashMap<i64, (i128, u64)>,
+    pub in_doubt: HashMap<i64, (i128, u64)>,
 }
 
-/// Clients sending requests until `stop`; request `r` of client `c` uses entity
+/// Clients sending requests until `stop` (or their gatherer dies); request `r` of client `c` uses entity
 /// `c * 1_000_000 + r`, so the table shows what became of each request.
-async fn load(base: String, stop: Arc<AtomicBool>, clients: i64) -> Outcomes {
+pub async fn load(base: String, stop: Arc<AtomicBool>, clients: std::ops::Range<i64>) -> Outcomes {
     let mut tasks = Vec::new();
-    for client in 0..clients {
+    for client in clients {
         let base = base.clone();
         let stop = stop.clone();
         tasks.push(tokio::spawn(async move {
@@ -111,7 +111,7 @@ async fn load(base: String, stop: Arc<AtomicBool>, clients: i64) -> Outcomes {
     all
 }
 
-async fn per_entity(pool: &MySqlPool) -> HashMap<i64, (i128, u64)> {
+pub async fn per_entity(pool: &MySqlPool) -> HashMap<i64, (i128, u64)> {
     let rows: Vec<(i64, String, String)> = sqlx::query_as(
         "SELECT entity_id, CAST(SUM(event_counter) AS CHAR), CAST(SUM(events) AS CHAR) \
          FROM events_count GROUP BY entity_id",
@@ -126,7 +126,7 @@ async fn per_entity(pool: &MySqlPool) -> HashMap<i64, (i128, u64)> {
 
 /// Every acknowledged request exactly once; an unanswered one wholly or not at all;
 /// nothing else.
-fn check(table: &HashMap<i64, (i128, u64)>, outcomes: &Outcomes) -> Result<(), String> {
+pub fn check(table: &HashMap<i64, (i128, u64)>, outcomes: &Outcomes) -> Result<(), String> {
     for (entity, expected) in &outcomes.acknowledged {
         match table.get(entity) {
             Some(found) if found == expected => {}
@@ -166,7 +166,7 @@ async fn kill_9_under_load_then_restart_counts_every_acknowledged_event_exactly_
     let (child, base) = start_with(&db, &env).await;
     let pool = db.pool().await;
     let stop = Arc::new(AtomicBool::new(false));
-    let clients = tokio::spawn(load(base, stop.clone(), 8));
+    let clients = tokio::spawn(load(base, stop.clone(), 0..8));
 
     // Kill once some flushes have committed, so that the log holds both events already
     // in MySQL and events only on disk.
