@@ -9,7 +9,18 @@
 //!    `allowed_lateness`) to the alarm in `/api/v1/state` (target: within one
 //!    `time_step` plus one `poll_interval`).
 //!
-//! `cargo bench -p analyser --bench analyser` or `scripts/bench.sh analyser`.
+//! 4. the series axis: one dataset (labels `visit` and `checkout`, `time_step` 1m,
+//!    `time_ago` 30m, `auto`), one row per series and step, 60 steps, pulled until caught
+//!    up, for 1 000, 10 000 and 100 000 series (`BENCH_ANALYSER_SERIES=1000,1000000` picks
+//!    others): rows/s, the process's RSS growth per series, MariaDB's CPU per row and what
+//!    the analyser asked of it (statements, rows written, bytes), each against the first
+//!    (smallest) run (targets: rows/s at the largest ≥ 0.7× the smallest and ≥ 150 000
+//!    throughout, ≤ 4 KB per series). The history is written straight into the gatherer's
+//!    `events_count` (its ingest would take longer than the pull being measured), then
+//!    read back through the gatherer's export like any pull.
+//!
+//! `cargo bench -p analyser --bench analyser` or `scripts/bench.sh analyser`;
+//! `BENCH_ANALYSER_PARTS=series` runs the series axis alone.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -112,10 +123,229 @@ async fn paced(url: &str, auth: bool, rate: u32, seconds: u64) -> Vec<Duration> 
     all
 }
 
+/// The process's resident set, bytes.
+fn rss_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+        })
+        .unwrap_or(0)
+        * 1024
+}
+
+/// The MariaDB (or MySQL) server's process id, when it runs on this machine.
+fn mysqld_pid() -> Option<u32> {
+    std::fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
+        let pid: u32 = e.file_name().to_str()?.parse().ok()?;
+        let comm = std::fs::read_to_string(e.path().join("comm")).ok()?;
+        matches!(comm.trim(), "mariadbd" | "mysqld").then_some(pid)
+    })
+}
+
+/// CPU seconds (user + system) a process has used so far.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command (which may hold spaces): utime and stime are the 12th and 13th.
+    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks: f64 = [11, 12]
+        .iter()
+        .filter_map(|&i| fields.get(i)?.parse::<f64>().ok())
+        .sum();
+    ticks / 100.0
+}
+
+/// Server counters that show what the analyser asks of MySQL.
+const COUNTERS: [&str; 8] = [
+    "Questions",
+    "Com_insert",
+    "Com_delete",
+    "Com_commit",
+    "Handler_write",
+    "Handler_update",
+    "Bytes_received",
+    "Innodb_data_written",
+];
+
+async fn counters(pool: &MySqlPool) -> anyhow::Result<Vec<f64>> {
+    let rows: Vec<(String, String)> = sqlx::query_as("SHOW GLOBAL STATUS").fetch_all(pool).await?;
+    Ok(COUNTERS
+        .iter()
+        .map(|name| {
+            rows.iter()
+                .find(|(n, _)| n.eq_ignore_ascii_case(name))
+                .and_then(|(_, v)| v.parse().ok())
+                .unwrap_or(0.0)
+        })
+        .collect())
+}
+
+/// One run of the series axis.
+struct SeriesRun {
+    series: i64,
+    rows: u64,
+    seconds: f64,
+    rss_growth: f64,
+    mysql_cpu: f64,
+    pages: u64,
+    /// Deltas of [`COUNTERS`] over the pull.
+    counters: Vec<f64>,
+    snapshot_bytes: f64,
+}
+
+const SERIES_STEPS: i64 = 60;
+
+/// `series` series (half `visit`, half `checkout`), one row per series and step for 60
+/// one-minute steps ending an hour ago, pulled until caught up.
+async fn series_run(server: &str, series: i64, page_size: u32) -> anyhow::Result<SeriesRun> {
+    let gatherer = start_gatherer(server, true).await?;
+    let gatherer_pool = MySqlPool::connect(&format!("{server}/{GATHERER_DB}")).await?;
+    let now = chrono::Utc::now().timestamp();
+    let first_step = (now - 2 * 3600).div_euclid(60) * 60;
+    let aggregator = Aggregator::new(2, 1);
+    let labels: [Arc<str>; 2] = [Arc::from("visit"), Arc::from("checkout")];
+    let total = series * SERIES_STEPS;
+    let mut written = 0i64;
+    while written < total {
+        let deltas: Vec<Delta> = (written..(written + 50_000).min(total))
+            .map(|i| {
+                let (step, s) = (i / series, i % series);
+                let entity = s / 2;
+                let count = 40 + (entity * 7 + step * 13) % 11;
+                Delta {
+                    bucket: aggregator.bucket_of((first_step + step * 60 + 10) * 1000),
+                    label: labels[(s % 2) as usize].clone(),
+                    entity_id: entity,
+                    totals: Totals {
+                        sum: count,
+                        events: count as u32,
+                        min: 1,
+                        max: 1,
+                    },
+                }
+            })
+            .collect();
+        written += deltas.len() as i64;
+        gatherer::store::insert_batch(
+            &gatherer_pool,
+            &Batch::new(format!("series-{written}"), deltas),
+        )
+        .await?;
+    }
+    gatherer_pool.close().await;
+    let dataset = DatasetSettings {
+        time_step: Duration::from_secs(60),
+        time_ago: Some(Duration::from_secs(1800)),
+        method: Method::Auto,
+        labels: vec!["visit".into(), "checkout".into()],
+        ..DatasetSettings::all("series")
+    };
+    let mut settings = analyser_settings(server, &gatherer.url, dataset).await?;
+    settings.gatherer.page_size = page_size;
+    let admin = MySqlPool::connect(server).await?;
+    let mysqld = mysqld_pid();
+    let state = analyser::startup::build_state(&settings, true).await?;
+    let rss_before = rss_bytes();
+    let cpu_before = mysqld.map_or(0.0, cpu_seconds);
+    let counters_before = counters(&admin).await?;
+    let started = Instant::now();
+    let outcome = state.pull().await?;
+    let seconds = started.elapsed().as_secs_f64();
+    let counters_after = counters(&admin).await?;
+    let mysql_cpu = mysqld.map_or(0.0, cpu_seconds) - cpu_before;
+    let rss_growth = rss_bytes().saturating_sub(rss_before) as f64;
+    let snapshot_bytes: Option<f64> = sqlx::query_scalar(&format!(
+        "SELECT CAST(SUM(LENGTH(state)) AS DOUBLE) FROM {ANALYSER_DB}.series_snapshots"
+    ))
+    .fetch_one(&admin)
+    .await?;
+    drop(state);
+    let _ = gatherer.stop.send(());
+    Ok(SeriesRun {
+        series,
+        rows: outcome.rows,
+        seconds,
+        rss_growth,
+        mysql_cpu,
+        pages: outcome.rows.div_ceil(u64::from(page_size)).max(1),
+        counters: counters_after
+            .iter()
+            .zip(&counters_before)
+            .map(|(a, b)| a - b)
+            .collect(),
+        snapshot_bytes: snapshot_bytes.unwrap_or(0.0),
+    })
+}
+
+fn print_series_axis(runs: &[SeriesRun]) {
+    let Some(base) = runs.first() else { return };
+    let rate = |r: &SeriesRun| r.rows as f64 / r.seconds;
+    let per_series = |r: &SeriesRun| r.rss_growth / r.series as f64;
+    let cpu_per_row = |r: &SeriesRun| r.mysql_cpu / r.rows as f64 * 1e6;
+    println!();
+    println!(
+        "| series axis ({SERIES_STEPS} steps of 1m, one row per series and step) | rows | pull + judge | rows/s | ratio to {} series | RSS growth per series | MariaDB CPU per row | targets |",
+        base.series
+    );
+    println!("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |");
+    for r in runs {
+        println!(
+            "| {} | {} | {:.1} s | {:.0} | {:.2} | {:.0} B | {:.1} µs ({:.2}× the first) | rows/s >= 150000, ratio >= 0.7, <= 4096 B |",
+            r.series,
+            r.rows,
+            r.seconds,
+            rate(r),
+            rate(r) / rate(base),
+            per_series(r),
+            cpu_per_row(r),
+            cpu_per_row(r) / cpu_per_row(base).max(f64::MIN_POSITIVE),
+        );
+    }
+    println!();
+    println!(
+        "| series | pages | statements per page | inserts per page | commits per page | rows written per export row (Handler_write + Handler_update) | bytes sent to MySQL per row | InnoDB bytes written per row | snapshot bytes per series |"
+    );
+    println!("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+    for r in runs {
+        let pages = r.pages as f64;
+        let rows = r.rows as f64;
+        println!(
+            "| {} | {} | {:.1} | {:.1} | {:.1} | {:.2} | {:.0} | {:.0} | {:.0} |",
+            r.series,
+            r.pages,
+            r.counters[0] / pages,
+            r.counters[1] / pages,
+            r.counters[3] / pages,
+            (r.counters[4] + r.counters[5]) / rows,
+            r.counters[6] / rows,
+            r.counters[7] / rows,
+            r.snapshot_bytes / r.series as f64,
+        );
+    }
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let server =
         std::env::var("BENCH_MYSQL_URL").unwrap_or_else(|_| "mysql://root@127.0.0.1:3306".into());
+    let parts = std::env::var("BENCH_ANALYSER_PARTS").unwrap_or_default();
+    let axis: Vec<i64> = std::env::var("BENCH_ANALYSER_SERIES")
+        .unwrap_or_else(|_| "1000,10000,100000".into())
+        .split(',')
+        .filter_map(|s| s.trim().parse().ok())
+        .collect();
+    if parts == "series" {
+        let mut runs = Vec::new();
+        for &series in &axis {
+            runs.push(series_run(&server, series, 10_000).await?);
+            print_series_axis(&runs[runs.len() - 1..]);
+        }
+        print_series_axis(&runs);
+        return drop_databases(&server).await;
+    }
     let rows: i64 = std::env::var("BENCH_ANALYSER_ROWS")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -305,7 +535,18 @@ async fn main() -> anyhow::Result<()> {
         "| live flood: alarm visible after its step was complete | {:.1} s | time_step {step} s + poll_interval 2 s = 6 s | <= 6 s |",
         detected_at - complete_at
     );
-    let admin = MySqlPool::connect(&server).await?;
+
+    // 4. The series axis.
+    let mut runs = Vec::new();
+    for &series in &axis {
+        runs.push(series_run(&server, series, 10_000).await?);
+    }
+    print_series_axis(&runs);
+    drop_databases(&server).await
+}
+
+async fn drop_databases(server: &str) -> anyhow::Result<()> {
+    let admin = MySqlPool::connect(server).await?;
     for db in [GATHERER_DB, ANALYSER_DB] {
         admin
             .execute(format!("DROP DATABASE IF EXISTS {db}").as_str())

@@ -38,6 +38,10 @@ const KEEP_WINDOWS: i64 = 8;
 const SNAPSHOT_WINDOWS: i64 = 4;
 /// During a long catch-up, judge at least every this many pages.
 const JUDGE_EVERY_PAGES: u64 = 200;
+/// During a long catch-up, judge once the unjudged series-steps held exceed this many
+/// steps of every known series (and a floor): the totals held wait for judging in memory.
+const PENDING_STEPS: usize = 3;
+const PENDING_FLOOR: usize = 100_000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PullError {
@@ -65,6 +69,39 @@ pub struct PullOutcome {
     pub new_anomalies: u64,
     pub new_warnings: u64,
     pub new_alarms: u64,
+}
+
+/// Series encoded and written per statement of a snapshot: the states in flight stay a
+/// few hundred KiB however many series there are.
+const SNAPSHOT_CHUNK: usize = 64;
+
+/// Writes a dataset's snapshot at its current `judged_until`: the series that changed
+/// since the last one (each replaces its previous state) and the removal of the series
+/// forgotten since. A model rebuilt without a snapshot writes every series (after
+/// clearing what an older snapshot left).
+async fn save_snapshot(
+    conn: &mut sqlx::MySqlConnection,
+    model: &mut DatasetModel,
+    shard_key: &str,
+) -> Result<(), sqlx::Error> {
+    if model.clock.snapshot_until.is_none() {
+        store::clear_snapshots(&mut *conn, &model.name, shard_key).await?;
+    }
+    let forgotten = model.take_forgotten();
+    store::delete_snapshots(&mut *conn, &model.name, shard_key, &forgotten).await?;
+    let keys = model.series_keys();
+    let mut states = Vec::with_capacity(SNAPSHOT_CHUNK);
+    for chunk in keys.chunks(SNAPSHOT_CHUNK) {
+        states.clear();
+        for key in chunk {
+            let state = model.encode_changed(key).map_err(|e| {
+                sqlx::Error::Encode(format!("snapshot of dataset {}: {e}", model.name).into())
+            })?;
+            states.extend(state);
+        }
+        store::save_snapshots(&mut *conn, &model.name, shard_key, &states).await?;
+    }
+    Ok(())
 }
 
 /// The analyser's detection state for one shard, and the means to advance it.
@@ -251,11 +288,15 @@ impl Engine {
             outcome.rows += page.rows.len() as u64;
             outcome.iterator = self.cursor;
             pages_read += 1;
-            // Judge once everything committed so far is read (or every so many pages of a
-            // long catch-up, to bound memory): rows that committed out of time order (several
-            // gatherers, labels backfilled one after another) are then all in their steps.
-            if !page.has_more || pages_read.is_multiple_of(JUDGE_EVERY_PAGES) {
-                self.judge(shard_key, now, &mut outcome).await?;
+            // Judge once everything committed so far is read (or, during a long catch-up,
+            // every so many pages or once a few steps of every series wait in memory):
+            // rows that committed out of time order (several gatherers, labels backfilled
+            // one after another) are then all in their steps.
+            let pending: usize = self.models.iter().map(DatasetModel::pending_len).sum();
+            let held_too_much = pending > PENDING_STEPS * self.series() as usize + PENDING_FLOOR;
+            if !page.has_more || pages_read.is_multiple_of(JUDGE_EVERY_PAGES) || held_too_much {
+                self.judge(shard_key, now, !page.has_more, &mut outcome)
+                    .await?;
             }
             if !page.has_more {
                 break;
@@ -266,11 +307,12 @@ impl Engine {
     }
 
     /// Judges every step the datasets' clocks have completed, and commits the anomalies
-    /// and the clocks together.
+    /// and the clocks together. `caught_up`: the export has nothing more to read.
     async fn judge(
         &mut self,
         shard_key: &str,
         now: DateTime<Utc>,
+        caught_up: bool,
         outcome: &mut PullOutcome,
     ) -> Result<(), PullError> {
         let now_ms = now.timestamp_millis();
@@ -315,13 +357,12 @@ impl Engine {
                     .is_none_or(|t| t.elapsed().as_secs() >= 60);
                 // At least every SNAPSHOT_WINDOWS windows of judged time (retention keeps the
                 // totals since), and every window once a minute has passed.
-                if since >= SNAPSHOT_WINDOWS * window || (since >= window && a_minute_ago) {
-                    let states = model.snapshot().map_err(|e| {
-                        sqlx::Error::Encode(
-                            format!("snapshot of dataset {}: {e}", model.name).into(),
-                        )
-                    })?;
-                    store::replace_snapshots(&mut *conn, &model.name, shard_key, &states).await?;
+                // During a catch-up, the minute rule waits for its end: a snapshot of every
+                // series each minute of a long backlog would be most of what is written.
+                if since >= SNAPSHOT_WINDOWS * window
+                    || (since >= window && a_minute_ago && caught_up)
+                {
+                    save_snapshot(&mut *conn, model, shard_key).await?;
                     model.clock.snapshot_until = Some(judged_until);
                     if let Some(slot) = self.last_snapshot.get_mut(i) {
                         *slot = Some(Instant::now());

@@ -167,20 +167,34 @@ pub async fn save_clock(
     Ok(())
 }
 
-/// Replaces a dataset shard's series snapshots.
-pub async fn replace_snapshots(
+/// Statement sizes in rows, largest first: a run of rows is cut into statements of these
+/// sizes so that every statement is one of a few texts, each prepared once per connection
+/// and reused (a remainder of any other size would be prepared for one use and closed).
+const ROWS_PER_STATEMENT: [usize; 11] = [1_000, 500, 250, 125, 64, 32, 16, 8, 4, 2, 1];
+
+/// `rows` cut into statements of at most `max` rows, of the sizes in
+/// [`ROWS_PER_STATEMENT`], largest first.
+fn statements<T>(rows: &[T], max: usize) -> impl Iterator<Item = &[T]> {
+    let mut rest = rows;
+    std::iter::from_fn(move || {
+        let size = *ROWS_PER_STATEMENT
+            .iter()
+            .find(|&&n| n <= rest.len() && n <= max)?;
+        let (statement, tail) = rest.split_at(size);
+        rest = tail;
+        Some(statement)
+    })
+}
+
+/// Writes series snapshots, each replacing the series' previous one.
+pub async fn save_snapshots(
     conn: &mut MySqlConnection,
     dataset: &str,
     shard: &str,
     states: &[crate::judge::SeriesState],
 ) -> Result<(), sqlx::Error> {
-    sqlx::query("DELETE FROM series_snapshots WHERE dataset = ? AND shard = ?")
-        .bind(dataset)
-        .bind(shard)
-        .execute(&mut *conn)
-        .await?;
-    // A state is a few KiB: 100 a statement stays far below max_allowed_packet.
-    for chunk in states.chunks(100) {
+    // A state is a few KiB: 64 a statement stay far below max_allowed_packet.
+    for chunk in statements(states, 64) {
         let mut insert = QueryBuilder::<MySql>::new(
             "INSERT INTO series_snapshots (dataset, shard, event_label, entity_id, state) ",
         );
@@ -191,8 +205,44 @@ pub async fn replace_snapshots(
                 .push_bind(*entity_id)
                 .push_bind(state.as_slice());
         });
+        insert.push(" ON DUPLICATE KEY UPDATE state = VALUES(state)");
         insert.build().execute(&mut *conn).await?;
     }
+    Ok(())
+}
+
+/// Deletes the snapshots of series the model no longer holds.
+pub async fn delete_snapshots(
+    conn: &mut MySqlConnection,
+    dataset: &str,
+    shard: &str,
+    series: &[crate::judge::SeriesKey],
+) -> Result<(), sqlx::Error> {
+    for (label, entity_id) in series {
+        sqlx::query(
+            "DELETE FROM series_snapshots WHERE dataset = ? AND shard = ? AND event_label = ? AND entity_id = ?",
+        )
+        .bind(dataset)
+        .bind(shard)
+        .bind(&**label)
+        .bind(entity_id)
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
+}
+
+/// Deletes every snapshot of a dataset shard (a full snapshot follows).
+pub async fn clear_snapshots(
+    conn: &mut MySqlConnection,
+    dataset: &str,
+    shard: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("DELETE FROM series_snapshots WHERE dataset = ? AND shard = ?")
+        .bind(dataset)
+        .bind(shard)
+        .execute(&mut *conn)
+        .await?;
     Ok(())
 }
 
@@ -228,7 +278,7 @@ pub async fn add_step_totals(
     totals: &[(&str, i64, i64, ExactTotals)],
 ) -> Result<(), sqlx::Error> {
     // 8 placeholders a row: 1 000 rows stay far below MySQL's 65 535.
-    for chunk in totals.chunks(1_000) {
+    for chunk in statements(totals, 1_000) {
         let mut insert = QueryBuilder::<MySql>::new(
             "INSERT INTO step_totals (dataset, event_label, entity_id, step_start, value_sum, events, min_value, max_value) ",
         );
@@ -236,11 +286,15 @@ pub async fn add_step_totals(
             row.push_bind(dataset)
                 .push_bind(*label)
                 .push_bind(*entity_id)
-                .push_bind(date(*step))
-                .push_bind(t.sum.to_string())
-                .push_bind(t.events)
-                .push_bind(t.min)
-                .push_bind(t.max);
+                .push_bind(date(*step));
+            // A sum that fits a BIGINT is sent as one; a larger one as its digits.
+            match i64::try_from(t.sum) {
+                Ok(sum) => row.push_bind(sum),
+                Err(_) => row.push_bind(t.sum.to_string()),
+            }
+            .push_bind(t.events)
+            .push_bind(t.min)
+            .push_bind(t.max);
         });
         insert.push(
             " ON DUPLICATE KEY UPDATE value_sum = value_sum + VALUES(value_sum), events = events + VALUES(events), \

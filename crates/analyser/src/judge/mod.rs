@@ -245,6 +245,8 @@ pub struct DatasetModel {
     pending: BTreeMap<i64, HashMap<SeriesKey, StepTotals>>,
     /// Series-steps judged since this model was built.
     pub judged_series_steps: u64,
+    /// Series forgotten (`series_ttl`) since the last snapshot: their stored state goes.
+    forgotten: Vec<SeriesKey>,
 }
 
 impl DatasetModel {
@@ -257,6 +259,7 @@ impl DatasetModel {
             series: HashMap::new(),
             pending: BTreeMap::new(),
             judged_series_steps: 0,
+            forgotten: Vec::new(),
         }
     }
 
@@ -412,8 +415,12 @@ impl DatasetModel {
         self.judged_series_steps += self.series.len() as u64;
         // Forgotten series end their incident.
         let ttl = self.params.series_ttl;
+        let forgotten = &mut self.forgotten;
         self.series.retain(|key, s| {
             let keep = step - s.last_active < ttl;
+            if !keep && s.snapshot_hash != 0 {
+                forgotten.push(key.clone());
+            }
             if let (false, Some(live)) = (keep, s.incidents.live.as_deref()) {
                 changes.push((
                     key.clone(),
@@ -485,15 +492,34 @@ impl DatasetModel {
         self.judged_series_steps = judged;
     }
 
-    /// Every series' state (history window, detectors, share, incident), encoded, for a
-    /// snapshot taken at the current `judged_until`.
-    pub fn snapshot(&self) -> Result<Vec<SeriesState>, postcard::Error> {
-        self.series
-            .iter()
-            .map(|((label, entity_id), series)| {
-                Ok((label.clone(), *entity_id, postcard::to_allocvec(series)?))
-            })
-            .collect()
+    /// The series a snapshot covers, in no particular order: encode them a few at a time
+    /// with [`DatasetModel::encode_changed`].
+    pub fn series_keys(&self) -> Vec<SeriesKey> {
+        self.series.keys().cloned().collect()
+    }
+
+    /// The series' state (history window, detectors, share, incident), encoded for a
+    /// snapshot taken at the current `judged_until`, unless it is the state the last
+    /// snapshot stored: a snapshot writes only the series that changed.
+    pub fn encode_changed(
+        &mut self,
+        key: &SeriesKey,
+    ) -> Result<Option<SeriesState>, postcard::Error> {
+        let Some(series) = self.series.get_mut(key) else {
+            return Ok(None);
+        };
+        let state = postcard::to_allocvec(&*series)?;
+        let hash = state_hash(&state);
+        if hash == series.snapshot_hash {
+            return Ok(None);
+        }
+        series.snapshot_hash = hash;
+        Ok(Some((key.0.clone(), key.1, state)))
+    }
+
+    /// The series forgotten since the last snapshot that a snapshot may hold.
+    pub fn take_forgotten(&mut self) -> Vec<SeriesKey> {
+        std::mem::take(&mut self.forgotten)
     }
 
     /// Restores one series from a snapshot (on start, before replaying the steps since).
@@ -505,15 +531,29 @@ impl DatasetModel {
     ) -> Result<(), postcard::Error> {
         let mut series: Series = postcard::from_bytes(state)?;
         series.share_config(&self.params.auto);
+        series.snapshot_hash = state_hash(state);
         let key = self.key(label, entity_id);
         self.series.insert(key, series);
         Ok(())
+    }
+
+    /// Series-steps summed but not judged yet.
+    pub fn pending_len(&self) -> usize {
+        self.pending.values().map(HashMap::len).sum()
     }
 
     /// Number of series the dataset knows.
     pub fn series_count(&self) -> usize {
         self.series.len()
     }
+}
+
+/// A snapshot state's hash, never 0 (0 stands for "not stored").
+fn state_hash(state: &[u8]) -> u64 {
+    use std::hash::{BuildHasher, BuildHasherDefault};
+    BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default()
+        .hash_one(state)
+        .max(1)
 }
 
 #[cfg(test)]

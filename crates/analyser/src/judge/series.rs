@@ -90,6 +90,10 @@ pub struct Series {
     /// The last step with events, for `series_ttl`.
     pub last_active: i64,
     pub incidents: Incidents,
+    /// A hash of the state the last snapshot stored (0: none), so that a snapshot writes
+    /// only the series that changed since. Not part of the state itself.
+    #[serde(skip)]
+    pub snapshot_hash: u64,
 }
 
 fn severity(verdict: Verdict) -> Option<Severity> {
@@ -138,6 +142,7 @@ impl Series {
             excess: 0.0,
             last_active: step,
             incidents: Incidents::default(),
+            snapshot_hash: 0,
         }
     }
 

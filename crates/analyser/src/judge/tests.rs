@@ -315,3 +315,59 @@ fn smaller_anomalies_are_found_at_least_as_warnings() {
         "the biggest shop's visits halved for 30 minutes",
     );
 }
+
+#[test]
+fn a_snapshot_writes_only_the_series_that_changed_and_drops_the_forgotten() {
+    let settings = DatasetSettings {
+        series_ttl: Duration::from_secs(180),
+        ..shop_settings(60)
+    };
+    let mut model = DatasetModel::new(&settings, DatasetClock::default());
+    let t0 = DAY0;
+    model.clock.judged_until = Some(t0);
+    let one = StepTotals {
+        sum: 5.0,
+        events: 5,
+        min: 1.0,
+        max: 1.0,
+    };
+    let changed = |model: &mut DatasetModel| -> Vec<i64> {
+        let mut keys = model.series_keys();
+        keys.sort();
+        keys.iter()
+            .filter(|k| model.encode_changed(k).unwrap().is_some())
+            .map(|k| k.1)
+            .collect()
+    };
+    model.add_row(VISIT, 1, t0 + 1, &one);
+    model.add_row(VISIT, 2, t0 + 1, &one);
+    model.judge_step(t0);
+    assert_eq!(
+        changed(&mut model),
+        vec![1, 2],
+        "the first snapshot has every series"
+    );
+    assert_eq!(
+        changed(&mut model),
+        Vec::<i64>::new(),
+        "nothing changed since"
+    );
+    // A stored state restores as unchanged.
+    let mut keys = model.series_keys();
+    keys.sort();
+    let stored = model.series[&keys[0]].clone();
+    let bytes = postcard::to_allocvec(&stored).unwrap();
+    model.restore_series(VISIT, 1, &bytes).unwrap();
+    assert_eq!(changed(&mut model), Vec::<i64>::new());
+    // Entity 1 goes on, entity 2 stops: after the ttl it is forgotten, and its stored
+    // state must go.
+    for step in 1..=4 {
+        let t = t0 + step * 60;
+        model.add_row(VISIT, 1, t + 1, &one);
+        model.judge_step(t);
+    }
+    assert_eq!(changed(&mut model), vec![1]);
+    let forgotten: Vec<i64> = model.take_forgotten().iter().map(|k| k.1).collect();
+    assert_eq!(forgotten, vec![2]);
+    assert!(model.take_forgotten().is_empty());
+}
