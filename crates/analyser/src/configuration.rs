@@ -85,6 +85,52 @@ pub struct UserSettings {
     /// A plain password, for development only.
     #[serde(default, deserialize_with = "service::config::optional_secret")]
     pub password: Option<SecretString>,
+    /// What the user may do; absent = `admin`, as before roles existed.
+    #[serde(default)]
+    pub role: Option<Role>,
+}
+
+/// What a user may do, each role allowing what the one before it does.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Reads anomalies, series, reports, silences and datasets.
+    Viewer,
+    /// Also gives verdicts, manages silences and triggers pulls.
+    Analyst,
+    /// Also manages datasets.
+    Admin,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Viewer => "viewer",
+            Role::Analyst => "analyst",
+            Role::Admin => "admin",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Role> {
+        match text {
+            "viewer" => Some(Role::Viewer),
+            "analyst" => Some(Role::Analyst),
+            "admin" => Some(Role::Admin),
+            _ => None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]

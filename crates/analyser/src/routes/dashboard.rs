@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write;
 
 use actix_web::http::header;
-use actix_web::{get, web, HttpMessage, HttpRequest, HttpResponse};
+use actix_web::{get, web, HttpRequest, HttpResponse};
 use chrono::{DateTime, Utc};
 use protocol::{Anomaly, StateMeta};
 use serde::Deserialize;
@@ -144,10 +144,7 @@ pub async fn dashboard(
         .iter()
         .flat_map(|d| d.levels.iter().map(|l| (d.name.clone(), l.clone())))
         .collect();
-    let user = req
-        .extensions()
-        .get::<Analyst>()
-        .map_or_else(|| "anonymous".to_owned(), |a| a.0.clone());
+    let user = Analyst::of(&req).name;
     let page = Page {
         user,
         meta: super::state::meta(&state),

@@ -9,5 +9,6 @@ mod dashboard;
 mod helpers;
 mod notify;
 mod restart;
+mod roles;
 mod scaleout;
 mod scenarios;
