@@ -12,6 +12,7 @@ pub mod present;
 pub mod pull;
 pub mod routes;
 pub mod shard;
+pub mod silences;
 pub mod startup;
 pub mod state;
 pub mod store;

@@ -21,6 +21,7 @@ use sqlx::{Acquire, MySqlPool};
 use crate::configuration::{DatasetSettings, ShardSettings};
 use crate::gatherer_client::{ClientError, GathererClient};
 use crate::judge::{Change, DatasetModel, Severity};
+use crate::silences;
 use crate::store::{self, ExactTotals};
 
 /// Steps of stored history replayed into the detectors on start, in baseline windows.
@@ -256,6 +257,15 @@ impl Engine {
                     ) = (id, change)
                     {
                         model.assign_id(label, *entity_id, id);
+                        silences::mark_if_silenced(
+                            &mut *conn,
+                            &model.name,
+                            label,
+                            *entity_id,
+                            incident.start,
+                            id,
+                        )
+                        .await?;
                         outcome.new_anomalies += 1;
                         match incident.severity() {
                             Severity::Warning => outcome.new_warnings += 1,

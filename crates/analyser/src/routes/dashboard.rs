@@ -508,6 +508,7 @@ mod tests {
             decided_by: None,
             decided_at: None,
             comment: None,
+            silenced_by: None,
         }
     }
 

@@ -9,6 +9,7 @@ pub mod openapi;
 pub mod pull;
 pub mod report;
 pub mod series;
+pub mod silences;
 pub mod state;
 
 use actix_web::body::{EitherBody, MessageBody};

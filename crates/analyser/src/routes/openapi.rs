@@ -24,6 +24,9 @@ use crate::configuration::Role;
         super::anomalies::approve,
         super::anomalies::dismiss,
         super::pull::pull,
+        super::silences::list,
+        super::silences::create,
+        super::silences::end,
         super::health::live,
         super::health::ready,
         super::health::metrics,
@@ -33,7 +36,13 @@ use crate::configuration::Role;
         docs,
         redoc,
     ),
-    components(schemas(super::RoleReply, crate::configuration::Role)),
+    components(schemas(
+        super::RoleReply,
+        crate::configuration::Role,
+        crate::silences::Silence,
+        crate::silences::NewSilence,
+        crate::silences::Weekly,
+    )),
     modifiers(&BasicAuth, &Roles)
 )]
 pub struct ApiDoc;

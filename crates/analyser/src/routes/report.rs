@@ -46,8 +46,13 @@ pub async fn report(
     let mut result = ReportResult {
         warnings: Vec::new(),
         alarms: Vec::new(),
+        silenced: 0,
     };
     for anomaly in anomalies {
+        if anomaly.silenced_by.is_some() {
+            result.silenced += 1;
+            continue;
+        }
         // One entry per incident, naming every check that fired: "checkout (count, population)".
         let metrics: Vec<&str> = if anomaly.signals.is_empty() {
             vec![anomaly.metric.as_str()]

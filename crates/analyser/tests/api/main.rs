@@ -12,3 +12,4 @@ mod restart;
 mod roles;
 mod scaleout;
 mod scenarios;
+mod silences;

@@ -12,7 +12,7 @@ use crate::helpers::{analyser_settings, poll_until, shop, Analyser, Gatherer, Te
 use crate::scenarios::{traffic, ANOMALY_AT};
 
 /// A webhook that fails its first request, then records every message.
-async fn webhook() -> (String, Arc<Mutex<Vec<Value>>>) {
+pub async fn webhook() -> (String, Arc<Mutex<Vec<Value>>>) {
     let received: Arc<Mutex<Vec<Value>>> = Arc::default();
     let calls = Arc::new(Mutex::new(0u32));
     let (store, counter) = (received.clone(), calls.clone());
@@ -45,7 +45,7 @@ async fn webhook() -> (String, Arc<Mutex<Vec<Value>>>) {
 /// The flood of `scenarios::flood`, on a label that tries to ping a Slack channel.
 const LABEL: &str = "<!channel> & co";
 
-fn messages_about(messages: &[Value], id: u64) -> Vec<String> {
+pub fn messages_about(messages: &[Value], id: u64) -> Vec<String> {
     messages
         .iter()
         .filter_map(|m| m["text"].as_str())
