@@ -21,6 +21,19 @@ pub struct Settings {
     #[serde(default)]
     pub datasets: Vec<DatasetSettings>,
     pub notify: NotifySettings,
+    pub reports: ReportSettings,
+}
+
+/// Scheduled reports: each dataset's report computed and kept.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReportSettings {
+    /// How often each dataset's report is computed and stored.
+    #[serde(with = "humantime_serde")]
+    pub report_every: Duration,
+    /// How long stored reports are kept.
+    #[serde(with = "humantime_serde")]
+    pub report_retention: Duration,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -309,6 +322,10 @@ users_file = ""
 
 [notify]
 webhook_url = ""
+
+[reports]
+report_every = "1h"
+report_retention = "90d"
 "#;
 
 impl Settings {
@@ -331,6 +348,12 @@ impl Settings {
         }
         if !(1..=10_000).contains(&self.gatherer.page_size) {
             return Err("gatherer.page_size must be between 1 and 10000".into());
+        }
+        if self.reports.report_every < Duration::from_secs(1) {
+            return Err("reports.report_every must be at least 1s".into());
+        }
+        if self.reports.report_retention < self.reports.report_every {
+            return Err("reports.report_retention must be at least reports.report_every".into());
         }
         if self.gatherer.poll_interval.is_zero() {
             return Err("gatherer.poll_interval must be positive".into());

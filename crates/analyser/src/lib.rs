@@ -10,6 +10,7 @@ pub mod judge;
 pub mod notify;
 pub mod present;
 pub mod pull;
+pub mod reports;
 pub mod routes;
 pub mod shard;
 pub mod silences;

@@ -15,7 +15,7 @@ use anyhow::Context;
 use secrecy::ExposeSecret;
 
 use crate::auth::Users;
-use crate::configuration::Settings;
+use crate::configuration::{ReportSettings, Settings};
 use crate::gatherer_client::GathererClient;
 use crate::notify::Notifier;
 use crate::pull::{Engine, PullError};
@@ -31,6 +31,7 @@ pub struct Application {
     state: web::Data<AppState>,
     poll_interval: Duration,
     notifier: Option<Notifier>,
+    reports: ReportSettings,
 }
 
 impl std::fmt::Debug for Application {
@@ -119,6 +120,8 @@ impl Application {
                 .service(routes::state::state)
                 .service(routes::series::series)
                 .service(routes::report::report)
+                .service(routes::reports::list)
+                .service(routes::reports::one)
                 .service(routes::anomalies::approve)
                 .service(routes::anomalies::dismiss)
                 .service(routes::pull::pull)
@@ -141,6 +144,7 @@ impl Application {
             state,
             poll_interval: settings.gatherer.poll_interval,
             notifier,
+            reports: settings.reports.clone(),
         })
     }
 
@@ -155,12 +159,19 @@ impl Application {
         let mut server = tokio::spawn(self.server);
         let timer = tokio::spawn(pull_on_timer(self.state.clone(), self.poll_interval));
         let notifier = self.notifier.map(|n| tokio::spawn(n.run()));
+        let reports = tokio::spawn(crate::reports::run(
+            self.state.pool.clone(),
+            self.state.datasets.clone(),
+            self.state.shard.key(),
+            self.reports,
+        ));
         let server_result = tokio::select! {
             () = shutdown => None,
             result = &mut server => Some(result),
         };
         tracing::info!("shutting down");
         timer.abort();
+        reports.abort();
         if let Some(notifier) = notifier {
             notifier.abort();
         }

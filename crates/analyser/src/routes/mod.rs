@@ -8,6 +8,7 @@ pub mod health;
 pub mod openapi;
 pub mod pull;
 pub mod report;
+pub mod reports;
 pub mod series;
 pub mod silences;
 pub mod state;

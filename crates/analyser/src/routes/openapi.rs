@@ -21,6 +21,8 @@ use crate::configuration::Role;
         super::state::state,
         super::series::series,
         super::report::report,
+        super::reports::list,
+        super::reports::one,
         super::anomalies::approve,
         super::anomalies::dismiss,
         super::pull::pull,
@@ -42,6 +44,7 @@ use crate::configuration::Role;
         crate::silences::Silence,
         crate::silences::NewSilence,
         crate::silences::Weekly,
+        crate::reports::StoredReport,
     )),
     modifiers(&BasicAuth, &Roles)
 )]

@@ -8,6 +8,7 @@ mod cli;
 mod dashboard;
 mod helpers;
 mod notify;
+mod reports;
 mod restart;
 mod roles;
 mod scaleout;

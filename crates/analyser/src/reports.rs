@@ -1,0 +1,225 @@
+//! Reports: a dataset's check over its last `time_ago` in the product brief's shape
+//! ([`compute`], what `GET /api/v1/report` answers), and the history of them: computed
+//! every `report_every` per dataset by [`run`], stored, kept `report_retention`.
+
+use std::time::Duration;
+
+use chrono::{DateTime, NaiveDateTime, Utc};
+use protocol::{Report, ReportOutlier, ReportResult};
+use serde::Serialize;
+use sqlx::MySqlPool;
+
+use crate::configuration::{DatasetSettings, ReportSettings};
+use crate::store::{self, AnomalyFilter};
+
+/// A dataset's check over its last `time_ago`, as this shard's clock has judged it.
+pub async fn compute(
+    pool: &MySqlPool,
+    dataset: &DatasetSettings,
+    shard_key: &str,
+) -> Result<Report, sqlx::Error> {
+    let check_time_start = Utc::now();
+    let time_ago = chrono::Duration::from_std(dataset.time_ago()).unwrap_or_default();
+    let clock = store::load_clock(pool, &dataset.name, shard_key).await?;
+    let date_end = clock
+        .judged_until
+        .map_or(check_time_start, |s| store::date(s).and_utc());
+    let date_start = date_end - time_ago;
+    let filter = AnomalyFilter {
+        dataset: Some(dataset.name.clone()),
+        since: Some(date_start + chrono::Duration::seconds(1)),
+        until: Some(date_end),
+        limit: 10_000,
+        ..AnomalyFilter::default()
+    };
+    let mut anomalies = store::anomalies(pool, &filter).await?;
+    anomalies.sort_by_key(|a| (a.period_start, a.id));
+    let mut result = ReportResult {
+        warnings: Vec::new(),
+        alarms: Vec::new(),
+        silenced: 0,
+    };
+    for anomaly in anomalies {
+        if anomaly.silenced_by.is_some() {
+            result.silenced += 1;
+            continue;
+        }
+        // One entry per incident, naming every check that fired: "checkout (count, population)".
+        let metrics: Vec<&str> = if anomaly.signals.is_empty() {
+            vec![anomaly.metric.as_str()]
+        } else {
+            anomaly.signals.iter().map(|s| s.metric.as_str()).collect()
+        };
+        let outlier = ReportOutlier {
+            outlier_period_start: anomaly.period_start,
+            outlier_period_end: anomaly.period_end,
+            metric: format!("{} ({})", anomaly.label, metrics.join(", ")),
+            attribute: anomaly.entity_id.to_string(),
+        };
+        if anomaly.severity == "alarm" {
+            result.alarms.push(outlier);
+        } else {
+            result.warnings.push(outlier);
+        }
+    }
+    Ok(Report {
+        site_id: dataset.name.clone(),
+        method: dataset.method.as_str().to_owned(),
+        check_time_start,
+        check_time_end: Utc::now(),
+        time_ago: humantime::format_duration(dataset.time_ago()).to_string(),
+        time_step: humantime::format_duration(dataset.time_step).to_string(),
+        date_start,
+        date_end,
+        result,
+    })
+}
+
+/// A stored report, as `/api/v1/reports` serves it.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct StoredReport {
+    pub id: u64,
+    pub dataset: String,
+    pub computed_at: DateTime<Utc>,
+    /// The report, in the brief's shape.
+    pub report: Report,
+}
+
+#[derive(Debug, sqlx::FromRow)]
+struct ReportRecord {
+    id: u64,
+    dataset: Vec<u8>,
+    computed_at: NaiveDateTime,
+    body: String,
+}
+
+fn stored(r: ReportRecord) -> Result<StoredReport, sqlx::Error> {
+    Ok(StoredReport {
+        id: r.id,
+        dataset: String::from_utf8_lossy(&r.dataset).into_owned(),
+        computed_at: r.computed_at.and_utc(),
+        report: serde_json::from_str(&r.body)
+            .map_err(|e| sqlx::Error::Decode(format!("report {}: {e}", r.id).into()))?,
+    })
+}
+
+/// Stores a report; returns its id.
+pub async fn save(pool: &MySqlPool, shard_key: &str, report: &Report) -> Result<u64, sqlx::Error> {
+    let body = serde_json::to_string(report)
+        .map_err(|e| sqlx::Error::Encode(format!("report: {e}").into()))?;
+    let result = sqlx::query(
+        "INSERT INTO reports (dataset, shard, computed_at, alarms, warnings, silenced, body) \
+         VALUES (?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(&report.site_id)
+    .bind(shard_key)
+    .bind(report.check_time_end.naive_utc())
+    .bind(report.result.alarms.len() as u64)
+    .bind(report.result.warnings.len() as u64)
+    .bind(report.result.silenced)
+    .bind(body)
+    .execute(pool)
+    .await?;
+    Ok(result.last_insert_id())
+}
+
+/// Stored reports, newest first.
+pub async fn list(
+    pool: &MySqlPool,
+    dataset: Option<&str>,
+    since: Option<DateTime<Utc>>,
+    limit: u32,
+) -> Result<Vec<StoredReport>, sqlx::Error> {
+    let records: Vec<ReportRecord> = sqlx::query_as(
+        "SELECT id, dataset, computed_at, body FROM reports \
+         WHERE (? IS NULL OR dataset = ?) AND (? IS NULL OR computed_at >= ?) \
+         ORDER BY computed_at DESC, id DESC LIMIT ?",
+    )
+    .bind(dataset)
+    .bind(dataset)
+    .bind(since.map(|t| t.naive_utc()))
+    .bind(since.map(|t| t.naive_utc()))
+    .bind(limit)
+    .fetch_all(pool)
+    .await?;
+    records.into_iter().map(stored).collect()
+}
+
+pub async fn by_id(pool: &MySqlPool, id: u64) -> Result<Option<StoredReport>, sqlx::Error> {
+    let record: Option<ReportRecord> =
+        sqlx::query_as("SELECT id, dataset, computed_at, body FROM reports WHERE id = ?")
+            .bind(id)
+            .fetch_optional(pool)
+            .await?;
+    record.map(stored).transpose()
+}
+
+/// When this shard last stored a report of the dataset.
+async fn last_computed(
+    pool: &MySqlPool,
+    dataset: &str,
+    shard_key: &str,
+) -> Result<Option<DateTime<Utc>>, sqlx::Error> {
+    let at: Option<NaiveDateTime> =
+        sqlx::query_scalar("SELECT MAX(computed_at) FROM reports WHERE dataset = ? AND shard = ?")
+            .bind(dataset)
+            .bind(shard_key)
+            .fetch_one(pool)
+            .await?;
+    Ok(at.map(|t| t.and_utc()))
+}
+
+/// Deletes the reports older than `retention`; returns how many.
+pub async fn prune(pool: &MySqlPool, retention: Duration) -> Result<u64, sqlx::Error> {
+    let retention = chrono::Duration::from_std(retention).unwrap_or(chrono::Duration::MAX);
+    let Some(before) = Utc::now().checked_sub_signed(retention) else {
+        return Ok(0);
+    };
+    let result = sqlx::query("DELETE FROM reports WHERE computed_at < ? LIMIT 10000")
+        .bind(before.naive_utc())
+        .execute(pool)
+        .await?;
+    Ok(result.rows_affected())
+}
+
+/// One round: stores the report of every dataset whose last one is `report_every` old (or
+/// that has none), then prunes. Restarts keep the rhythm: the last report is in MySQL.
+pub async fn round(
+    pool: &MySqlPool,
+    datasets: &[DatasetSettings],
+    shard_key: &str,
+    settings: &ReportSettings,
+) -> Result<(), sqlx::Error> {
+    let every = chrono::Duration::from_std(settings.report_every).unwrap_or(chrono::Duration::MAX);
+    for dataset in datasets {
+        let due = last_computed(pool, &dataset.name, shard_key)
+            .await?
+            .is_none_or(|last| last + every <= Utc::now());
+        if due {
+            let report = compute(pool, dataset, shard_key).await?;
+            let id = save(pool, shard_key, &report).await?;
+            tracing::debug!(id, dataset = %dataset.name, "report stored");
+        }
+    }
+    let pruned = prune(pool, settings.report_retention).await?;
+    if pruned > 0 {
+        tracing::info!(pruned, "old reports deleted");
+    }
+    Ok(())
+}
+
+/// Computes and stores reports on schedule until aborted; a failed round is retried.
+pub async fn run(
+    pool: MySqlPool,
+    datasets: Vec<DatasetSettings>,
+    shard_key: String,
+    settings: ReportSettings,
+) {
+    let tick = settings.report_every.min(Duration::from_secs(60));
+    loop {
+        if let Err(error) = round(&pool, &datasets, &shard_key, &settings).await {
+            tracing::warn!(%error, "storing reports failed; will retry");
+        }
+        tokio::time::sleep(tick).await;
+    }
+}
