@@ -152,6 +152,9 @@ pub struct NotifySettings {
     /// Slack-style incoming webhook for new alarms; empty = off. A secret: whoever has
     /// it can post to the channel.
     pub webhook_url: SecretString,
+    /// A daily digest per dataset to the webhook: counts by severity and the top incidents
+    /// of each UTC day, once the day is judged.
+    pub digest: bool,
 }
 
 /// Which detector judges a dataset's count series.
@@ -322,6 +325,7 @@ users_file = ""
 
 [notify]
 webhook_url = ""
+digest = false
 
 [reports]
 report_every = "1h"

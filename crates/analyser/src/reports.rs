@@ -223,3 +223,88 @@ pub async fn run(
         tokio::time::sleep(tick).await;
     }
 }
+
+/// A dataset's day for the digest: its anomalies by severity and the strongest ones.
+#[derive(Debug, Clone)]
+pub struct Digest {
+    pub dataset: String,
+    pub day: chrono::NaiveDate,
+    pub alarms: usize,
+    pub warnings: usize,
+    pub silenced: usize,
+    /// The strongest incidents (alarms first, then by deviation), at most [`DIGEST_TOP`].
+    pub top: Vec<protocol::Anomaly>,
+}
+
+pub const DIGEST_TOP: usize = 5;
+
+/// Yesterday's digest (UTC) for the dataset, once its clock has judged the whole day and
+/// if it was not sent yet; older days are never sent.
+pub async fn digest_due(
+    pool: &MySqlPool,
+    dataset: &str,
+    shard_key: &str,
+) -> Result<Option<Digest>, sqlx::Error> {
+    let clock = store::load_clock(pool, dataset, shard_key).await?;
+    let Some(judged_until) = clock.judged_until else {
+        return Ok(None);
+    };
+    let Some(day) = Utc::now().date_naive().pred_opt() else {
+        return Ok(None);
+    };
+    let start = day.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc();
+    let end = start + chrono::Duration::days(1);
+    if store::date(judged_until).and_utc() < end {
+        return Ok(None);
+    }
+    let sent: Option<i64> =
+        sqlx::query_scalar("SELECT 1 FROM digests WHERE dataset = ? AND day = ?")
+            .bind(dataset)
+            .bind(day)
+            .fetch_optional(pool)
+            .await?;
+    if sent.is_some() {
+        return Ok(None);
+    }
+    let filter = AnomalyFilter {
+        dataset: Some(dataset.to_owned()),
+        since: Some(start),
+        until: Some(end),
+        limit: 10_000,
+        ..AnomalyFilter::default()
+    };
+    // Incidents that began that day.
+    let anomalies: Vec<protocol::Anomaly> = store::anomalies(pool, &filter)
+        .await?
+        .into_iter()
+        .filter(|a| a.period_start >= start)
+        .collect();
+    let (silenced, mut loud): (Vec<_>, Vec<_>) =
+        anomalies.into_iter().partition(|a| a.silenced_by.is_some());
+    let alarms = loud.iter().filter(|a| a.severity == "alarm").count();
+    loud.sort_by(|a, b| {
+        (b.severity == "alarm")
+            .cmp(&(a.severity == "alarm"))
+            .then(b.deviation.abs().total_cmp(&a.deviation.abs()))
+    });
+    let warnings = loud.len() - alarms;
+    loud.truncate(DIGEST_TOP);
+    Ok(Some(Digest {
+        dataset: dataset.to_owned(),
+        day,
+        alarms,
+        warnings,
+        silenced: silenced.len(),
+        top: loud,
+    }))
+}
+
+/// Records that the digest of the day was posted.
+pub async fn digest_sent(pool: &MySqlPool, digest: &Digest) -> Result<(), sqlx::Error> {
+    sqlx::query("INSERT IGNORE INTO digests (dataset, day, sent_at) VALUES (?, ?, NOW(3))")
+        .bind(&digest.dataset)
+        .bind(digest.day)
+        .execute(pool)
+        .await?;
+    Ok(())
+}

@@ -85,11 +85,17 @@ impl Application {
         let notifier = if settings.notify.webhook_url.expose_secret().is_empty() {
             None
         } else {
-            Some(Notifier::new(
+            let notifier = Notifier::new(
                 state.pool.clone(),
                 settings.notify.webhook_url.clone(),
                 state.notify.clone(),
-            )?)
+            )?;
+            Some(if settings.notify.digest {
+                let names = state.datasets.iter().map(|d| d.name.clone()).collect();
+                notifier.with_digests(names, state.shard.key())
+            } else {
+                notifier
+            })
         };
         let listener = TcpListener::bind((settings.server.host.as_str(), settings.server.port))
             .with_context(|| {
