@@ -51,6 +51,19 @@ async fn a_viewer_reads_an_analyst_decides_and_each_refusal_names_the_role_neede
         .unwrap();
     assert_eq!(after["data"][0]["status"], "open");
 
+    // The dashboard offers verdicts to whoever may give them, and to nobody else.
+    let page = |user: &'static str| {
+        let request = analyser.request_as(user, Method::GET, "/?status=open");
+        async move { request.send().await.unwrap().text().await.unwrap() }
+    };
+    let (as_viewer, as_analyst) = (page(VIEWER).await, page(ANALYST).await);
+    assert!(as_analyst.contains(r#"class="approve""#), "{as_analyst}");
+    assert!(as_viewer.contains(&format!(r#"data-anomaly-id="{id}""#)));
+    assert!(
+        !as_viewer.contains(r#"class="approve""#) && !as_viewer.contains(r#"class="dismiss""#),
+        "{as_viewer}"
+    );
+
     let refused = analyser
         .request_as(ANALYST, Method::POST, "/api/v1/datasets")
         .json(&serde_json::json!({"name": "new"}))
