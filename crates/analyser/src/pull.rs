@@ -115,10 +115,13 @@ impl Engine {
         let shard_key = self.shard.key();
         let mut lock = self.pool.acquire().await?;
         let lock_name = format!("pulse_analyser_pull:{shard_key}");
-        let got: Option<i64> = sqlx::query_scalar("SELECT GET_LOCK(?, 10)")
-            .bind(&lock_name)
-            .fetch_one(&mut *lock)
-            .await?;
+        // Named locks are server-wide: the name also holds (a digest of) the database, so
+        // analysers of other databases on the same server never wait for each other.
+        let got: Option<i64> =
+            sqlx::query_scalar("SELECT GET_LOCK(CONCAT(?, ':', LEFT(SHA1(DATABASE()), 16)), 10)")
+                .bind(&lock_name)
+                .fetch_one(&mut *lock)
+                .await?;
         if got != Some(1) {
             return Err(PullError::Busy(shard_key));
         }
@@ -127,7 +130,7 @@ impl Engine {
             // What is in memory may be ahead of what committed: rebuild next time.
             self.loaded = false;
         }
-        let _ = sqlx::query("SELECT RELEASE_LOCK(?)")
+        let _ = sqlx::query("SELECT RELEASE_LOCK(CONCAT(?, ':', LEFT(SHA1(DATABASE()), 16)))")
             .bind(&lock_name)
             .execute(&mut *lock)
             .await;
