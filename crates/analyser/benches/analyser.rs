@@ -77,6 +77,7 @@ async fn analyser_settings(
         name: "bench".into(),
         password: Some("bench".to_owned().into()),
         password_hash: None,
+        role: None,
     }];
     settings.datasets = vec![dataset];
     Ok(settings)

@@ -6,6 +6,9 @@
 //! checked against a dummy hash), compare in constant time, and never say which half was
 //! wrong. Successful checks are cached for a minute under a keyed hash of the header, so
 //! argon2 does not cost every request; failed attempts are rate-limited per client.
+//!
+//! Each user has a [`Role`] (absent = admin); [`required_role`] says which role each
+//! request needs, the one place the API's permissions are decided.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -20,7 +23,9 @@ use blake2::digest::{FixedOutput, KeyInit, Update};
 use secrecy::{ExposeSecret, SecretString};
 use subtle::ConstantTimeEq;
 
-use crate::configuration::AuthSettings;
+use actix_web::http::Method;
+
+use crate::configuration::{AuthSettings, Role};
 
 const CACHE_FOR: Duration = Duration::from_secs(60);
 const CACHE_MAX: usize = 10_000;
@@ -43,12 +48,19 @@ pub enum AuthError {
     TooManyFailures,
 }
 
+/// Who a request comes from, once its credentials are checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    pub name: String,
+    pub role: Role,
+}
+
 #[derive(Debug)]
 pub struct Users {
-    users: HashMap<String, Credential>,
+    users: HashMap<String, (Credential, Role)>,
     dummy_hash: String,
     cache_key: [u8; 32],
-    cache: Mutex<HashMap<[u8; 32], (String, Instant)>>,
+    cache: Mutex<HashMap<[u8; 32], (User, Instant)>>,
     failures: Mutex<HashMap<IpAddr, (u32, Instant)>>,
 }
 
@@ -73,7 +85,10 @@ impl Users {
                     user.name
                 ),
             };
-            users.insert(user.name.clone(), credential);
+            users.insert(
+                user.name.clone(),
+                (credential, user.role.unwrap_or(Role::Admin)),
+            );
         }
         if !settings.users_file.is_empty() {
             let text = std::fs::read_to_string(&settings.users_file)
@@ -83,18 +98,34 @@ impl Users {
                 if line.is_empty() || line.starts_with('#') {
                     continue;
                 }
-                let Some((name, hash)) = line.split_once(':') else {
-                    anyhow::bail!("auth.users_file line {}: expected name:$argon2id$…", n + 1);
+                let Some((name, rest)) = line.split_once(':') else {
+                    anyhow::bail!(
+                        "auth.users_file line {}: expected name:$argon2id$…[:role]",
+                        n + 1
+                    );
+                };
+                // A PHC string has no colon: one after it names the role.
+                let (hash, role) = match rest.rsplit_once(':') {
+                    None => (rest, Role::Admin),
+                    Some((hash, role)) => (
+                        hash,
+                        Role::parse(role).ok_or_else(|| {
+                            anyhow::anyhow!(
+                                "auth.users_file line {}: role {role:?} is not viewer, analyst or admin",
+                                n + 1
+                            )
+                        })?,
+                    ),
                 };
                 let setting = format!("auth.users_file line {} (user {name:?})", n + 1);
                 service::config::refuse_placeholder(&setting, hash).map_err(anyhow::Error::msg)?;
                 users.insert(
                     name.to_owned(),
-                    Credential::Hash(SecretString::from(hash.to_owned())),
+                    (Credential::Hash(SecretString::from(hash.to_owned())), role),
                 );
             }
         }
-        for (name, credential) in &users {
+        for (name, (credential, _)) in &users {
             if let Credential::Hash(hash) = credential {
                 PasswordHash::new(hash.expose_secret()).map_err(|e| {
                     anyhow::anyhow!("user {name:?}: password_hash is not a PHC string ({e})")
@@ -116,8 +147,8 @@ impl Users {
         self.users.is_empty()
     }
 
-    /// Checks an `Authorization` header value; returns the user's name.
-    pub fn check(&self, header: Option<&str>, client: Option<IpAddr>) -> Result<String, AuthError> {
+    /// Checks an `Authorization` header value; returns the user.
+    pub fn check(&self, header: Option<&str>, client: Option<IpAddr>) -> Result<User, AuthError> {
         if let Some(ip) = client {
             let failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
             if let Some((count, since)) = failures.get(&ip) {
@@ -145,7 +176,7 @@ impl Users {
         result
     }
 
-    fn check_header(&self, header: &str) -> Result<String, AuthError> {
+    fn check_header(&self, header: &str) -> Result<User, AuthError> {
         let key = self.cache_key(header);
         {
             let cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
@@ -162,7 +193,8 @@ impl Users {
         let decoded = Base64::decode_vec(encoded.trim()).map_err(|_| AuthError::Unauthorized)?;
         let decoded = String::from_utf8(decoded).map_err(|_| AuthError::Unauthorized)?;
         let (name, password) = decoded.split_once(':').ok_or(AuthError::Unauthorized)?;
-        let ok = match self.users.get(name) {
+        let entry = self.users.get(name);
+        let ok = match entry.map(|(credential, _)| credential) {
             Some(Credential::Plain(expected)) => bool::from(
                 expected
                     .expose_secret()
@@ -176,15 +208,19 @@ impl Users {
                 false
             }
         };
-        if !ok {
+        let Some((_, role)) = entry.filter(|_| ok) else {
             return Err(AuthError::Unauthorized);
-        }
+        };
+        let user = User {
+            name: name.to_owned(),
+            role: *role,
+        };
         let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
         if cache.len() >= CACHE_MAX {
             cache.retain(|_, (_, at)| at.elapsed() < CACHE_FOR);
         }
-        cache.insert(key, (name.to_owned(), Instant::now()));
-        Ok(name.to_owned())
+        cache.insert(key, (user.clone(), Instant::now()));
+        Ok(user)
     }
 
     fn cache_key(&self, header: &str) -> [u8; 32] {
@@ -195,6 +231,28 @@ impl Users {
                 });
         mac.update(header.as_bytes());
         mac.finalize_fixed().into()
+    }
+}
+
+/// The role a request needs: reading needs `viewer`; verdicts, silences and pulls need
+/// `analyst`; changing datasets, and any other change, needs `admin`.
+pub fn required_role(method: &Method, path: &str) -> Role {
+    if matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS) {
+        return Role::Viewer;
+    }
+    let path = path.trim_end_matches('/');
+    let verdict = path
+        .strip_prefix("/api/v1/anomalies/")
+        .and_then(|rest| rest.split_once('/'))
+        .is_some_and(|(_, action)| action == "approve" || action == "dismiss");
+    if verdict
+        || path == "/api/v1/pull"
+        || path == "/api/v1/silences"
+        || path.starts_with("/api/v1/silences/")
+    {
+        Role::Analyst
+    } else {
+        Role::Admin
     }
 }
 
@@ -232,11 +290,13 @@ mod tests {
                     name: "plain".into(),
                     password_hash: None,
                     password: Some("dev".to_owned().into()),
+                    role: None,
                 },
                 UserSettings {
                     name: "hashed".into(),
                     password_hash: Some(hash.into()),
                     password: None,
+                    role: Some(Role::Viewer),
                 },
             ],
         })
@@ -246,18 +306,23 @@ mod tests {
     #[test]
     fn plain_and_hashed_passwords_are_accepted_and_wrong_ones_refused() {
         let users = users();
-        assert_eq!(
-            users.check(Some(&header("plain", "dev")), None),
-            Ok("plain".into())
-        );
+        let plain = User {
+            name: "plain".into(),
+            role: Role::Admin,
+        };
+        let hashed = User {
+            name: "hashed".into(),
+            role: Role::Viewer,
+        };
+        assert_eq!(users.check(Some(&header("plain", "dev")), None), Ok(plain));
         assert_eq!(
             users.check(Some(&header("hashed", "s3cret")), None),
-            Ok("hashed".into())
+            Ok(hashed.clone())
         );
         // Cached now: the same answer again.
         assert_eq!(
             users.check(Some(&header("hashed", "s3cret")), None),
-            Ok("hashed".into())
+            Ok(hashed)
         );
         for bad in [
             header("hashed", "wrong"),
@@ -290,7 +355,9 @@ mod tests {
             Err(AuthError::TooManyFailures)
         );
         assert_eq!(
-            users.check(Some(&header("plain", "dev")), Some(other)),
+            users
+                .check(Some(&header("plain", "dev")), Some(other))
+                .map(|u| u.name),
             Ok("plain".into())
         );
     }
@@ -303,8 +370,55 @@ mod tests {
                 name: "x".into(),
                 password_hash: None,
                 password: None,
+                role: None,
             }],
         };
         assert!(Users::load(&settings).is_err());
+    }
+
+    #[test]
+    fn reading_needs_a_viewer_verdicts_and_silences_an_analyst_datasets_an_admin() {
+        for (method, path, role) in [
+            (Method::GET, "/api/v1/state", Role::Viewer),
+            (Method::GET, "/api/v1/silences", Role::Viewer),
+            (Method::GET, "/api/v1/datasets", Role::Viewer),
+            (Method::GET, "/", Role::Viewer),
+            (Method::POST, "/api/v1/anomalies/7/approve", Role::Analyst),
+            (Method::POST, "/api/v1/anomalies/7/dismiss", Role::Analyst),
+            (Method::POST, "/api/v1/pull", Role::Analyst),
+            (Method::POST, "/api/v1/silences", Role::Analyst),
+            (Method::DELETE, "/api/v1/silences/3", Role::Analyst),
+            (Method::POST, "/api/v1/datasets", Role::Admin),
+            (Method::PUT, "/api/v1/datasets/shop", Role::Admin),
+            (Method::DELETE, "/api/v1/datasets/shop", Role::Admin),
+            (Method::POST, "/api/v1/anomalies/7/delete", Role::Admin),
+            (Method::POST, "/api/v1/something-new", Role::Admin),
+        ] {
+            assert_eq!(required_role(&method, path), role, "{method} {path}");
+        }
+    }
+
+    #[test]
+    fn a_users_file_line_may_name_a_role() {
+        let dir = std::env::temp_dir().join(format!("analyser-users-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("users");
+        let hash = hash_password("pw").unwrap();
+        std::fs::write(&file, format!("ann:{hash}\nvic:{hash}:viewer\n")).unwrap();
+        let settings = AuthSettings {
+            users_file: file.to_string_lossy().into_owned(),
+            users: Vec::new(),
+        };
+        let users = Users::load(&settings).unwrap();
+        let role = |name: &str| users.check(Some(&header(name, "pw")), None).map(|u| u.role);
+        assert_eq!(role("ann"), Ok(Role::Admin));
+        assert_eq!(role("vic"), Ok(Role::Viewer));
+        std::fs::write(&file, format!("eve:{hash}:root\n")).unwrap();
+        let error = Users::load(&settings).unwrap_err().to_string();
+        assert!(
+            error.contains("\"root\" is not viewer, analyst or admin"),
+            "{error}"
+        );
+        std::fs::remove_dir_all(dir).unwrap();
     }
 }

@@ -21,6 +21,19 @@ pub struct Settings {
     #[serde(default)]
     pub datasets: Vec<DatasetSettings>,
     pub notify: NotifySettings,
+    pub reports: ReportSettings,
+}
+
+/// Scheduled reports: each dataset's report computed and kept.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReportSettings {
+    /// How often each dataset's report is computed and stored.
+    #[serde(with = "humantime_serde")]
+    pub report_every: Duration,
+    /// How long stored reports are kept.
+    #[serde(with = "humantime_serde")]
+    pub report_retention: Duration,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -85,6 +98,52 @@ pub struct UserSettings {
     /// A plain password, for development only.
     #[serde(default, deserialize_with = "service::config::optional_secret")]
     pub password: Option<SecretString>,
+    /// What the user may do; absent = `admin`, as before roles existed.
+    #[serde(default)]
+    pub role: Option<Role>,
+}
+
+/// What a user may do, each role allowing what the one before it does.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Reads anomalies, series, reports, silences and datasets.
+    Viewer,
+    /// Also gives verdicts, manages silences and triggers pulls.
+    Analyst,
+    /// Also manages datasets.
+    Admin,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Viewer => "viewer",
+            Role::Analyst => "analyst",
+            Role::Admin => "admin",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Role> {
+        match text {
+            "viewer" => Some(Role::Viewer),
+            "analyst" => Some(Role::Analyst),
+            "admin" => Some(Role::Admin),
+            _ => None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -93,6 +152,9 @@ pub struct NotifySettings {
     /// Slack-style incoming webhook for new alarms; empty = off. A secret: whoever has
     /// it can post to the channel.
     pub webhook_url: SecretString,
+    /// A daily digest per dataset to the webhook: counts by severity and the top incidents
+    /// of each UTC day, once the day is judged.
+    pub digest: bool,
 }
 
 /// Which detector judges a dataset's count series.
@@ -263,6 +325,11 @@ users_file = ""
 
 [notify]
 webhook_url = ""
+digest = false
+
+[reports]
+report_every = "1h"
+report_retention = "90d"
 "#;
 
 impl Settings {
@@ -285,6 +352,12 @@ impl Settings {
         }
         if !(1..=10_000).contains(&self.gatherer.page_size) {
             return Err("gatherer.page_size must be between 1 and 10000".into());
+        }
+        if self.reports.report_every < Duration::from_secs(1) {
+            return Err("reports.report_every must be at least 1s".into());
+        }
+        if self.reports.report_retention < self.reports.report_every {
+            return Err("reports.report_retention must be at least reports.report_every".into());
         }
         if self.gatherer.poll_interval.is_zero() {
             return Err("gatherer.poll_interval must be positive".into());

@@ -6,7 +6,9 @@
 //! for it, a slow webhook only delays messages, and a restart neither loses nor repeats
 //! one. Each message is retried with backoff. Labels come from bots: every one is escaped
 //! and put in a code span (`present::slack_code`), so none can ping a channel or fake a
-//! link. The webhook's URL is a secret (whoever has it can post to the channel): it is
+//! link. With `[notify] digest`, each dataset's day is also summed up once it is judged:
+//! counts by severity and the strongest incidents, in Slack's `blocks` with a `text`
+//! fallback, once per dataset and day (recorded in `digests`). The webhook's URL is a secret (whoever has it can post to the channel): it is
 //! kept out of `Debug` and of every error that is logged.
 
 use std::sync::Arc;
@@ -17,6 +19,7 @@ use sqlx::MySqlPool;
 use tokio::sync::Notify;
 
 use crate::present::{change, number, slack_code, slack_escape};
+use crate::reports::{self, Digest};
 use crate::store;
 
 const ATTEMPTS: u32 = 4;
@@ -28,6 +31,8 @@ pub struct Notifier {
     http: reqwest::Client,
     webhook_url: SecretString,
     wake: Arc<Notify>,
+    /// With the daily digest on: the datasets, and this replica's shard.
+    digests: Option<(Vec<String>, String)>,
 }
 
 impl Notifier {
@@ -44,7 +49,14 @@ impl Notifier {
             http,
             webhook_url,
             wake,
+            digests: None,
         })
+    }
+
+    /// Also posts each dataset's daily digest.
+    pub fn with_digests(mut self, datasets: Vec<String>, shard_key: String) -> Self {
+        self.digests = Some((datasets, shard_key));
+        self
     }
 
     /// Sends pending alarms whenever woken (after a pull found anomalies) and every 30 s.
@@ -53,11 +65,27 @@ impl Notifier {
             if let Err(error) = self.send_pending().await {
                 tracing::warn!(%error, "webhook notification round failed; will retry");
             }
+            if let Err(error) = self.send_digests().await {
+                tracing::warn!(%error, "daily digest round failed; will retry");
+            }
             tokio::select! {
                 () = self.wake.notified() => {}
                 () = tokio::time::sleep(RESCAN_EVERY) => {}
             }
         }
+    }
+
+    async fn send_digests(&self) -> anyhow::Result<()> {
+        let Some((datasets, shard_key)) = &self.digests else {
+            return Ok(());
+        };
+        for dataset in datasets {
+            if let Some(digest) = reports::digest_due(&self.pool, dataset, shard_key).await? {
+                self.post_json(&digest_message(&digest)).await?;
+                reports::digest_sent(&self.pool, &digest).await?;
+            }
+        }
+        Ok(())
     }
 
     async fn send_pending(&self) -> anyhow::Result<()> {
@@ -87,9 +115,13 @@ impl Notifier {
 impl Notifier {
     /// Posts one message; an error never names the webhook's URL.
     async fn post(&self, text: &str) -> Result<(), reqwest::Error> {
+        self.post_json(&serde_json::json!({ "text": text })).await
+    }
+
+    async fn post_json(&self, message: &serde_json::Value) -> Result<(), reqwest::Error> {
         self.http
             .post(self.webhook_url.expose_secret())
-            .json(&serde_json::json!({ "text": text }))
+            .json(message)
             .send()
             .await
             .and_then(reqwest::Response::error_for_status)
@@ -135,6 +167,56 @@ pub fn message(alarm: &protocol::Anomaly) -> String {
             alarm.id
         ),
     }
+}
+
+/// A dataset's daily digest in Slack's `blocks`, with the same in `text` for clients that
+/// show no blocks.
+pub fn digest_message(digest: &Digest) -> serde_json::Value {
+    let plural = |n: usize, word: &str| format!("{n} {word}{}", if n == 1 { "" } else { "s" });
+    let title = format!(
+        "Pulse daily digest: dataset {} on {} (UTC)",
+        slack_code(&digest.dataset),
+        digest.day
+    );
+    let counts = format!(
+        "{}, {}, {} silenced",
+        plural(digest.alarms, "alarm"),
+        plural(digest.warnings, "warning"),
+        digest.silenced
+    );
+    let top: Vec<String> = digest
+        .top
+        .iter()
+        .map(|a| {
+            // Only the label is bot-chosen text: it goes in escaped, in a code span.
+            format!(
+                "#{} {} {} entity {}: {} {} ({}), {}–{}",
+                a.id,
+                a.severity,
+                slack_code(&a.label),
+                a.entity_id,
+                a.metric,
+                number(a.observed),
+                change(a.observed, a.expected),
+                a.period_start.format("%H:%M"),
+                a.period_end.format("%H:%M"),
+            )
+        })
+        .map(|line| format!("• {line}"))
+        .collect();
+    let top = if top.is_empty() {
+        "Nothing stood out.".to_owned()
+    } else {
+        format!("Top incidents:\n{}", top.join("\n"))
+    };
+    serde_json::json!({
+        "text": format!("{title}: {counts}. {top}"),
+        "blocks": [
+            {"type": "section", "text": {"type": "mrkdwn", "text": format!("*{title}*")}},
+            {"type": "section", "text": {"type": "mrkdwn", "text": counts}},
+            {"type": "section", "text": {"type": "mrkdwn", "text": top}},
+        ],
+    })
 }
 
 #[cfg(test)]

@@ -28,6 +28,7 @@ use sqlx::{Acquire, MySqlPool};
 use crate::configuration::{DatasetSettings, ShardSettings};
 use crate::gatherer_client::{ClientError, GathererClient};
 use crate::judge::{Change, DatasetModel, Severity};
+use crate::silences;
 use crate::store::{self, ExactTotals};
 
 /// Steps of stored history replayed into the detectors on start, in baseline windows.
@@ -196,7 +197,7 @@ impl Engine {
             // What is in memory may be ahead of what committed: rebuild next time.
             self.loaded = false;
         }
-        let _ = sqlx::query("SELECT RELEASE_LOCK(?)")
+        let _ = sqlx::query("SELECT RELEASE_LOCK(CONCAT(?, ':', LEFT(SHA1(DATABASE()), 16)))")
             .bind(&lock_name)
             .execute(&mut *lock)
             .await;
@@ -338,6 +339,15 @@ impl Engine {
                     ) = (id, change)
                     {
                         model.assign_id(label, *entity_id, id);
+                        silences::mark_if_silenced(
+                            &mut *conn,
+                            &model.name,
+                            label,
+                            *entity_id,
+                            incident.start,
+                            id,
+                        )
+                        .await?;
                         outcome.new_anomalies += 1;
                         match incident.severity() {
                             Severity::Warning => outcome.new_warnings += 1,

@@ -15,7 +15,7 @@ use anyhow::Context;
 use secrecy::ExposeSecret;
 
 use crate::auth::Users;
-use crate::configuration::Settings;
+use crate::configuration::{ReportSettings, Settings};
 use crate::gatherer_client::GathererClient;
 use crate::notify::Notifier;
 use crate::pull::{Engine, PullError};
@@ -30,6 +30,7 @@ pub struct Application {
     state: web::Data<AppState>,
     poll_interval: Duration,
     notifier: Option<Notifier>,
+    reports: ReportSettings,
 }
 
 impl std::fmt::Debug for Application {
@@ -89,11 +90,17 @@ impl Application {
         let notifier = if settings.notify.webhook_url.expose_secret().is_empty() {
             None
         } else {
-            Some(Notifier::new(
+            let notifier = Notifier::new(
                 state.pool.clone(),
                 settings.notify.webhook_url.clone(),
                 state.notify.clone(),
-            )?)
+            )?;
+            Some(if settings.notify.digest {
+                let names = state.datasets.iter().map(|d| d.name.clone()).collect();
+                notifier.with_digests(names, state.shard.key())
+            } else {
+                notifier
+            })
         };
         let listener = TcpListener::bind((settings.server.host.as_str(), settings.server.port))
             .with_context(|| {
@@ -124,9 +131,14 @@ impl Application {
                 .service(routes::state::state)
                 .service(routes::series::series)
                 .service(routes::report::report)
+                .service(routes::reports::list)
+                .service(routes::reports::one)
                 .service(routes::anomalies::approve)
                 .service(routes::anomalies::dismiss)
                 .service(routes::pull::pull)
+                .service(routes::silences::list)
+                .service(routes::silences::create)
+                .service(routes::silences::end)
                 .service(routes::dashboard::dashboard)
                 .service(routes::assets::asset)
                 .default_service(web::to(service::routes::no_route))
@@ -143,6 +155,7 @@ impl Application {
             state,
             poll_interval: settings.gatherer.poll_interval,
             notifier,
+            reports: settings.reports.clone(),
         })
     }
 
@@ -157,12 +170,19 @@ impl Application {
         let mut server = tokio::spawn(self.server);
         let timer = tokio::spawn(pull_on_timer(self.state.clone(), self.poll_interval));
         let notifier = self.notifier.map(|n| tokio::spawn(n.run()));
+        let reports = tokio::spawn(crate::reports::run(
+            self.state.pool.clone(),
+            self.state.datasets.clone(),
+            self.state.shard.key(),
+            self.reports,
+        ));
         let server_result = tokio::select! {
             () = shutdown => None,
             result = &mut server => Some(result),
         };
         tracing::info!("shutting down");
         timer.abort();
+        reports.abort();
         if let Some(notifier) = notifier {
             notifier.abort();
         }

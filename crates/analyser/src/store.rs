@@ -600,12 +600,13 @@ struct AnomalyRecord {
     decided_by: Option<String>,
     decided_at: Option<NaiveDateTime>,
     comment: Option<String>,
+    silenced_by: Option<u64>,
 }
 
 const ANOMALY_COLUMNS: &str =
     "id, dataset, event_label, entity_id, metric, severity, method, period_start, period_end, \
      observed, expected, deviation, signals, state, resolved_at, status, detected_at, decided_by, \
-     decided_at, comment";
+     decided_at, comment, silenced_by";
 
 fn anomaly(r: AnomalyRecord) -> protocol::Anomaly {
     protocol::Anomaly {
@@ -633,6 +634,7 @@ fn anomaly(r: AnomalyRecord) -> protocol::Anomaly {
         decided_by: r.decided_by,
         decided_at: r.decided_at.map(|d| d.and_utc()),
         comment: r.comment,
+        silenced_by: r.silenced_by,
     }
 }
 
@@ -711,13 +713,13 @@ pub async fn decide(
 }
 
 /// Alarms not yet posted to the webhook (oldest first), and resolved alarms whose
-/// resolution has not been posted.
+/// resolution has not been posted; never one found inside a silence.
 pub async fn alarms_to_notify(
     pool: &MySqlPool,
     limit: u32,
 ) -> Result<Vec<protocol::Anomaly>, sqlx::Error> {
     let records: Vec<AnomalyRecord> = sqlx::query_as(&format!(
-        "SELECT {ANOMALY_COLUMNS} FROM anomalies WHERE severity = 'alarm' \
+        "SELECT {ANOMALY_COLUMNS} FROM anomalies WHERE severity = 'alarm' AND silenced_by IS NULL \
          AND ((notified_at IS NULL AND status = 'open') \
            OR (notified_at IS NOT NULL AND state = 'resolved' AND resolved_notified_at IS NULL)) \
          ORDER BY id LIMIT ?"

@@ -468,7 +468,10 @@ fn deploy_files_match_the_code_and_are_secure_by_default() {
         "Basic {}",
         base64ct::Base64::encode_string(credentials.as_bytes())
     );
-    assert_eq!(users.check(Some(&header), None), Ok("analyst".to_owned()));
+    assert_eq!(
+        users.check(Some(&header), None).map(|u| u.name),
+        Ok("analyst".to_owned())
+    );
     std::fs::remove_dir_all(users_file.parent().unwrap()).unwrap();
     let example_users = std::env::temp_dir().join(format!("pulse-users-{}", std::process::id()));
     std::fs::write(

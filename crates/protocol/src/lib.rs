@@ -205,6 +205,10 @@ pub struct Anomaly {
     pub decided_by: Option<String>,
     pub decided_at: Option<DateTime<Utc>>,
     pub comment: Option<String>,
+    /// The silence it was found in (`/api/v1/silences`): recorded and shown, never sent to
+    /// the webhook, counted apart in reports.
+    #[serde(default)]
+    pub silenced_by: Option<u64>,
 }
 
 /// `meta` of `/api/v1/state`: where the analyser stands.
@@ -303,6 +307,9 @@ pub struct ReportOutlier {
 pub struct ReportResult {
     pub warnings: Vec<ReportOutlier>,
     pub alarms: Vec<ReportOutlier>,
+    /// Anomalies of the window found inside a silence: left out of `Warnings` and `Alarms`.
+    #[serde(default)]
+    pub silenced: u64,
 }
 
 /// `GET /api/v1/report?dataset=`: a dataset's check over its last `time_ago`, in the
@@ -367,6 +374,7 @@ mod tests {
                     metric: "checkout (count)".into(),
                     attribute: "42".into(),
                 }],
+                silenced: 0,
             },
         };
         let json = serde_json::to_value(&report).unwrap();

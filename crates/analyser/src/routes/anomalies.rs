@@ -1,7 +1,7 @@
 //! `POST /api/v1/anomalies/{id}/approve` and `/dismiss`: an analyst's verdict, with who
 //! decided it, when, and an optional comment.
 
-use actix_web::{post, web, HttpMessage, HttpRequest, HttpResponse};
+use actix_web::{post, web, HttpRequest, HttpResponse};
 use protocol::Verdict;
 
 use super::{Analyst, ApiError};
@@ -27,10 +27,7 @@ async fn decide(
     if verdict.comment.as_ref().is_some_and(|c| c.len() > 10_000) {
         return Err(ApiError::bad("comment", "longer than 10 000 bytes"));
     }
-    let user = req
-        .extensions()
-        .get::<Analyst>()
-        .map_or_else(|| "anonymous".to_owned(), |a| a.0.clone());
+    let user = Analyst::of(&req).name;
     let decided = store::decide(&state.pool, id, status, &user, verdict.comment.as_deref()).await?;
     state.state_cache.invalidate();
     match decided {
@@ -49,7 +46,6 @@ async fn decide(
     responses(
         (status = 200, description = "The anomaly as it now is"),
         (status = 400, body = protocol::ErrorReply),
-        (status = 403, description = "A cross-origin request", body = protocol::ErrorReply),
         (status = 404, description = "No such anomaly", body = protocol::ErrorReply),
     )
 )]
@@ -63,7 +59,7 @@ pub async fn approve(
     decide(req, path, body, state, "approved").await
 }
 
-/// Records an analyst's verdict (dismissd), with who, when and an optional comment.
+/// Records an analyst's verdict (dismissed), with who, when and an optional comment.
 #[utoipa::path(
     post, path = "/api/v1/anomalies/{id}/dismiss", tag = "analysts", security(("basic" = [])),
     params(("id" = u64, Path)),
@@ -71,7 +67,6 @@ pub async fn approve(
     responses(
         (status = 200, description = "The anomaly as it now is"),
         (status = 400, body = protocol::ErrorReply),
-        (status = 403, description = "A cross-origin request", body = protocol::ErrorReply),
         (status = 404, description = "No such anomaly", body = protocol::ErrorReply),
     )
 )]

@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write;
 
 use actix_web::http::header;
-use actix_web::{get, web, HttpMessage, HttpRequest, HttpResponse};
+use actix_web::{get, web, HttpRequest, HttpResponse};
 use chrono::{DateTime, Utc};
 use protocol::{Anomaly, StateMeta};
 use serde::Deserialize;
@@ -88,6 +88,8 @@ impl Filters {
 #[derive(Debug)]
 pub struct Page {
     pub user: String,
+    /// Whether the user's role allows verdicts: without it the page shows no buttons.
+    pub can_decide: bool,
     pub meta: StateMeta,
     /// The incidents the filters select, newest first.
     pub incidents: Vec<Anomaly>,
@@ -144,12 +146,16 @@ pub async fn dashboard(
         .iter()
         .flat_map(|d| d.levels.iter().map(|l| (d.name.clone(), l.clone())))
         .collect();
-    let user = req
-        .extensions()
-        .get::<Analyst>()
-        .map_or_else(|| "anonymous".to_owned(), |a| a.0.clone());
+    let user = Analyst::of(&req);
+    // The same table the middleware enforces decides what the page offers.
+    let can_decide = user.role
+        >= crate::auth::required_role(
+            &actix_web::http::Method::POST,
+            "/api/v1/anomalies/0/approve",
+        );
     let page = Page {
-        user,
+        user: user.name,
+        can_decide,
         meta: super::state::meta(&state),
         incidents,
         filters,
@@ -444,7 +450,7 @@ pub fn render(page: &Page) -> String {
             } else {
                 a.period_end.format("%H:%M").to_string()
             };
-            let actions = if a.status == "open" {
+            let actions = if a.status == "open" && page.can_decide {
                 r#"<button type="button" class="approve">Approve</button> <button type="button" class="dismiss">Dismiss</button>"#
             } else {
                 ""
@@ -458,7 +464,7 @@ pub fn render(page: &Page) -> String {
             let _ = write!(
                 html,
                 r#"    <tr data-anomaly-id="{id}" {attributes} data-metric="{metric}" data-start="{start_ts}" data-end="{end_ts}" class="{severity}{state_class}">
-      <td data-label="severity"><span class="badge {severity}">{severity}</span> <span class="state {state}">{state}</span></td>
+      <td data-label="severity"><span class="badge {severity}">{severity}</span> <span class="state {state}">{state}</span>{silenced}</td>
       <td data-label="series"><button type="button" class="show" title="chart this series">{name}</button></td>
       <td data-label="what fired" class="signals">{signals}</td>
       <td data-label="period">{start} – {end}</td>
@@ -467,6 +473,9 @@ pub fn render(page: &Page) -> String {
     </tr>
 "#,
                 id = a.id,
+                silenced = a.silenced_by.map_or_else(String::new, |silence| format!(
+                    r#" <span class="silenced" title="found inside silence #{silence}: not notified">silenced #{silence}</span>"#
+                )),
                 attributes = series_attributes(page, &series),
                 metric = escape(&a.metric),
                 start_ts = a.period_start.timestamp(),
@@ -511,12 +520,14 @@ mod tests {
             decided_by: None,
             decided_at: None,
             comment: None,
+            silenced_by: None,
         }
     }
 
     fn page(incidents: Vec<Anomaly>) -> Page {
         Page {
             user: "analyst".into(),
+            can_decide: true,
             meta: StateMeta {
                 iterator: 7,
                 lag_seconds: Some(4.24),
@@ -632,5 +643,19 @@ mod tests {
         let html = render(&empty);
         assert!(html.contains("No series yet"));
         assert!(html.contains("Nothing waits for a verdict."));
+    }
+
+    #[test]
+    fn a_viewer_sees_no_verdict_buttons_and_a_silenced_incident_says_so() {
+        let mut silenced = anomaly(3, "checkout", 3, "alarm");
+        silenced.silenced_by = Some(12);
+        let mut viewer = page(vec![anomaly(4, "checkout", 5, "alarm"), silenced]);
+        let html = render(&viewer);
+        assert!(html.contains(r#"class="approve""#), "an analyst decides");
+        assert!(html.contains(">silenced #12</span>"), "{html}");
+        assert_eq!(html.matches("silenced #").count(), 1);
+        viewer.can_decide = false;
+        let html = render(&viewer);
+        assert!(!html.contains(r#"class="approve""#) && !html.contains(r#"class="dismiss""#));
     }
 }

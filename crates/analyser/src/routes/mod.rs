@@ -8,7 +8,9 @@ pub mod health;
 pub mod openapi;
 pub mod pull;
 pub mod report;
+pub mod reports;
 pub mod series;
+pub mod silences;
 pub mod state;
 
 use actix_web::body::{EitherBody, MessageBody};
@@ -20,7 +22,8 @@ use actix_web::{web, HttpMessage, HttpRequest, HttpResponse, ResponseError};
 use chrono::{DateTime, Utc};
 use protocol::ErrorReply;
 
-use crate::auth::AuthError;
+use crate::auth::{required_role, AuthError, User};
+use crate::configuration::Role;
 use crate::pull::PullError;
 use crate::state::AppState;
 
@@ -38,6 +41,12 @@ pub enum ApiError {
     Auth(#[from] AuthError),
     #[error("cross-origin request refused: {0}")]
     CrossOrigin(String),
+    #[error("this needs the {} role; {user} is {}", needs.as_str(), has.as_str())]
+    Forbidden {
+        user: String,
+        has: Role,
+        needs: Role,
+    },
     #[error(transparent)]
     Pull(#[from] PullError),
     #[error("the analyser's database did not answer")]
@@ -60,7 +69,7 @@ impl ResponseError for ApiError {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Auth(AuthError::Unauthorized) => StatusCode::UNAUTHORIZED,
             ApiError::Auth(AuthError::TooManyFailures) => StatusCode::TOO_MANY_REQUESTS,
-            ApiError::CrossOrigin(_) => StatusCode::FORBIDDEN,
+            ApiError::CrossOrigin(_) | ApiError::Forbidden { .. } => StatusCode::FORBIDDEN,
             ApiError::Pull(PullError::Busy(_) | PullError::Superseded(_)) => StatusCode::CONFLICT,
             ApiError::Pull(PullError::Gatherer(_)) => StatusCode::BAD_GATEWAY,
             ApiError::Pull(PullError::Database(_)) | ApiError::Database(_) => {
@@ -81,6 +90,13 @@ impl ResponseError for ApiError {
             }
             _ => ErrorReply::new(self.to_string()),
         };
+        if let ApiError::Forbidden { needs, .. } = self {
+            return response.json(RoleReply {
+                ok: false,
+                error: reply.error,
+                required_role: *needs,
+            });
+        }
         match self {
             ApiError::Auth(AuthError::Unauthorized) => {
                 response.insert_header((
@@ -97,9 +113,33 @@ impl ResponseError for ApiError {
     }
 }
 
-/// The authenticated analyst's name, put in the request by [`require_auth`].
+/// A `403` for a request beyond the user's role: the error, and the role it needs.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct RoleReply {
+    /// Always `false`.
+    pub ok: bool,
+    #[schema(example = "this needs the analyst role; vic is viewer")]
+    pub error: String,
+    /// The least role allowed to make this request.
+    pub required_role: Role,
+}
+
+/// The authenticated user, put in the request by [`require_auth`].
 #[derive(Debug, Clone)]
-pub struct Analyst(pub String);
+pub struct Analyst(pub User);
+
+impl Analyst {
+    /// The user of a request (`anonymous` admin when started without authentication).
+    pub fn of(req: &HttpRequest) -> User {
+        req.extensions().get::<Analyst>().map_or_else(
+            || User {
+                name: "anonymous".to_owned(),
+                role: Role::Admin,
+            },
+            |a| a.0.clone(),
+        )
+    }
+}
 
 /// Paths anyone may read: probes, metrics, the API description and its page.
 fn is_public(path: &str) -> bool {
@@ -109,9 +149,10 @@ fn is_public(path: &str) -> bool {
         || path.starts_with("/api/v1/docs")
 }
 
-/// Basic auth on every non-public path; a same-origin check on state-changing requests
-/// (a browser sends basic credentials to any page that posts here, so a foreign page's
-/// POST must not pass).
+/// Basic auth on every non-public path, then the user's role against the one the request
+/// needs ([`required_role`]: the only place permissions are decided); a same-origin check
+/// on state-changing requests (a browser sends basic credentials to any page that posts
+/// here, so a foreign page's POST must not pass).
 pub async fn require_auth(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
@@ -129,7 +170,10 @@ pub async fn require_auth(
             .map(ServiceResponse::map_into_left_body);
     };
     let verdict = match &state.users {
-        None => Ok("anonymous".to_owned()),
+        None => Ok(User {
+            name: "anonymous".to_owned(),
+            role: Role::Admin,
+        }),
         Some(users) => {
             let header = req
                 .headers()
@@ -140,6 +184,14 @@ pub async fn require_auth(
         }
     };
     let checked = verdict.and_then(|user| {
+        let needs = required_role(req.method(), req.path());
+        if user.role < needs {
+            return Err(ApiError::Forbidden {
+                user: user.name,
+                has: user.role,
+                needs,
+            });
+        }
         if req.method() != actix_web::http::Method::GET {
             same_origin(req.request())?;
         }

@@ -344,7 +344,7 @@ async fn the_openapi_document_is_public_and_describes_every_route() {
     for entry in std::fs::read_dir(dir).unwrap() {
         let text = std::fs::read_to_string(entry.unwrap().path()).unwrap();
         for line in text.lines() {
-            for method in ["get", "post"] {
+            for method in ["get", "post", "put", "delete"] {
                 if let Some(rest) = line.trim().strip_prefix(&format!("#[{method}(\"")) {
                     let path = rest.split('"').next().unwrap();
                     assert!(
@@ -362,6 +362,18 @@ async fn the_openapi_document_is_public_and_describes_every_route() {
         "basic"
     );
     assert!(document["components"]["schemas"]["Anomaly"].is_object());
+    // Each authenticated operation names its role, and what is refused below it.
+    let approve = &document["paths"]["/api/v1/anomalies/{id}/approve"]["post"];
+    assert_eq!(approve["x-required-role"], "analyst");
+    assert_eq!(
+        approve["responses"]["403"]["content"]["application/json"]["schema"]["$ref"],
+        "#/components/schemas/RoleReply"
+    );
+    assert_eq!(
+        document["paths"]["/api/v1/state"]["get"]["x-required-role"],
+        "viewer"
+    );
+    assert!(document["paths"]["/health/live"]["get"]["x-required-role"].is_null());
 }
 
 #[tokio::test]

@@ -3,13 +3,17 @@
 
 use std::time::Duration;
 
-use analyser::configuration::{DatasetSettings, Method, Settings, UserSettings};
+use analyser::configuration::{DatasetSettings, Method, Role, Settings, UserSettings};
 use secrecy::SecretString;
 use serde_json::Value;
 pub use service::testing::{poll_until, TestDb};
 
 pub const USER: &str = "analyst";
 pub const PASSWORD: &str = "correct horse";
+/// A user with the `viewer` role (reads only), same password.
+pub const VIEWER: &str = "vic";
+/// A user with the `analyst` role (verdicts and silences, not datasets), same password.
+pub const ANALYST: &str = "ana";
 
 /// A gatherer in this process that accepts backfill up to two days old.
 pub struct Gatherer {
@@ -143,11 +147,20 @@ pub fn analyser_settings(
     settings.gatherer.url = gatherer_url.to_owned();
     // Pulls are triggered by the tests; the timer's first pull finds nothing.
     settings.gatherer.poll_interval = Duration::from_secs(3600);
-    settings.auth.users = vec![UserSettings {
-        name: USER.into(),
+    // The main user has no role, so is an admin, as users configured before roles are.
+    settings.auth.users = [
+        (USER, None),
+        (VIEWER, Some(Role::Viewer)),
+        (ANALYST, Some(Role::Analyst)),
+    ]
+    .into_iter()
+    .map(|(name, role)| UserSettings {
+        name: name.into(),
         password: Some(PASSWORD.to_owned().into()),
         password_hash: None,
-    }];
+        role,
+    })
+    .collect();
     settings.datasets = datasets;
     settings
 }
@@ -194,6 +207,18 @@ impl Analyser {
         self.client
             .post(format!("{}{path}", self.url))
             .basic_auth(USER, Some(PASSWORD))
+    }
+
+    /// A request as another of the configured users.
+    pub fn request_as(
+        &self,
+        user: &str,
+        method: reqwest::Method,
+        path: &str,
+    ) -> reqwest::RequestBuilder {
+        self.client
+            .request(method, format!("{}{path}", self.url))
+            .basic_auth(user, Some(PASSWORD))
     }
 
     /// Runs a pull now; returns its reply.

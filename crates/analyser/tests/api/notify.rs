@@ -12,7 +12,7 @@ use crate::helpers::{analyser_settings, poll_until, shop, Analyser, Gatherer, Te
 use crate::scenarios::{traffic, ANOMALY_AT};
 
 /// A webhook that fails its first request, then records every message.
-async fn webhook() -> (String, Arc<Mutex<Vec<Value>>>) {
+pub async fn webhook() -> (String, Arc<Mutex<Vec<Value>>>) {
     let received: Arc<Mutex<Vec<Value>>> = Arc::default();
     let calls = Arc::new(Mutex::new(0u32));
     let (store, counter) = (received.clone(), calls.clone());
@@ -45,7 +45,7 @@ async fn webhook() -> (String, Arc<Mutex<Vec<Value>>>) {
 /// The flood of `scenarios::flood`, on a label that tries to ping a Slack channel.
 const LABEL: &str = "<!channel> & co";
 
-fn messages_about(messages: &[Value], id: u64) -> Vec<String> {
+pub fn messages_about(messages: &[Value], id: u64) -> Vec<String> {
     messages
         .iter()
         .filter_map(|m| m["text"].as_str())
@@ -165,4 +165,107 @@ async fn an_incident_is_posted_once_when_it_fires_and_once_when_it_resolves() {
         },
     )
     .await;
+}
+
+#[tokio::test]
+async fn yesterdays_digest_is_posted_once_in_blocks_with_counts_and_the_top_incident() {
+    let (url, received) = webhook().await;
+    let gatherer = Gatherer::start().await;
+    // Five hours of traffic ending at midnight UTC, a flood on entity 3 near the end.
+    let midnight = chrono::Utc::now().timestamp().div_euclid(86_400) * 86_400;
+    let start = midnight - crate::scenarios::HISTORY * 60;
+    let mut rng = detect::synth::Rng::new(3);
+    let mut events = Vec::new();
+    for step in 0..crate::scenarios::HISTORY {
+        for entity in 1..=6 {
+            let flood = entity == 3 && (ANOMALY_AT..ANOMALY_AT + 3).contains(&step);
+            let count = if flood { 600 } else { rng.poisson(60.0) };
+            crate::helpers::events(
+                "checkout",
+                entity,
+                start + step * 60 + 30,
+                count,
+                1,
+                &mut events,
+            );
+        }
+    }
+    gatherer.post(&events).await;
+    gatherer.flushed().await;
+    let db = TestDb::new("pulse_test_a");
+    let mut dataset = shop(&["checkout"], Method::Auto);
+    // The traffic has ended: the clock soon follows wall time past midnight.
+    dataset.idle_after = Duration::from_secs(1);
+    let mut settings = analyser_settings(&db, &gatherer.url, vec![dataset]);
+    settings.notify.webhook_url = url.into();
+    settings.notify.digest = true;
+    let analyser = Analyser::start_with(db, settings).await;
+    analyser.pull().await;
+    let flood = analyser.state("severity=alarm&entity_id=3").await;
+    let id = flood["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| {
+            let at = a["period_start"].as_str().unwrap();
+            chrono::DateTime::parse_from_rfc3339(at)
+                .unwrap()
+                .timestamp()
+                < midnight
+        })
+        .map(|a| a["id"].as_u64().unwrap());
+    let id = id.unwrap_or_else(|| panic!("no flood alarm: {flood:#}"));
+
+    // Pulls judge the quiet steps past midnight; then yesterday is complete and sent.
+    let digest = poll_until(Duration::from_secs(60), "the daily digest", || async {
+        let sent = {
+            let messages = received.lock().unwrap();
+            messages.iter().find(|m| m.get("blocks").is_some()).cloned()
+        };
+        if sent.is_none() {
+            analyser.pull().await;
+        }
+        sent
+    })
+    .await;
+    let yesterday = chrono::DateTime::from_timestamp(midnight - 86_400, 0)
+        .unwrap()
+        .date_naive()
+        .to_string();
+    let text = digest["text"].as_str().unwrap();
+    assert!(
+        text.starts_with(&format!(
+            "Pulse daily digest: dataset `shop` on {yesterday} (UTC): "
+        )),
+        "{text}"
+    );
+    let blocks = digest["blocks"].as_array().unwrap();
+    assert_eq!(blocks.len(), 3, "{digest:#}");
+    let counts = blocks[1]["text"]["text"].as_str().unwrap();
+    assert!(
+        counts.contains(" alarm") && counts.ends_with("0 silenced"),
+        "{counts}"
+    );
+    let top = blocks[2]["text"]["text"].as_str().unwrap();
+    assert!(
+        top.starts_with(&format!(
+            "Top incidents:\n• #{id} alarm `checkout` entity 3: "
+        )),
+        "{top}"
+    );
+    // Recorded, so it is not posted again (nor after a restart).
+    let pool = analyser.db.pool().await;
+    let days: Vec<chrono::NaiveDate> = sqlx::query_scalar("SELECT day FROM digests")
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    assert_eq!(days.len(), 1);
+    assert_eq!(days[0].to_string(), yesterday);
+    let digests = received
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|m| m.get("blocks").is_some())
+        .count();
+    assert_eq!(digests, 1);
 }
