@@ -197,7 +197,7 @@ impl Engine {
             // What is in memory may be ahead of what committed: rebuild next time.
             self.loaded = false;
         }
-        let _ = sqlx::query("SELECT RELEASE_LOCK(CONCAT(?, ':', LEFT(SHA1(DATABASE()), 16)))")
+        let _ = sqlx::query("SELECT RELEASE_LOCK(?)")
             .bind(&lock_name)
             .execute(&mut *lock)
             .await;
