@@ -431,14 +431,7 @@ async fn an_unknown_dataset_or_a_series_never_seen_is_a_404_not_an_empty_answer(
 async fn every_endpoint_refuses_a_query_parameter_it_does_not_take_and_names_it() {
     let gatherer = Gatherer::start().await;
     let analyser = Analyser::start(&gatherer.url, vec![shop(&["checkout"], Method::Auto)]).await;
-    let document: Value = analyser
-        .get("/api/v1/openapi.json")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let document: Value = analyser.get_json("/api/v1/openapi.json").await;
     let mut checked = 0;
     for (path, item) in document["paths"].as_object().unwrap() {
         let concrete = path.replace("{id}", "1").replace("{name}", "dashboard.js");
@@ -462,13 +455,8 @@ async fn every_endpoint_refuses_a_query_parameter_it_does_not_take_and_names_it(
     }
     assert!(checked >= 14, "{checked}");
     let reply: Value = analyser
-        .get("/api/v1/state?severty=alarm&limit=5")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .get_json("/api/v1/state?severty=alarm&limit=5")
+        .await;
     assert_eq!(
         reply["error"],
         "unknown query parameter severty: GET /api/v1/state takes dataset, label, entity_id, \
@@ -513,14 +501,7 @@ async fn a_known_path_asked_with_another_method_gets_405_with_allow() {
 async fn the_documented_401_is_the_reply_a_client_gets() {
     let gatherer = Gatherer::start().await;
     let analyser = Analyser::start(&gatherer.url, vec![shop(&["checkout"], Method::Auto)]).await;
-    let document: Value = analyser
-        .get("/api/v1/openapi.json")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let document: Value = analyser.get_json("/api/v1/openapi.json").await;
     let documented = &document["paths"]["/api/v1/state"]["get"]["responses"]["401"]["content"]
         ["application/json"]["example"];
     let reply: Value = analyser

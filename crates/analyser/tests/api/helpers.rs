@@ -203,6 +203,11 @@ impl Analyser {
             .basic_auth(USER, Some(PASSWORD))
     }
 
+    /// GET `path` as the analyst; the reply's JSON, whatever the status (tests assert on it).
+    pub async fn get_json(&self, path: &str) -> Value {
+        self.get(path).send().await.unwrap().json().await.unwrap()
+    }
+
     pub fn post(&self, path: &str) -> reqwest::RequestBuilder {
         self.client
             .post(format!("{}{path}", self.url))

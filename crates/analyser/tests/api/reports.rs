@@ -54,14 +54,7 @@ async fn reports_are_stored_on_schedule_listed_read_back_and_pruned_after_retent
     assert_eq!(newest["report"]["siteId"], "shop");
     assert_eq!(newest["report"]["TimeStep"], "1m");
     let id = newest["id"].as_u64().unwrap();
-    let one: Value = analyser
-        .get(&format!("/api/v1/reports/{id}"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let one: Value = analyser.get_json(&format!("/api/v1/reports/{id}")).await;
     assert_eq!(&one["data"], newest);
 
     // Every report_every: more than one, newest first.
@@ -79,13 +72,8 @@ async fn reports_are_stored_on_schedule_listed_read_back_and_pruned_after_retent
     .await;
     let future = chrono::Utc::now().timestamp() + 3600;
     let none: Value = analyser
-        .get(&format!("/api/v1/reports?since={future}"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .get_json(&format!("/api/v1/reports?since={future}"))
+        .await;
     assert_eq!(none["data"], serde_json::json!([]));
 
     poll_until(

@@ -41,14 +41,7 @@ async fn a_viewer_reads_an_analyst_decides_and_each_refusal_names_the_role_neede
         );
     }
     // Nothing the viewer tried was done.
-    let after: Value = analyser
-        .get("/api/v1/state?severity=alarm")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let after: Value = analyser.get_json("/api/v1/state?severity=alarm").await;
     assert_eq!(after["data"][0]["status"], "open");
 
     // The dashboard offers verdicts to whoever may give them, and to nobody else.

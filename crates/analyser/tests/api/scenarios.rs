@@ -134,14 +134,7 @@ async fn a_bot_flooding_one_entitys_checkout_is_an_alarm_on_that_entity() {
     only_entity_during(&alarms, 3, at, at + 180);
 
     // The report over the last time_ago names it in the brief's shape.
-    let report: Value = analyser
-        .get("/api/v1/report?dataset=shop")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let report: Value = analyser.get_json("/api/v1/report?dataset=shop").await;
     assert_eq!(report["siteId"], "shop");
     assert_eq!(report["TimeAgo"], "30m");
     assert_eq!(report["TimeStep"], "1m");
@@ -179,13 +172,8 @@ async fn a_bot_flooding_one_entitys_checkout_is_an_alarm_on_that_entity() {
 
     // By default the chart ends with the last judged step, not with steps still filling.
     let recent: Value = analyser
-        .get("/api/v1/series?dataset=shop&label=checkout&entity_id=3")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .get_json("/api/v1/series?dataset=shop&label=checkout&entity_id=3")
+        .await;
     let last = recent["points"].as_array().unwrap().last().unwrap().clone();
     assert!(
         last["count"].as_f64().unwrap() > 0.0,

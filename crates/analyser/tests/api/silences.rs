@@ -113,14 +113,7 @@ async fn an_anomaly_inside_a_silence_is_shown_marked_but_never_notified_nor_repo
     }
 
     // The report leaves them out of its alarms and counts them.
-    let report: Value = analyser
-        .get("/api/v1/report?dataset=shop")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let report: Value = analyser.get_json("/api/v1/report?dataset=shop").await;
     let attributes: Vec<&str> = report["Result"]["Alarms"]
         .as_array()
         .unwrap()
@@ -202,13 +195,6 @@ async fn a_bad_silence_gets_400_naming_the_field() {
         let reply: Value = response.json().await.unwrap();
         assert_eq!(reply["parameter"], parameter, "{body}: {reply}");
     }
-    let list: Value = analyser
-        .get("/api/v1/silences")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list: Value = analyser.get_json("/api/v1/silences").await;
     assert_eq!(list["data"], json!([]));
 }
