@@ -45,14 +45,6 @@ pub struct StoredTotals {
     pub totals: ExactTotals,
 }
 
-pub async fn load_cursor(pool: &MySqlPool, shard: &str) -> Result<u64, sqlx::Error> {
-    let cursor: Option<u64> = sqlx::query_scalar("SELECT iterator FROM cursors WHERE shard = ?")
-        .bind(shard)
-        .fetch_optional(pool)
-        .await?;
-    Ok(cursor.unwrap_or(0))
-}
-
 /// The shard's cursor row, created at iterator 0 if missing: (iterator, generation).
 pub async fn claim_cursor(pool: &MySqlPool, shard: &str) -> Result<(u64, u64), sqlx::Error> {
     sqlx::query("INSERT IGNORE INTO cursors (shard, iterator) VALUES (?, 0)")
