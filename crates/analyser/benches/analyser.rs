@@ -160,7 +160,7 @@ fn cpu_seconds(pid: u32) -> f64 {
 }
 
 /// Server counters that show what the analyser asks of MySQL.
-const COUNTERS: [&str; 8] = [
+const COUNTERS: [&str; 12] = [
     "Questions",
     "Com_insert",
     "Com_delete",
@@ -169,6 +169,10 @@ const COUNTERS: [&str; 8] = [
     "Handler_update",
     "Bytes_received",
     "Innodb_data_written",
+    "Com_update",
+    "Innodb_rows_inserted",
+    "Innodb_rows_updated",
+    "Innodb_buffer_pool_reads",
 ];
 
 async fn counters(pool: &MySqlPool) -> anyhow::Result<Vec<f64>> {
@@ -307,22 +311,25 @@ fn print_series_axis(runs: &[SeriesRun]) {
     }
     println!();
     println!(
-        "| series | pages | statements per page | inserts per page | commits per page | rows written per export row (Handler_write + Handler_update) | bytes sent to MySQL per row | InnoDB bytes written per row | snapshot bytes per series |"
+        "| series | pages | statements per page | inserts per page | updates per page | commits per page | rows written per export row (Handler_write + Handler_update) | InnoDB rows inserted + updated per export row | bytes sent to MySQL per row | InnoDB bytes written per row | buffer pool misses (disk reads) per page | snapshot bytes per series |"
     );
-    println!("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+    println!("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
     for r in runs {
         let pages = r.pages as f64;
         let rows = r.rows as f64;
         println!(
-            "| {} | {} | {:.1} | {:.1} | {:.1} | {:.2} | {:.0} | {:.0} | {:.0} |",
+            "| {} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {:.3} | {:.3} | {:.0} | {:.0} | {:.1} | {:.0} |",
             r.series,
             r.pages,
             r.counters[0] / pages,
             r.counters[1] / pages,
+            r.counters[8] / pages,
             r.counters[3] / pages,
             (r.counters[4] + r.counters[5]) / rows,
+            (r.counters[9] + r.counters[10]) / rows,
             r.counters[6] / rows,
             r.counters[7] / rows,
+            r.counters[11] / pages,
             r.snapshot_bytes / r.series as f64,
         );
     }
