@@ -16,4 +16,6 @@ pub mod shard;
 pub mod silences;
 pub mod startup;
 pub mod state;
+pub mod step_blocks;
 pub mod store;
+mod writes;

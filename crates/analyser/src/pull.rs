@@ -18,7 +18,7 @@
 //! process last committed (another process pulled, or a commit failed), it is rebuilt
 //! from the database, so a restart neither loses nor repeats anything.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::time::Instant;
 
 use chrono::{DateTime, Utc};
@@ -29,7 +29,9 @@ use crate::configuration::{DatasetSettings, ShardSettings};
 use crate::gatherer_client::{ClientError, GathererClient};
 use crate::judge::{Change, DatasetModel, Severity};
 use crate::silences;
+use crate::step_blocks;
 use crate::store::{self, ExactTotals};
+use crate::writes::{save_snapshot, Unflushed};
 
 /// Steps of stored history replayed into the detectors on start, in baseline windows.
 const REPLAY_WINDOWS: i64 = 4;
@@ -43,6 +45,10 @@ const JUDGE_EVERY_PAGES: u64 = 200;
 /// steps of every known series (and a floor): the totals held wait for judging in memory.
 const PENDING_STEPS: usize = 3;
 const PENDING_FLOOR: usize = 100_000;
+/// What was read is committed once it holds more than [`PENDING_STEPS`] steps of every
+/// known series (plus this floor), and before every judgement: a series' steps are written
+/// together, as one row write per series and block.
+const FLUSH_FLOOR: usize = 100;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PullError {
@@ -70,39 +76,6 @@ pub struct PullOutcome {
     pub new_anomalies: u64,
     pub new_warnings: u64,
     pub new_alarms: u64,
-}
-
-/// Series encoded and written per statement of a snapshot: the states in flight stay a
-/// few hundred KiB however many series there are.
-const SNAPSHOT_CHUNK: usize = 64;
-
-/// Writes a dataset's snapshot at its current `judged_until`: the series that changed
-/// since the last one (each replaces its previous state) and the removal of the series
-/// forgotten since. A model rebuilt without a snapshot writes every series (after
-/// clearing what an older snapshot left).
-async fn save_snapshot(
-    conn: &mut sqlx::MySqlConnection,
-    model: &mut DatasetModel,
-    shard_key: &str,
-) -> Result<(), sqlx::Error> {
-    if model.clock.snapshot_until.is_none() {
-        store::clear_snapshots(&mut *conn, &model.name, shard_key).await?;
-    }
-    let forgotten = model.take_forgotten();
-    store::delete_snapshots(&mut *conn, &model.name, shard_key, &forgotten).await?;
-    let keys = model.series_keys();
-    let mut states = Vec::with_capacity(SNAPSHOT_CHUNK);
-    for chunk in keys.chunks(SNAPSHOT_CHUNK) {
-        states.clear();
-        for key in chunk {
-            let state = model.encode_changed(key).map_err(|e| {
-                sqlx::Error::Encode(format!("snapshot of dataset {}: {e}", model.name).into())
-            })?;
-            states.extend(state);
-        }
-        store::save_snapshots(&mut *conn, &model.name, shard_key, &states).await?;
-    }
-    Ok(())
 }
 
 /// The analyser's detection state for one shard, and the means to advance it.
@@ -218,11 +191,11 @@ impl Engine {
             ..PullOutcome::default()
         };
         let mut pages_read = 0u64;
+        let mut unflushed = Unflushed::new(self.models.len());
         loop {
             let page = self.client.page(self.cursor, self.page_size).await?;
             let now = now();
-            let mut exact: Vec<HashMap<(&str, i64, i64), ExactTotals>> =
-                vec![HashMap::new(); self.models.len()];
+            let now_ms = now.timestamp_millis();
             let mut seen: Vec<Option<(i64, i64)>> = vec![None; self.models.len()];
             for row in &page.rows {
                 if !self.shard.owns(&row.label) {
@@ -249,42 +222,19 @@ impl Engine {
                         outcome.late_rows += 1;
                     }
                     let step = model.params.rules.step_of(date);
-                    exact[i]
-                        .entry((row.label.as_str(), row.entity_id, step))
-                        .and_modify(|t| t.merge(&row_exact))
-                        .or_insert(row_exact);
+                    unflushed.add(i, model.label(&row.label), row.entity_id, step, &row_exact);
                     seen[i] =
                         Some(seen[i].map_or((date, date), |(lo, hi)| (lo.min(date), hi.max(date))));
                 }
             }
-
-            let mut tx = self.pool.begin().await?;
-            let conn = tx.acquire().await?;
-            if !store::advance_generation(&mut *conn, shard_key, self.generation).await? {
-                return Err(PullError::Superseded(shard_key.to_owned()));
-            }
-            let now_ms = now.timestamp_millis();
             for (i, model) in self.models.iter_mut().enumerate() {
                 if let Some((earliest, latest)) = seen[i] {
                     let rules = model.params.rules;
                     model.clock.saw_rows(earliest, latest, now_ms, &rules);
-                    let totals: Vec<(&str, i64, i64, ExactTotals)> = exact[i]
-                        .iter()
-                        .map(|(&(label, entity, step), t)| (label, entity, step, *t))
-                        .collect();
-                    store::add_step_totals(&mut *conn, &model.name, &totals).await?;
-                    store::save_clock(&mut *conn, &model.name, shard_key, &model.clock).await?;
+                    unflushed.clock_moved[i] = true;
                 }
             }
-            store::save_cursor(
-                &mut *conn,
-                shard_key,
-                page.next_iterator,
-                page.rows.len() as u64,
-            )
-            .await?;
-            tx.commit().await?;
-            self.generation += 1;
+            unflushed.rows += page.rows.len() as u64;
             self.cursor = page.next_iterator;
             outcome.rows += page.rows.len() as u64;
             outcome.iterator = self.cursor;
@@ -292,10 +242,17 @@ impl Engine {
             // Judge once everything committed so far is read (or, during a long catch-up,
             // every so many pages or once a few steps of every series wait in memory):
             // rows that committed out of time order (several gatherers, labels backfilled
-            // one after another) are then all in their steps.
+            // one after another) are then all in their steps. What was read is committed
+            // first, so the totals of every judged step are stored before its judgement.
             let pending: usize = self.models.iter().map(DatasetModel::pending_len).sum();
-            let held_too_much = pending > PENDING_STEPS * self.series() as usize + PENDING_FLOOR;
-            if !page.has_more || pages_read.is_multiple_of(JUDGE_EVERY_PAGES) || held_too_much {
+            let steps_held = PENDING_STEPS * self.series() as usize;
+            let judge_now = !page.has_more
+                || pages_read.is_multiple_of(JUDGE_EVERY_PAGES)
+                || pending > steps_held + PENDING_FLOOR;
+            if judge_now || unflushed.len() > steps_held + FLUSH_FLOOR {
+                self.flush(shard_key, &mut unflushed).await?;
+            }
+            if judge_now {
                 self.judge(shard_key, now, !page.has_more, &mut outcome)
                     .await?;
             }
@@ -305,6 +262,35 @@ impl Engine {
         }
         self.prune_old_totals().await?;
         Ok(outcome)
+    }
+
+    /// Commits what was read since the last commit: its step totals (one row write per
+    /// series and block, whatever number of pages and steps they span), the clocks it
+    /// moved and the cursor, together.
+    async fn flush(&mut self, shard_key: &str, unflushed: &mut Unflushed) -> Result<(), PullError> {
+        if unflushed.rows == 0 {
+            return Ok(());
+        }
+        let mut tx = self.pool.begin().await?;
+        let conn = tx.acquire().await?;
+        if !store::advance_generation(&mut *conn, shard_key, self.generation).await? {
+            return Err(PullError::Superseded(shard_key.to_owned()));
+        }
+        for (i, model) in self.models.iter().enumerate() {
+            let totals: Vec<step_blocks::NewTotals> = unflushed.totals[i]
+                .drain()
+                .map(|((label, entity, step), t)| (label, entity, step, t))
+                .collect();
+            step_blocks::append(&mut *conn, &model.name, &totals).await?;
+            if std::mem::take(&mut unflushed.clock_moved[i]) {
+                store::save_clock(&mut *conn, &model.name, shard_key, &model.clock).await?;
+            }
+        }
+        store::save_cursor(&mut *conn, shard_key, self.cursor, unflushed.rows).await?;
+        tx.commit().await?;
+        self.generation += 1;
+        unflushed.rows = 0;
+        Ok(())
     }
 
     /// Judges every step the datasets' clocks have completed, and commits the anomalies
@@ -419,7 +405,7 @@ impl Engine {
                 let from = replay_from.unwrap_or(
                     judged_until - REPLAY_WINDOWS * model.params.window_steps as i64 * step,
                 );
-                let stored = store::load_step_totals(&self.pool, &settings.name, from).await?;
+                let stored = step_blocks::load_since(&self.pool, &settings.name, from).await?;
                 let mut by_step: BTreeMap<i64, Vec<(String, i64, StepTotals)>> = BTreeMap::new();
                 for row in stored {
                     if !self.shard.owns(&row.label) {
@@ -513,7 +499,7 @@ impl Engine {
                     .map_or(judged_until - keep, |snapshot| {
                         snapshot.min(judged_until - keep)
                     });
-                store::prune_step_totals(&self.pool, &model.name, before).await?;
+                step_blocks::prune(&self.pool, &model.name, before).await?;
             }
         }
         Ok(())

@@ -1,6 +1,7 @@
-//! Everything the analyser says to its own MySQL database: cursor, dataset clocks, step
-//! totals, anomalies. The pull writes a page's worth of all four in one transaction, so a
-//! restart resumes exactly where the last commit left off.
+//! Everything the analyser says to its own MySQL database: cursor, dataset clocks,
+//! snapshots, anomalies (step totals: `step_blocks.rs`). The pull writes step totals,
+//! clocks and cursor in one transaction, so a restart resumes exactly where the last commit
+//! left off.
 
 use chrono::{DateTime, NaiveDateTime, Utc};
 use sqlx::{MySql, MySqlConnection, MySqlPool, QueryBuilder};
@@ -14,7 +15,7 @@ pub fn date(seconds: i64) -> NaiveDateTime {
         .naive_utc()
 }
 
-fn seconds(date: NaiveDateTime) -> i64 {
+pub(crate) fn seconds(date: NaiveDateTime) -> i64 {
     date.and_utc().timestamp()
 }
 
@@ -36,7 +37,7 @@ impl ExactTotals {
     }
 }
 
-/// A row of `step_totals`, read back.
+/// One (series, step) of the stored step totals, read back.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StoredTotals {
     pub label: String,
@@ -166,7 +167,7 @@ const ROWS_PER_STATEMENT: [usize; 11] = [1_000, 500, 250, 125, 64, 32, 16, 8, 4,
 
 /// `rows` cut into statements of at most `max` rows, of the sizes in
 /// [`ROWS_PER_STATEMENT`], largest first.
-fn statements<T>(rows: &[T], max: usize) -> impl Iterator<Item = &[T]> {
+pub(crate) fn statements<T>(rows: &[T], max: usize) -> impl Iterator<Item = &[T]> {
     let mut rest = rows;
     std::iter::from_fn(move || {
         let size = *ROWS_PER_STATEMENT
@@ -263,163 +264,12 @@ pub async fn load_snapshots(
         .collect())
 }
 
-/// Adds a page's totals to `step_totals` (several rows of one key are summed).
-pub async fn add_step_totals(
-    conn: &mut MySqlConnection,
-    dataset: &str,
-    totals: &[(&str, i64, i64, ExactTotals)],
-) -> Result<(), sqlx::Error> {
-    // 8 placeholders a row: 1 000 rows stay far below MySQL's 65 535.
-    for chunk in statements(totals, 1_000) {
-        let mut insert = QueryBuilder::<MySql>::new(
-            "INSERT INTO step_totals (dataset, event_label, entity_id, step_start, value_sum, events, min_value, max_value) ",
-        );
-        insert.push_values(chunk, |mut row, (label, entity_id, step, t)| {
-            row.push_bind(dataset)
-                .push_bind(*label)
-                .push_bind(*entity_id)
-                .push_bind(date(*step));
-            // A sum that fits a BIGINT is sent as one; a larger one as its digits.
-            match i64::try_from(t.sum) {
-                Ok(sum) => row.push_bind(sum),
-                Err(_) => row.push_bind(t.sum.to_string()),
-            }
-            .push_bind(t.events)
-            .push_bind(t.min)
-            .push_bind(t.max);
-        });
-        insert.push(
-            " ON DUPLICATE KEY UPDATE value_sum = value_sum + VALUES(value_sum), events = events + VALUES(events), \
-             min_value = LEAST(min_value, VALUES(min_value)), max_value = GREATEST(max_value, VALUES(max_value))",
-        );
-        insert.build().execute(&mut *conn).await?;
-    }
-    Ok(())
-}
-
-type TotalsRecord = (Vec<u8>, i64, NaiveDateTime, String, u64, i64, i64);
-
-/// Step totals of a dataset from `since` (a step start) on, in step order.
-pub async fn load_step_totals(
-    pool: &MySqlPool,
-    dataset: &str,
-    since: i64,
-) -> Result<Vec<StoredTotals>, sqlx::Error> {
-    let records: Vec<TotalsRecord> = sqlx::query_as(
-        "SELECT event_label, entity_id, step_start, CAST(value_sum AS CHAR), events, min_value, max_value \
-         FROM step_totals WHERE dataset = ? AND step_start >= ? ORDER BY step_start, event_label, entity_id",
-    )
-    .bind(dataset)
-    .bind(date(since))
-    .fetch_all(pool)
-    .await?;
-    Ok(records.into_iter().map(stored).collect())
-}
-
-fn stored((label, entity_id, step, sum, events, min, max): TotalsRecord) -> StoredTotals {
-    StoredTotals {
-        label: String::from_utf8_lossy(&label).into_owned(),
-        entity_id,
-        step_start: seconds(step),
-        totals: ExactTotals {
-            sum: sum.parse().unwrap_or_default(),
-            events,
-            min,
-            max,
-        },
-    }
-}
-
-/// One series' step totals between two step starts, for charts.
-pub async fn series_totals(
-    pool: &MySqlPool,
-    dataset: &str,
-    label: &str,
-    entity_id: i64,
-    from: i64,
-    to: i64,
-) -> Result<Vec<StoredTotals>, sqlx::Error> {
-    let records: Vec<TotalsRecord> = sqlx::query_as(
-        "SELECT event_label, entity_id, step_start, CAST(value_sum AS CHAR), events, min_value, max_value \
-         FROM step_totals WHERE dataset = ? AND event_label = ? AND entity_id = ? AND step_start >= ? AND step_start < ? \
-         ORDER BY step_start",
-    )
-    .bind(dataset)
-    .bind(label)
-    .bind(entity_id)
-    .bind(date(from))
-    .bind(date(to))
-    .fetch_all(pool)
-    .await?;
-    Ok(records.into_iter().map(stored).collect())
-}
-
-/// Whether the analyser holds any step totals of the series (a primary-key prefix probe).
-pub async fn series_known(
-    pool: &MySqlPool,
-    dataset: &str,
-    label: &str,
-    entity_id: i64,
-) -> Result<bool, sqlx::Error> {
-    let found: Option<i64> = sqlx::query_scalar(
-        "SELECT 1 FROM step_totals WHERE dataset = ? AND event_label = ? AND entity_id = ? LIMIT 1",
-    )
-    .bind(dataset)
-    .bind(label)
-    .bind(entity_id)
-    .fetch_optional(pool)
-    .await?;
-    Ok(found.is_some())
-}
-
 /// A series the analyser holds step totals for: what the dashboard offers to chart.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct SeriesKey {
     pub dataset: String,
     pub label: String,
     pub entity_id: i64,
-}
-
-/// The series with step totals, in (dataset, label, entity) order, at most `limit`.
-/// Distinct over the primary key's prefix, so MySQL reads it with a loose index scan.
-pub async fn known_series(pool: &MySqlPool, limit: u32) -> Result<Vec<SeriesKey>, sqlx::Error> {
-    let records: Vec<(Vec<u8>, Vec<u8>, i64)> = sqlx::query_as(
-        "SELECT DISTINCT dataset, event_label, entity_id FROM step_totals \
-         ORDER BY dataset, event_label, entity_id LIMIT ?",
-    )
-    .bind(limit)
-    .fetch_all(pool)
-    .await?;
-    Ok(records
-        .into_iter()
-        .map(|(dataset, label, entity_id)| SeriesKey {
-            dataset: String::from_utf8_lossy(&dataset).into_owned(),
-            label: String::from_utf8_lossy(&label).into_owned(),
-            entity_id,
-        })
-        .collect())
-}
-
-/// Forgets step totals older than `before`, in small batches.
-pub async fn prune_step_totals(
-    pool: &MySqlPool,
-    dataset: &str,
-    before: i64,
-) -> Result<u64, sqlx::Error> {
-    let mut total = 0;
-    loop {
-        let deleted =
-            sqlx::query("DELETE FROM step_totals WHERE dataset = ? AND step_start < ? LIMIT 5000")
-                .bind(dataset)
-                .bind(date(before))
-                .execute(pool)
-                .await?
-                .rows_affected();
-        total += deleted;
-        if deleted < 5000 {
-            return Ok(total);
-        }
-    }
 }
 
 /// The id of the firing incident of a series that began at `period_start`, if the store

@@ -263,16 +263,20 @@ impl DatasetModel {
         }
     }
 
-    fn key(&mut self, label: &str, entity_id: i64) -> SeriesKey {
-        let label = match self.labels.get(label) {
+    /// The dataset's one copy of a label.
+    pub fn label(&mut self, label: &str) -> Arc<str> {
+        match self.labels.get(label) {
             Some(label) => label.clone(),
             None => {
                 let label: Arc<str> = Arc::from(label);
                 self.labels.insert(label.clone());
                 label
             }
-        };
-        (label, entity_id)
+        }
+    }
+
+    fn key(&mut self, label: &str, entity_id: i64) -> SeriesKey {
+        (self.label(label), entity_id)
     }
 
     /// Adds an export row's totals to its step. Returns `true` for a late row: its step

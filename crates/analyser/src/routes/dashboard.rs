@@ -130,7 +130,7 @@ pub async fn dashboard(
         },
     )
     .await?;
-    let known = store::known_series(&state.pool, SERIES_IN_SELECTOR).await?;
+    let known = crate::step_blocks::known_series(&state.pool, SERIES_IN_SELECTOR).await?;
     let chosen = match (&params.dataset, &params.label, &params.entity_id) {
         (Some(dataset), Some(label), Some(entity)) => {
             entity.parse().ok().map(|entity_id| SeriesKey {

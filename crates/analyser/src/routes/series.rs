@@ -13,6 +13,7 @@ use super::{parse_time, pick_dataset, ApiError};
 use crate::expected::{self, ChartStep};
 use crate::judge::{Metric, Params};
 use crate::state::AppState;
+use crate::step_blocks;
 use crate::store::{self, AnomalyFilter, ExactTotals};
 
 #[derive(Debug, Deserialize)]
@@ -81,7 +82,7 @@ pub async fn series(
     let metric = chart_metric(&judging, &label, params.metric.as_deref())?;
     let from_step = from.timestamp().div_euclid(step) * step;
     let warm_from = from_step - WARM_UP_WINDOWS * judging.window_steps as i64 * step;
-    let rows = store::series_totals(
+    let rows = step_blocks::series_totals(
         &state.pool,
         &dataset.name,
         &label,
@@ -93,7 +94,7 @@ pub async fn series(
     // A window of zeros reads as traffic that stopped: only a series the analyser holds
     // totals for gets one.
     if rows.is_empty()
-        && !store::series_known(&state.pool, &dataset.name, &label, entity_id).await?
+        && !step_blocks::series_known(&state.pool, &dataset.name, &label, entity_id).await?
     {
         return Err(ApiError::NotFound(format!(
             "no such series: {label:?} / {entity_id} in dataset {:?}",

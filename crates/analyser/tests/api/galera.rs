@@ -15,17 +15,34 @@ use sqlx::MySqlPool;
 use crate::helpers::{analyser_settings, shop, Analyser, Gatherer, TestDb};
 use crate::scaleout::{anomalies, events};
 
-type StepRow = (Vec<u8>, Vec<u8>, i64, chrono::NaiveDateTime, String, u64);
+type StepRow = (String, String, i64, i64, i128, u64);
 
+/// Every dataset's step totals, as the analyser reads them back.
 async fn step_totals(url: &str) -> Vec<StepRow> {
     let pool = MySqlPool::connect(url).await.unwrap();
-    sqlx::query_as(
-        "SELECT dataset, event_label, entity_id, step_start, CAST(value_sum AS CHAR), events \
-         FROM step_totals ORDER BY dataset, event_label, entity_id, step_start",
-    )
-    .fetch_all(&pool)
-    .await
-    .unwrap()
+    let datasets: Vec<String> =
+        sqlx::query_scalar("SELECT DISTINCT dataset FROM step_blocks ORDER BY dataset")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    let mut rows = Vec::new();
+    for dataset in datasets {
+        for t in analyser::step_blocks::load_since(&pool, &dataset, 0)
+            .await
+            .unwrap()
+        {
+            rows.push((
+                dataset.clone(),
+                t.label,
+                t.entity_id,
+                t.step_start,
+                t.totals.sum,
+                t.totals.events,
+            ));
+        }
+    }
+    rows.sort();
+    rows
 }
 
 /// An analyser built (migrated) but not yet serving: both of the test's start at once.
