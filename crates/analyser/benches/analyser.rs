@@ -195,6 +195,8 @@ struct SeriesRun {
     seconds: f64,
     rss_growth: f64,
     mysql_cpu: f64,
+    /// CPU of this process over the pull: the analyser, and the gatherer serving its pages.
+    own_cpu: f64,
     pages: u64,
     /// Deltas of [`COUNTERS`] over the pull.
     counters: Vec<f64>,
@@ -255,12 +257,14 @@ async fn series_run(server: &str, series: i64, page_size: u32) -> anyhow::Result
     let state = analyser::startup::build_state(&settings, true).await?;
     let rss_before = rss_bytes();
     let cpu_before = mysqld.map_or(0.0, cpu_seconds);
+    let own_before = cpu_seconds(std::process::id());
     let counters_before = counters(&admin).await?;
     let started = Instant::now();
     let outcome = state.pull().await?;
     let seconds = started.elapsed().as_secs_f64();
     let counters_after = counters(&admin).await?;
     let mysql_cpu = mysqld.map_or(0.0, cpu_seconds) - cpu_before;
+    let own_cpu = cpu_seconds(std::process::id()) - own_before;
     let rss_growth = rss_bytes().saturating_sub(rss_before) as f64;
     let snapshot_bytes: Option<f64> = sqlx::query_scalar(&format!(
         "SELECT CAST(SUM(LENGTH(state)) AS DOUBLE) FROM {ANALYSER_DB}.series_snapshots"
@@ -275,6 +279,7 @@ async fn series_run(server: &str, series: i64, page_size: u32) -> anyhow::Result
         seconds,
         rss_growth,
         mysql_cpu,
+        own_cpu,
         pages: outcome.rows.div_ceil(u64::from(page_size)).max(1),
         counters: counters_after
             .iter()
@@ -290,15 +295,16 @@ fn print_series_axis(runs: &[SeriesRun]) {
     let rate = |r: &SeriesRun| r.rows as f64 / r.seconds;
     let per_series = |r: &SeriesRun| r.rss_growth / r.series as f64;
     let cpu_per_row = |r: &SeriesRun| r.mysql_cpu / r.rows as f64 * 1e6;
+    let own_per_row = |r: &SeriesRun| r.own_cpu / r.rows as f64 * 1e6;
     println!();
     println!(
-        "| series axis ({SERIES_STEPS} steps of 1m, one row per series and step) | rows | pull + judge | rows/s | ratio to {} series | RSS growth per series | MariaDB CPU per row | targets |",
+        "| series axis ({SERIES_STEPS} steps of 1m, one row per series and step) | rows | pull + judge | rows/s | ratio to {} series | RSS growth per series | MariaDB CPU per row | analyser + gatherer CPU per row | targets |",
         base.series
     );
-    println!("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |");
+    println!("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |");
     for r in runs {
         println!(
-            "| {} | {} | {:.1} s | {:.0} | {:.2} | {:.0} B | {:.1} µs ({:.2}× the first) | rows/s >= 150000, ratio >= 0.7, <= 4096 B |",
+            "| {} | {} | {:.1} s | {:.0} | {:.2} | {:.0} B | {:.1} µs ({:.2}× the first) | {:.1} µs | rows/s >= 150000, ratio >= 0.7, <= 4096 B |",
             r.series,
             r.rows,
             r.seconds,
@@ -307,13 +313,16 @@ fn print_series_axis(runs: &[SeriesRun]) {
             per_series(r),
             cpu_per_row(r),
             cpu_per_row(r) / cpu_per_row(base).max(f64::MIN_POSITIVE),
+            own_per_row(r),
         );
     }
     println!();
     println!(
         "| series | pages | statements per page | inserts per page | updates per page | commits per page | rows written per export row (Handler_write + Handler_update) | InnoDB rows inserted + updated per export row | bytes sent to MySQL per row | InnoDB bytes written per row | buffer pool misses (disk reads) per page | snapshot bytes per series |"
     );
-    println!("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+    println!(
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+    );
     for r in runs {
         let pages = r.pages as f64;
         let rows = r.rows as f64;

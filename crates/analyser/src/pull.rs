@@ -1,6 +1,7 @@
 //! One pull cycle: follow the gatherer's export from the stored cursor until caught up,
-//! sum the rows into each dataset's steps (each page's step totals, clocks and cursor
-//! commit together), then judge the steps the clocks completed (their anomalies and the
+//! sum the rows into each dataset's steps (the step totals, clocks and cursor of the pages
+//! read since the last commit commit together, once about three steps of every series are
+//! held and before every judgement), then judge the steps the clocks completed (their anomalies and the
 //! clocks commit together). Judging after reading everything committed so far means rows
 //! that committed out of time order still count in their steps.
 //!

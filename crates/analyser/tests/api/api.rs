@@ -3,7 +3,7 @@
 use analyser::configuration::Method;
 use serde_json::{json, Value};
 
-use crate::helpers::{shop, Analyser, Gatherer, PASSWORD, USER};
+use crate::helpers::{events, minutes_ago, shop, Analyser, Gatherer, PASSWORD, USER};
 use crate::scenarios::{flood, traffic, ANOMALY_AT};
 
 pub async fn analyser_with_flood() -> (Gatherer, Analyser) {
@@ -514,4 +514,63 @@ async fn the_documented_401_is_the_reply_a_client_gets() {
         .await
         .unwrap();
     assert_eq!(&reply, documented);
+}
+
+/// A step's rows read in two pulls (the second late, after the step was judged) chart as
+/// one total, in two different hours of stored totals.
+#[tokio::test]
+async fn rows_of_one_step_read_in_two_pulls_chart_as_one_total() {
+    let gatherer = Gatherer::start().await;
+    let analyser = Analyser::start(&gatherer.url, vec![shop(&["checkout"], Method::Auto)]).await;
+    let (early, late) = (minutes_ago(90), minutes_ago(30));
+    let mut first = Vec::new();
+    events("checkout", 7, early + 5, 3, 2, &mut first);
+    events("checkout", 7, late + 5, 1, 4, &mut first);
+    gatherer.post(&first).await;
+    gatherer.flushed().await;
+    analyser.pull().await;
+    let mut second = Vec::new();
+    events("checkout", 7, early + 20, 2, 5, &mut second);
+    events("checkout", 7, late + 50, 1, -3, &mut second);
+    gatherer.post(&second).await;
+    gatherer.flushed().await;
+    analyser.pull().await;
+
+    let chart = analyser
+        .get_json(&format!(
+            "/api/v1/series?label=checkout&entity_id=7&from={early}&to={}",
+            late + 60
+        ))
+        .await;
+    let point = |step: i64| {
+        let at = chrono::DateTime::from_timestamp(step, 0).unwrap();
+        chart["points"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["step_start"] == json!(at))
+            .map(|p| {
+                (
+                    p["count"].clone(),
+                    p["events"].clone(),
+                    p["min"].clone(),
+                    p["max"].clone(),
+                )
+            })
+    };
+    assert_eq!(
+        point(early),
+        Some((json!(16.0), json!(5), json!(2), json!(5))),
+        "{chart}"
+    );
+    assert_eq!(
+        point(late),
+        Some((json!(1.0), json!(2), json!(-3), json!(4))),
+        "{chart}"
+    );
+    assert_eq!(
+        point(early + 60),
+        Some((json!(0.0), json!(0), json!(null), json!(null))),
+        "{chart}"
+    );
 }
