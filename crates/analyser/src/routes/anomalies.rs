@@ -126,8 +126,10 @@ async fn decide(
     }
 }
 
-/// Records an analyst's verdict (approved), with who, when, an optional comment and
-/// optionally `"reason": "real"`: a real anomaly, which the series never learns as normal.
+/// Approves an anomaly: an analyst's verdict, with who, when and an optional comment.
+///
+/// `"reason": "real"` says it is a real anomaly; like every incident, it stays out of what
+/// its series learns as normal. Any other reason is refused (400 naming `reason`).
 #[utoipa::path(
     post, path = "/api/v1/anomalies/{id}/approve", tag = "analysts", security(("basic" = [])),
     params(("id" = u64, Path)),
@@ -151,12 +153,14 @@ pub async fn approve(
     decide(req, path, body, state, Decision::Approve).await
 }
 
-/// Records an analyst's verdict (dismissed), with who, when, an optional comment and
-/// optionally `"reason": "expected"`: the series does this, and is taught so for
-/// `feedback_ttl` (from the anomaly's start). A later anomaly of the series whose every
-/// alarm is the same metric, in the same direction and at most about 1.5 times the
-/// deviation dismissed, is then recorded as a warning at most, names this anomaly in
-/// `taught_by`, and is never sent to the webhook. Anything larger still alarms.
+/// Dismisses an anomaly: an analyst's verdict, with who, when and an optional comment.
+///
+/// `"reason": "expected"` says the series does this (a nightly batch job) and teaches it
+/// so for `feedback_ttl`, counted from the anomaly's start: a later anomaly of the series
+/// whose every alarm is the same metric, in the same direction and at most about 1.5
+/// times the deviation dismissed is recorded as a warning at most, names this anomaly in
+/// `taught_by`, and is never sent to the webhook. Anything larger still alarms. Any other
+/// reason is refused (400 naming `reason`); another verdict later withdraws the teaching.
 #[utoipa::path(
     post, path = "/api/v1/anomalies/{id}/dismiss", tag = "analysts", security(("basic" = [])),
     params(("id" = u64, Path)),
