@@ -21,12 +21,12 @@ const OTHER: i64 = 2;
 /// Orders the batch job adds to its series' 02:00 step (about 60 without it).
 const SPIKE: u64 = 150;
 
-/// Four nights at 02:00 UTC, the last at least an hour ago (its step and the next are
-/// then complete and within the gatherer's backfill window).
-fn nights() -> [i64; 4] {
+/// Five nights at 02:00 UTC, the last at least an hour ago (its steps are then complete
+/// and within the gatherer's backfill window).
+fn nights() -> [i64; 5] {
     let now = chrono::Utc::now().timestamp();
     let last = (now - 3 * 3600).div_euclid(DAY) * DAY + 2 * 3600;
-    [last - 3 * DAY, last - 2 * DAY, last - DAY, last]
+    [4, 3, 2, 1, 0].map(|days_before| last - days_before * DAY)
 }
 
 /// Ten-minute steps over a six-hour baseline, as a nightly job is watched; the test
@@ -43,17 +43,20 @@ fn dataset() -> DatasetSettings {
 }
 
 /// A day of quiet orders for entities 1 to 3 before the first night, until an hour after
-/// the last; `spike(night, entity)` orders more in the 02:00 step of that night.
-fn traffic(nights: &[i64; 4], spike: impl Fn(usize, i64) -> u64) -> Vec<Value> {
+/// the last; `spike(night, step, entity)` orders more in the night's step `step` (0: the
+/// 02:00 step, 1: the one after).
+fn traffic(nights: &[i64], spike: impl Fn(usize, i64, i64) -> u64) -> Vec<Value> {
     let mut rng = detect::synth::Rng::new(16);
     let mut out = Vec::new();
     let mut step = nights[0] - DAY;
-    while step < nights[3] + 3600 {
+    while step < nights[nights.len() - 1] + 3600 {
         for entity in 1..=3 {
             let extra = nights
                 .iter()
-                .position(|&n| n == step)
-                .map_or(0, |night| spike(night, entity));
+                .position(|&n| (n..n + 2 * STEP).contains(&step))
+                .map_or(0, |night| {
+                    spike(night, (step - nights[night]) / STEP, entity)
+                });
             let count = rng.poisson(60.0) + extra;
             events(LABEL, entity, step + STEP / 2, count, 1, &mut out);
         }
@@ -74,7 +77,7 @@ struct Run {
 impl Run {
     async fn start(events: Vec<Value>, configure: impl FnOnce(&mut Settings)) -> Run {
         let (url, received) = webhook().await;
-        let gatherer = Gatherer::start_accepting(Duration::from_secs(6 * DAY as u64)).await;
+        let gatherer = Gatherer::start_accepting(Duration::from_secs(7 * DAY as u64)).await;
         let db = TestDb::new("pulse_test_a");
         let mut settings = analyser_settings(&db, &gatherer.url, vec![dataset()]);
         settings.notify.webhook_url = url.into();
@@ -202,11 +205,12 @@ async fn pull_in_another_process(run: &Run, dir: &std::path::Path) {
 #[tokio::test]
 async fn a_nightly_batch_job_dismissed_as_expected_twice_raises_no_alarm_on_the_third_night() {
     let nights = nights();
-    // The batch job spikes entity 1 every night, three times as much on the fourth; on
+    // The batch job spikes entity 1 at 02:00 every night, three times as much on the
+    // fourth; on the fifth its usual spike goes on to three times as much at 02:10. On
     // the third night entity 2 gets the same spike, once.
-    let events = traffic(&nights, |night, entity| match (night, entity) {
-        (3, BATCH) => 3 * SPIKE,
-        (_, BATCH) | (2, OTHER) => SPIKE,
+    let events = traffic(&nights, |night, step, entity| match (night, step, entity) {
+        (3, 0, BATCH) | (4, 1, BATCH) => 3 * SPIKE,
+        (_, 0, BATCH) | (2, 0, OTHER) => SPIKE,
         _ => 0,
     });
     let mut run = Run::start(events, |_| {}).await;
@@ -276,12 +280,33 @@ async fn a_nightly_batch_job_dismissed_as_expected_twice_raises_no_alarm_on_the_
     );
     assert!(fourth["taught_by"].is_null(), "{fourth:#}");
     run.notified(&fourth).await;
+
+    // Fifth night: the usual spike, then three times as much: the incident that opened
+    // as what was taught grows past it, and is an alarm again, sent.
+    run.night(nights[4]).await;
+    let fifth = run.found(BATCH, nights[4]).await;
+    assert!(
+        ts(&fifth["period_end"]) >= nights[4] + 2 * STEP,
+        "one incident: {fifth:#}"
+    );
+    assert_eq!(
+        fifth["severity"], "alarm",
+        "an incident grown past its teaching alarms: {fifth:#}"
+    );
+    assert!(fifth["taught_by"].is_null(), "{fifth:#}");
+    run.notified(&fifth).await;
 }
 
 #[tokio::test]
 async fn a_teaching_past_feedback_ttl_no_longer_caps() {
-    let nights = nights();
-    let events = traffic(&nights, |_, entity| if entity == BATCH { SPIKE } else { 0 });
+    let nights = &nights()[2..];
+    let events = traffic(nights, |_, step, entity| {
+        if (step, entity) == (0, BATCH) {
+            SPIKE
+        } else {
+            0
+        }
+    });
     let mut run = Run::start(events, |settings| {
         settings.feedback.feedback_ttl = Duration::from_secs(36 * 3600);
     })
@@ -310,8 +335,14 @@ async fn a_teaching_past_feedback_ttl_no_longer_caps() {
 
 #[tokio::test]
 async fn approving_as_real_teaches_nothing_and_a_reason_must_fit_its_verdict() {
-    let nights = nights();
-    let events = traffic(&nights, |_, entity| if entity == BATCH { SPIKE } else { 0 });
+    let nights = &nights()[2..];
+    let events = traffic(nights, |_, step, entity| {
+        if (step, entity) == (0, BATCH) {
+            SPIKE
+        } else {
+            0
+        }
+    });
     let mut run = Run::start(events, |_| {}).await;
     run.night(nights[0]).await;
     let first = run.found(BATCH, nights[0]).await;
