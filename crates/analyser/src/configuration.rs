@@ -22,6 +22,16 @@ pub struct Settings {
     pub datasets: Vec<DatasetSettings>,
     pub notify: NotifySettings,
     pub reports: ReportSettings,
+    pub feedback: FeedbackSettings,
+}
+
+/// What analysts' verdicts teach.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FeedbackSettings {
+    /// How long a dismissal as expected teaches its series, from the anomaly's start.
+    #[serde(with = "humantime_serde")]
+    pub feedback_ttl: Duration,
 }
 
 /// Scheduled reports: each dataset's report computed and kept.
@@ -330,6 +340,9 @@ digest = false
 [reports]
 report_every = "1h"
 report_retention = "90d"
+
+[feedback]
+feedback_ttl = "14d"
 "#;
 
 impl Settings {
@@ -358,6 +371,9 @@ impl Settings {
         }
         if self.reports.report_retention < self.reports.report_every {
             return Err("reports.report_retention must be at least reports.report_every".into());
+        }
+        if self.feedback.feedback_ttl < Duration::from_secs(1) {
+            return Err("feedback.feedback_ttl must be at least 1s".into());
         }
         if self.gatherer.poll_interval.is_zero() {
             return Err("gatherer.poll_interval must be positive".into());
@@ -446,6 +462,36 @@ mod tests {
         assert_eq!(all.time_step, Duration::from_secs(60));
         assert_eq!(all.window_steps(), 30);
         assert_eq!(all.method, Method::Auto);
+        assert_eq!(
+            settings.feedback.feedback_ttl,
+            Duration::from_secs(14 * 86_400)
+        );
+    }
+
+    #[test]
+    fn feedback_ttl_is_a_duration_of_at_least_a_second() {
+        let dir = std::env::temp_dir().join(format!("analyser-feedback-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("analyser.toml");
+        std::fs::write(&file, "[feedback]\nfeedback_ttl = \"36h\"\n").unwrap();
+        let settings = Settings::load(Some(&file), None).unwrap();
+        assert_eq!(
+            settings.feedback.feedback_ttl,
+            Duration::from_secs(36 * 3600)
+        );
+        for (toml, error) in [
+            (
+                "feedback_ttl = \"0s\"",
+                "feedback.feedback_ttl must be at least 1s",
+            ),
+            ("feedback_ttl = \"a fortnight\"", "feedback_ttl"),
+            ("ttl = \"14d\"", "ttl"),
+        ] {
+            std::fs::write(&file, format!("[feedback]\n{toml}\n")).unwrap();
+            let refused = Settings::load(Some(&file), None).unwrap_err().to_string();
+            assert!(refused.contains(error), "{toml}: {refused}");
+        }
+        std::fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]

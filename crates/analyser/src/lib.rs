@@ -17,3 +17,4 @@ pub mod silences;
 pub mod startup;
 pub mod state;
 pub mod store;
+pub mod teachings;

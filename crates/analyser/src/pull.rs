@@ -30,6 +30,7 @@ use crate::gatherer_client::{ClientError, GathererClient};
 use crate::judge::{Change, DatasetModel, Severity};
 use crate::silences;
 use crate::store::{self, ExactTotals};
+use crate::teachings;
 
 /// Steps of stored history replayed into the detectors on start, in baseline windows.
 const REPLAY_WINDOWS: i64 = 4;
@@ -328,7 +329,8 @@ impl Engine {
                 let changes = model.judge_step(step);
                 outcome.judged_steps += 1;
                 for change in &changes {
-                    let id = store::apply_change(&mut *conn, &model.name, change, now).await?;
+                    let recorded =
+                        teachings::apply_change(&mut *conn, &model.name, change, now).await?;
                     if let (
                         Some(id),
                         Change::Open {
@@ -336,7 +338,7 @@ impl Engine {
                             entity_id,
                             incident,
                         },
-                    ) = (id, change)
+                    ) = (recorded.id, change)
                     {
                         model.assign_id(label, *entity_id, id);
                         silences::mark_if_silenced(
@@ -349,7 +351,7 @@ impl Engine {
                         )
                         .await?;
                         outcome.new_anomalies += 1;
-                        match incident.severity() {
+                        match recorded.severity.unwrap_or(incident.severity()) {
                             Severity::Warning => outcome.new_warnings += 1,
                             Severity::Alarm => outcome.new_alarms += 1,
                         }

@@ -81,6 +81,7 @@ pub async fn build_state(settings: &Settings, insecure_no_auth: bool) -> anyhow:
         shard: settings.shard,
         notify: Arc::default(),
         state_cache: Default::default(),
+        feedback_ttl: settings.feedback.feedback_ttl,
     })
 }
 

@@ -36,6 +36,8 @@ pub struct AppState {
     pub notify: Arc<Notify>,
     /// Answers of `/api/v1/state` by query, see [`StateCache`].
     pub state_cache: StateCache,
+    /// How long a dismissal as expected teaches its series (`[feedback] feedback_ttl`).
+    pub feedback_ttl: Duration,
 }
 
 /// Recent answers of `/api/v1/state`, as JSON, by query.

@@ -521,6 +521,8 @@ mod tests {
             decided_at: None,
             comment: None,
             silenced_by: None,
+            reason: None,
+            taught_by: None,
         }
     }
 

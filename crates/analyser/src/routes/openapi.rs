@@ -45,6 +45,7 @@ use crate::configuration::Role;
         crate::silences::NewSilence,
         crate::silences::Weekly,
         crate::reports::StoredReport,
+        protocol::VerdictReason,
     )),
     modifiers(&BasicAuth, &Roles)
 )]

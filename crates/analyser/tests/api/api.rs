@@ -362,6 +362,27 @@ async fn the_openapi_document_is_public_and_describes_every_route() {
         "basic"
     );
     assert!(document["components"]["schemas"]["Anomaly"].is_object());
+    // A verdict's reason is documented, with its two values and where it goes.
+    let schemas = &document["components"]["schemas"];
+    assert_eq!(
+        schemas["VerdictReason"]["enum"],
+        serde_json::json!(["expected", "real"]),
+        "{:#}",
+        schemas["VerdictReason"]
+    );
+    assert!(schemas["Verdict"]["properties"]["reason"].is_object());
+    assert!(schemas["Anomaly"]["properties"]["taught_by"].is_object());
+    let dismiss = &document["paths"]["/api/v1/anomalies/{id}/dismiss"]["post"];
+    assert_eq!(
+        dismiss["requestBody"]["content"]["application/json"]["example"]["reason"], "expected",
+        "{dismiss:#}"
+    );
+    assert!(
+        dismiss["description"]
+            .as_str()
+            .is_some_and(|d| d.contains("`\"reason\": \"expected\"`") && d.contains("1.5")),
+        "{dismiss:#}"
+    );
     // Each authenticated operation names its role, and what is refused below it.
     let approve = &document["paths"]["/api/v1/anomalies/{id}/approve"]["post"];
     assert_eq!(approve["x-required-role"], "analyst");

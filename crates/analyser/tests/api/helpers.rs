@@ -32,8 +32,20 @@ impl Gatherer {
         gatherer
     }
 
+    /// A gatherer that accepts backfill up to `max_event_age` old, for scenarios over days.
+    pub async fn start_accepting(max_event_age: Duration) -> Self {
+        let db = TestDb::new("pulse_test_g");
+        let mut gatherer = Self::launch(&db.url, max_event_age).await;
+        gatherer._db = Some(db);
+        gatherer
+    }
+
     /// Another replica on the database of an existing gatherer.
     pub async fn start_on(db_url: &str) -> Self {
+        Self::launch(db_url, Duration::from_secs(2 * 86_400)).await
+    }
+
+    async fn launch(db_url: &str, max_event_age: Duration) -> Self {
         let mut settings = gatherer::configuration::Settings::load(None, Some(0)).unwrap();
         settings.server.workers = 2;
         // actix starts the header timeout when a connection is accepted: on a loaded
@@ -41,7 +53,7 @@ impl Gatherer {
         settings.server.request_header_timeout = Duration::from_secs(60);
         settings.server.keep_alive = Duration::from_secs(60);
         settings.database.url = SecretString::from(db_url.to_owned());
-        settings.ingest.max_event_age = Duration::from_secs(2 * 86_400);
+        settings.ingest.max_event_age = max_event_age;
         let app = gatherer::startup::Application::build(settings)
             .await
             .unwrap();

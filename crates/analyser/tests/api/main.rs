@@ -15,3 +15,4 @@ mod roles;
 mod scaleout;
 mod scenarios;
 mod silences;
+mod teaching;
