@@ -11,9 +11,10 @@ usage() {
 usage: scripts/test.sh [--check]
 
 Runs the gate: cargo fmt --check, clippy -D warnings, cargo deny, cargo machete and
-cargo sqlx prepare --check (each when installed), every test of the workspace, then checks of the scripts themselves (a fresh clone's --check,
-scripts/run.sh on other ports and SIGTERM, the demo's databases dropped on exit) and that
-the run left no test database behind.
+cargo sqlx prepare --check (scripts/sqlx-prepare.sh; each of the three when installed),
+every test of the workspace, then checks of the scripts themselves (a fresh clone's
+--check, scripts/run.sh on other ports and SIGTERM, the demo's databases dropped on exit)
+and that the run left no test database behind.
 
 First it sets up what the tests need, saying so in one line for each thing it installs:
   - MySQL on 127.0.0.1:3306 (or TEST_MYSQL_URL / DATABASE_URL): a private MariaDB in
