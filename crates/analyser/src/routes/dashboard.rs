@@ -143,6 +143,7 @@ pub async fn dashboard(
     };
     let levels = state
         .datasets
+        .list()
         .iter()
         .flat_map(|d| d.levels.iter().map(|l| (d.name.clone(), l.clone())))
         .collect();
