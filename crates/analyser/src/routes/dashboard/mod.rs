@@ -90,6 +90,8 @@ pub struct Page {
     pub user: String,
     /// Whether the user's role allows verdicts: without it the page shows no buttons.
     pub can_decide: bool,
+    /// Whether the user's role allows silences: without it no "silence for" controls.
+    pub can_silence: bool,
     pub meta: StateMeta,
     /// The incidents the filters select, newest first.
     pub incidents: Vec<Anomaly>,
@@ -154,9 +156,12 @@ pub async fn dashboard(
             &actix_web::http::Method::POST,
             "/api/v1/anomalies/0/approve",
         );
+    let can_silence =
+        user.role >= crate::auth::required_role(&actix_web::http::Method::POST, "/api/v1/silences");
     let page = Page {
         user: user.name,
         can_decide,
+        can_silence,
         meta: super::state::meta(&state),
         incidents,
         filters,

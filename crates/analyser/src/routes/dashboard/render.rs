@@ -8,8 +8,36 @@ use protocol::Anomaly;
 
 use super::{Filters, Page};
 use crate::present::{change, number};
-use crate::routes::assets::{DASHBOARD_CSS, DASHBOARD_JS, UPLOT_CSS, UPLOT_JS};
+use crate::routes::assets::{DASHBOARD_CSS, DASHBOARD_JS, MANAGE_JS, UPLOT_CSS, UPLOT_JS};
 use crate::store::SeriesKey;
+
+/// The silences and the datasets: `manage.js` fills them from the API, offering changes
+/// only to the roles allowed to make them.
+const MANAGED_SECTIONS: &str = r#"<section id="silences-section" aria-labelledby="silences-title">
+  <h2 id="silences-title">Silences</h2>
+  <table id="silences">
+    <thead><tr><th>status</th><th>series</th><th>from (UTC)</th><th>until (UTC)</th><th>comment</th><th>by</th><th></th></tr></thead>
+    <tbody></tbody>
+  </table>
+  <p id="silences-status" class="status-line">loading…</p>
+</section>
+<section id="datasets-section" aria-labelledby="datasets-title">
+  <h2 id="datasets-title">Datasets</h2>
+  <table id="datasets">
+    <thead><tr><th>name</th><th>labels</th><th>step / window</th><th>method</th><th>warning ×</th><th>alarm ×</th><th>min events</th><th></th></tr></thead>
+    <tbody></tbody>
+  </table>
+  <form id="dataset-form" hidden>
+    <h3>Dataset <span id="dataset-name"></span></h3>
+    <label>method <select name="method"><option value="auto">auto</option><option value="three_sigma">three_sigma</option><option value="last_point">last_point</option></select></label>
+    <label>warning × <input name="warning_multiplier" type="number" step="any" min="0" required></label>
+    <label>alarm × <input name="alarm_multiplier" type="number" step="any" min="0" required></label>
+    <label>min events a step <input name="min_count_per_step" type="number" step="any" min="0" required></label>
+    <button type="submit">Save</button> <button type="button" class="cancel">Cancel</button>
+  </form>
+  <p id="datasets-status" class="status-line">loading…</p>
+</section>
+"#;
 
 /// Escapes text for HTML content and double-quoted attributes.
 pub fn escape(text: &str) -> String {
@@ -147,6 +175,7 @@ pub fn render(page: &Page) -> String {
 <link rel="stylesheet" href="{dashboard_css}">
 <script src="{uplot_js}" defer></script>
 <script src="{dashboard_js}" defer></script>
+<script src="{manage_js}" defer></script>
 </head>
 <body>
 <header>
@@ -169,6 +198,7 @@ pub fn render(page: &Page) -> String {
         dashboard_css = DASHBOARD_CSS.url(),
         uplot_js = UPLOT_JS.url(),
         dashboard_js = DASHBOARD_JS.url(),
+        manage_js = MANAGE_JS.url(),
         lag = lag_text(meta.lag_seconds),
         gatherer = escape(&meta.gatherer),
         series = meta.series,
@@ -284,11 +314,17 @@ pub fn render(page: &Page) -> String {
             } else {
                 a.period_end.format("%H:%M").to_string()
             };
-            let actions = if a.status == "open" && page.can_decide {
-                r#"<button type="button" class="approve">Approve</button> <button type="button" class="dismiss">Dismiss</button>"#
-            } else {
-                ""
-            };
+            let mut actions = String::new();
+            if a.status == "open" && page.can_decide {
+                actions.push_str(
+                    r#"<button type="button" class="approve">Approve</button> <button type="button" class="dismiss">Dismiss</button> <button type="button" class="expected" title="dismiss as expected: this series may do this again">Expected</button>"#,
+                );
+            }
+            if page.can_silence {
+                actions.push_str(
+                    r#" <span class="silence-series"><select class="silence-for" aria-label="silence this series for"><option value="1h">1 h</option><option value="1d">1 day</option><option value="1w">1 week</option></select> <button type="button" class="silence" title="silence this series">Silence</button></span>"#,
+                );
+            }
             let verdict = match &a.decided_by {
                 Some(by) if a.status != "open" => {
                     format!("{} by {}", escape(&a.status), escape(by))
@@ -323,6 +359,8 @@ pub fn render(page: &Page) -> String {
         }
         html.push_str("    </tbody>\n  </table>\n");
     }
-    html.push_str("</section>\n</main>\n</body>\n</html>\n");
+    html.push_str("</section>\n");
+    html.push_str(MANAGED_SECTIONS);
+    html.push_str("</main>\n</body>\n</html>\n");
     html
 }

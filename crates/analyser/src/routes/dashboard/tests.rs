@@ -36,6 +36,7 @@ fn page(incidents: Vec<Anomaly>) -> Page {
     Page {
         user: "analyst".into(),
         can_decide: true,
+        can_silence: true,
         meta: StateMeta {
             iterator: 7,
             lag_seconds: Some(4.24),
@@ -162,7 +163,11 @@ fn a_viewer_sees_no_verdict_buttons_and_a_silenced_incident_says_so() {
     assert!(html.contains(r#"class="approve""#), "an analyst decides");
     assert!(html.contains(">silenced #12</span>"), "{html}");
     assert_eq!(html.matches("silenced #").count(), 1);
+    assert!(html.contains(r#"class="expected""#) && html.contains(r#"class="silence""#));
     viewer.can_decide = false;
+    viewer.can_silence = false;
     let html = render(&viewer);
-    assert!(!html.contains(r#"class="approve""#) && !html.contains(r#"class="dismiss""#));
+    for button in ["approve", "dismiss", "expected", "silence"] {
+        assert!(!html.contains(&format!(r#"class="{button}""#)), "{button}");
+    }
 }
