@@ -1,7 +1,9 @@
 //! Datasets at runtime: created, changed and deleted through the API, judged from the
 //! next step on without a restart, kept by the database across restarts.
 
-use analyser::configuration::Method;
+use std::collections::BTreeMap;
+
+use analyser::configuration::{DatasetSettings, Method};
 use reqwest::Method as Http;
 use serde_json::{json, Value};
 
@@ -216,4 +218,94 @@ async fn a_dataset_created_changed_and_deleted_through_the_api_is_judged_accordi
         .unwrap()
         .len();
     assert_eq!(after, before, "a deleted dataset judges nothing new");
+}
+
+#[tokio::test]
+async fn a_coarser_time_step_is_rebuilt_from_the_stored_history_and_another_learns_afresh() {
+    let gatherer = Gatherer::start().await;
+    let pay = DatasetSettings {
+        labels: vec!["pay".into()],
+        time_ago: Some(std::time::Duration::from_secs(1800)),
+        ..DatasetSettings::all("pay")
+    };
+    let analyser = Analyser::start(&gatherer.url, vec![pay]).await;
+    let first = minutes_ago(45);
+    let mut sent = Vec::new();
+    let mut by_five_minutes: BTreeMap<i64, (i64, u64)> = BTreeMap::new();
+    for step in 0..40 {
+        let (ts, value) = (first + step * 60 + 30, 100 + step);
+        events("pay", 1, ts, 2, value, &mut sent);
+        let total = by_five_minutes.entry(ts.div_euclid(300) * 300).or_default();
+        *total = (total.0 + 2 * value, total.1 + 2);
+    }
+    gatherer.post(&sent).await;
+    gatherer.flushed().await;
+    analyser.pull().await;
+    let put = |body: Value| {
+        analyser
+            .request_as(USER, Http::PUT, "/api/v1/datasets/pay")
+            .json(&body)
+            .send()
+    };
+
+    let rebuilt = put(json!({"labels": ["pay"], "time_step": "5m", "time_ago": "30m"}))
+        .await
+        .unwrap();
+    assert_eq!(rebuilt.status(), 200);
+    let rebuilt: Value = rebuilt.json().await.unwrap();
+    assert_eq!(rebuilt["model"]["action"], "rebuilt", "{rebuilt}");
+    let steps = by_five_minutes.len();
+    assert!(
+        rebuilt["model"]["message"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("from {steps} steps")),
+        "{rebuilt}"
+    );
+    let to = chrono::Utc::now().timestamp();
+    let series = analyser
+        .get_json(&format!(
+            "/api/v1/series?dataset=pay&label=pay&entity_id=1&from={first}&to={to}"
+        ))
+        .await;
+    assert_eq!(series["time_step_seconds"], 300, "{series:#}");
+    let points: BTreeMap<i64, (i64, u64)> = series["points"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["events"].as_u64().unwrap() > 0)
+        .map(|p| {
+            let at = chrono::DateTime::parse_from_rfc3339(p["step_start"].as_str().unwrap())
+                .unwrap()
+                .timestamp();
+            (
+                at,
+                (
+                    p["count"].as_f64().unwrap() as i64,
+                    p["events"].as_u64().unwrap(),
+                ),
+            )
+        })
+        .collect();
+    assert_eq!(points, by_five_minutes, "the old steps summed into the new");
+
+    // Seven minutes is no multiple of five: the history goes, the dataset learns afresh.
+    let afresh = put(json!({"labels": ["pay"], "time_step": "7m", "time_ago": "70m"}))
+        .await
+        .unwrap();
+    assert_eq!(afresh.status(), 200);
+    let afresh: Value = afresh.json().await.unwrap();
+    assert_eq!(afresh["model"]["action"], "afresh", "{afresh}");
+    assert!(afresh["model"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("learn afresh"));
+    let gone = analyser
+        .get(&format!(
+            "/api/v1/series?dataset=pay&label=pay&entity_id=1&from={first}&to={to}"
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(gone.status(), 404, "no history is kept at the new step");
 }
