@@ -147,7 +147,8 @@ pub async fn create(
     Ok(true)
 }
 
-/// Deletes a dataset: it is judged no more. Its anomalies, silences and reports stay.
+/// Deletes a dataset: it is judged no more, and its incidents still firing are resolved
+/// now. Its anomalies, silences and reports stay.
 /// False when there is none of that name.
 pub async fn delete(pool: &MySqlPool, name: &str) -> Result<bool, sqlx::Error> {
     let mut tx = pool.begin().await?;
@@ -160,6 +161,14 @@ pub async fn delete(pool: &MySqlPool, name: &str) -> Result<bool, sqlx::Error> {
         .rows_affected()
         == 1;
     if deleted {
+        // Nothing follows its incidents any more: those still firing end now.
+        sqlx::query(
+            "UPDATE anomalies SET state = 'resolved', resolved_at = UTC_TIMESTAMP() \
+             WHERE dataset = ? AND state = 'firing'",
+        )
+        .bind(name)
+        .execute(&mut *conn)
+        .await?;
         forget_state(conn, name).await?;
         tx.commit().await?;
     }

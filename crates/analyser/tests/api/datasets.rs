@@ -23,12 +23,14 @@ const HISTORY: i64 = 40;
 /// One event a step on `label`, from `first` (a step start) for `steps` steps: entity 1
 /// spikes for two steps from step `HISTORY`, entity 2 (its pattern three steps later)
 /// from `HISTORY + 3`, so both spikes are judged over the same windows of values; entity 3
-/// jumps tenfold for two steps from `HISTORY`, an alarm under any of the thresholds.
+/// jumps tenfold for two steps from `HISTORY`, an alarm under any of the thresholds, and
+/// again for good from `HISTORY + 5`.
 fn pay_traffic(label: &str, first: i64, steps: std::ops::Range<i64>) -> Vec<Value> {
     let mut out = Vec::new();
     for step in steps {
         for (entity, lag, spike) in [(1, 0, SPIKE), (2, 3, SPIKE), (3, 0, 1000)] {
-            let value = if (HISTORY + lag..HISTORY + lag + 2).contains(&step) {
+            let again = entity == 3 && step >= HISTORY + 5;
+            let value = if again || (HISTORY + lag..HISTORY + lag + 2).contains(&step) {
                 spike
             } else {
                 100 + PATTERN[(step - lag).rem_euclid(10) as usize]
@@ -136,7 +138,7 @@ async fn a_dataset_created_changed_and_deleted_through_the_api_is_judged_accordi
         .await
         .unwrap();
     assert_eq!(again.status(), 400, "a name is taken once");
-    let first = minutes_ago(HISTORY + 12);
+    let first = minutes_ago(HISTORY + 13);
     gatherer
         .post(&pay_traffic("pay", first, 0..HISTORY + 3))
         .await;
@@ -167,7 +169,7 @@ async fn a_dataset_created_changed_and_deleted_through_the_api_is_judged_accordi
     assert_eq!(changed["model"]["action"], "kept", "{changed}");
     assert_eq!(changed["data"]["alarm_multiplier"], 2.5, "{changed}");
     gatherer
-        .post(&pay_traffic("pay", first, HISTORY + 3..HISTORY + 7))
+        .post(&pay_traffic("pay", first, HISTORY + 3..HISTORY + 8))
         .await;
     gatherer.flushed().await;
     analyser.pull().await;
@@ -178,6 +180,14 @@ async fn a_dataset_created_changed_and_deleted_through_the_api_is_judged_accordi
         .collect();
     assert_eq!(second.len(), 1, "{second:#?}");
     assert_eq!(second[0]["severity"], "alarm", "{:#}", second[0]);
+    let firing = |anomalies: Vec<Value>| -> Vec<String> {
+        anomalies
+            .iter()
+            .filter(|a| at_step(a, first, HISTORY + 5))
+            .map(|a| a["state"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(firing(anomalies_of(&analyser, 3).await), ["firing"]);
 
     // A restart with the same config file keeps what the API changed.
     analyser.restart(settings).await;
@@ -191,7 +201,7 @@ async fn a_dataset_created_changed_and_deleted_through_the_api_is_judged_accordi
         .collect();
     assert_eq!(names, ["pay", "shop"]);
 
-    // Deleted, it is judged no more; what it found stays.
+    // Deleted, it is judged no more; what it found stays, its firing incident resolved.
     let deleted = analyser
         .request_as(USER, Http::DELETE, "/api/v1/datasets/pay")
         .send()
@@ -200,12 +210,13 @@ async fn a_dataset_created_changed_and_deleted_through_the_api_is_judged_accordi
     assert_eq!(deleted.status(), 200);
     let gone = analyser.get("/api/v1/datasets/pay").send().await.unwrap();
     assert_eq!(gone.status(), 404);
+    assert_eq!(firing(anomalies_of(&analyser, 3).await), ["resolved"]);
     let before = analyser.state("limit=1000").await["data"]
         .as_array()
         .unwrap()
         .len();
     let mut flood = Vec::new();
-    for step in HISTORY + 7..HISTORY + 10 {
+    for step in HISTORY + 8..HISTORY + 11 {
         events("pay", 1, first + step * 60 + 30, 1, 10_000, &mut flood);
     }
     gatherer.post(&flood).await;
