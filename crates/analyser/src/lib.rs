@@ -4,6 +4,7 @@
 pub mod auth;
 pub mod clock;
 pub mod configuration;
+pub mod datasets;
 pub mod expected;
 pub mod gatherer_client;
 pub mod judge;

@@ -25,7 +25,8 @@ use chrono::{DateTime, Utc};
 use detect::level::StepTotals;
 use sqlx::{Acquire, MySqlPool};
 
-use crate::configuration::{DatasetSettings, ShardSettings};
+use crate::configuration::ShardSettings;
+use crate::datasets::Datasets;
 use crate::gatherer_client::{ClientError, GathererClient};
 use crate::judge::{Change, DatasetModel, Severity};
 use crate::silences;
@@ -113,7 +114,8 @@ pub struct Engine {
     client: GathererClient,
     shard: ShardSettings,
     page_size: u32,
-    datasets: Vec<DatasetSettings>,
+    /// Refreshed from the database at every rebuild (a dataset change forces one).
+    datasets: Datasets,
     models: Vec<DatasetModel>,
     cursor: u64,
     /// The shard's generation as this process last read or committed it.
@@ -130,7 +132,7 @@ impl Engine {
         client: GathererClient,
         shard: ShardSettings,
         page_size: u32,
-        datasets: Vec<DatasetSettings>,
+        datasets: Datasets,
     ) -> Self {
         Engine {
             pool,
@@ -395,8 +397,10 @@ impl Engine {
     /// still grow.
     async fn rebuild(&mut self, shard_key: &str) -> Result<(), sqlx::Error> {
         (self.cursor, self.generation) = store::claim_cursor(&self.pool, shard_key).await?;
-        let mut models = Vec::with_capacity(self.datasets.len());
-        for settings in &self.datasets {
+        let datasets = crate::datasets::load(&self.pool).await?;
+        self.datasets.replace(datasets.clone());
+        let mut models = Vec::with_capacity(datasets.len());
+        for settings in &datasets {
             let clock = store::load_clock(&self.pool, &settings.name, shard_key).await?;
             let mut model = DatasetModel::new(settings, clock);
             if let Some(judged_until) = clock.judged_until {

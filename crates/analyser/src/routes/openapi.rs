@@ -29,6 +29,12 @@ use crate::configuration::Role;
         super::silences::list,
         super::silences::create,
         super::silences::end,
+        super::datasets::me,
+        super::datasets::list,
+        super::datasets::create,
+        super::datasets::one,
+        super::datasets::replace,
+        super::datasets::delete,
         super::health::live,
         super::health::ready,
         super::health::metrics,
@@ -46,6 +52,10 @@ use crate::configuration::Role;
         crate::silences::Weekly,
         crate::reports::StoredReport,
         protocol::VerdictReason,
+        crate::configuration::DatasetSettings,
+        crate::configuration::Method,
+        super::datasets::Me,
+        super::datasets::ModelReply,
     )),
     modifiers(&BasicAuth, &Roles)
 )]

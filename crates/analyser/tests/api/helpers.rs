@@ -209,6 +209,30 @@ impl Analyser {
         }
     }
 
+    /// Stops this analyser and starts it again on the same database with `settings`,
+    /// once the old one no longer answers.
+    pub async fn restart(&mut self, settings: Settings) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let old = format!("{}/health/live", self.url);
+        poll_until(
+            Duration::from_secs(30),
+            "the old analyser to stop",
+            || async { reqwest::get(&old).await.is_err().then_some(()) },
+        )
+        .await;
+        let app = analyser::startup::Application::build(settings, false)
+            .await
+            .unwrap();
+        self.url = format!("http://127.0.0.1:{}", app.port());
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(app.run_until_stopped(async {
+            let _ = stopped.await;
+        }));
+        self.stop = Some(stop);
+    }
+
     pub fn get(&self, path: &str) -> reqwest::RequestBuilder {
         self.client
             .get(format!("{}{path}", self.url))

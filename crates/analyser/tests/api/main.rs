@@ -6,6 +6,7 @@
 mod api;
 mod cli;
 mod dashboard;
+mod datasets;
 mod galera;
 mod helpers;
 mod notify;
