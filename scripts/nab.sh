@@ -10,7 +10,8 @@
 # $NAB_DIR/data/labels/combined_windows.json (NAB_DIR defaults to ../shared/nab, relative to
 # the repository), writes target/nab/<detector>/<category>/<detector>_<file>.csv, scores them
 # with $NAB_DIR/nab_score.py and prints the three profiles' scores and the detector's speed.
-# --cv also needs MS_DIR (default ../shared/corpora/ms-cloud-monitoring).
+# --cv also needs MS_DIR (default ../shared/corpora/ms-cloud-monitoring); FAMILY_SEEDS (default
+# 4) is the number of series per stress family (one window of 16 seeds is a quarter of one of 4).
 # Extra arguments for detect-csv can be passed in DETECT_ARGS (e.g. DETECT_ARGS="--window 60").
 set -euo pipefail
 
@@ -61,7 +62,7 @@ if [ "$cv" = 1 ]; then
   MS_DIR="$(cd "$MS_DIR" && pwd)"
   families="$repo/target/nab/families"
   rm -rf "$families"
-  "$bin" --write-families "$families" --seeds 4
+  "$bin" --write-families "$families" --seeds "${FAMILY_SEEDS:-4}"
   run_corpus "$MS_DIR" auto pulse "$repo/target/nab/ms/pulse" >/dev/null
   run_corpus "$MS_DIR" three_sigma pulse_three_sigma "$repo/target/nab/ms/pulse_three_sigma" >/dev/null
   run_corpus "$families" auto pulse "$repo/target/nab/families-results/pulse" >/dev/null

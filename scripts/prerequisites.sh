@@ -107,6 +107,16 @@ check_prerequisites() {
   else
     echo "skip     cargo-deny is not installed: its check is skipped (cargo install --locked cargo-deny)"
   fi
+  if command -v cargo-machete >/dev/null; then
+    echo "ok       cargo-machete"
+  else
+    echo "skip     cargo-machete is not installed: its check is skipped (cargo install --locked cargo-machete)"
+  fi
+  if command -v cargo-sqlx >/dev/null; then
+    echo "ok       sqlx-cli (the .sqlx/ query data check)"
+  else
+    echo "skip     sqlx-cli is not installed: the .sqlx/ query data check is skipped (cargo install --locked sqlx-cli --no-default-features --features mysql,rustls)"
+  fi
   [[ $ok == true ]]
 }
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The test gate: formatting, clippy with warnings as errors, cargo deny, and every test of
-# the workspace against the real MySQL (each test creates and drops its own database).
+# The test gate: formatting, clippy with warnings as errors, cargo deny, cargo machete, the
+# compile-time-checked SQL's query data, and every test of the workspace against the real
+# MySQL (each test creates and drops its own database).
 # It sets up what the tests need first, on a fresh clone too; see --help.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -9,10 +10,11 @@ usage() {
   cat <<'TXT'
 usage: scripts/test.sh [--check]
 
-Runs the gate: cargo fmt --check, clippy -D warnings, cargo deny (when installed), every
-test of the workspace, then checks of the scripts themselves (a fresh clone's --check,
-scripts/run.sh on other ports and SIGTERM, the demo's databases dropped on exit) and that
-the run left no test database behind.
+Runs the gate: cargo fmt --check, clippy -D warnings, cargo deny, cargo machete and
+cargo sqlx prepare --check (scripts/sqlx-prepare.sh; each of the three when installed),
+every test of the workspace, then checks of the scripts themselves (a fresh clone's
+--check, scripts/run.sh on other ports and SIGTERM, the demo's databases dropped on exit)
+and that the run left no test database behind.
 
 First it sets up what the tests need, saying so in one line for each thing it installs:
   - MySQL on 127.0.0.1:3306 (or TEST_MYSQL_URL / DATABASE_URL): a private MariaDB in
@@ -69,6 +71,18 @@ if command -v cargo-deny >/dev/null; then
   cargo deny --log-level error check licenses bans sources
 else
   echo "== cargo deny: not installed, skipped (cargo install --locked cargo-deny)"
+fi
+if command -v cargo-machete >/dev/null; then
+  echo "== cargo machete (dependencies no crate uses)"
+  cargo machete
+else
+  echo "== cargo machete: not installed, skipped (cargo install --locked cargo-machete)"
+fi
+if command -v cargo-sqlx >/dev/null; then
+  echo "== cargo sqlx prepare --check (.sqlx/ matches the queries, against both services' schemas)"
+  scripts/sqlx-prepare.sh --check
+else
+  echo "== cargo sqlx prepare --check: sqlx-cli not installed, skipped (cargo install --locked sqlx-cli --no-default-features --features mysql,rustls)"
 fi
 
 status=0

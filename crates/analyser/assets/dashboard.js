@@ -1,6 +1,6 @@
 // Pulse dashboard: charts the chosen series (the metric that fired, with what was expected
-// and its normal band under it, and the incidents shaded), posts Approve / Dismiss
-// verdicts, and keeps the header current. The page itself is rendered by the analyser
+// and its normal band under it, and the incidents shaded), posts Approve / Dismiss /
+// Expected verdicts, and keeps the header current (silences and datasets: manage.js). The page itself is rendered by the analyser
 // (crates/analyser/src/routes/dashboard.rs); data is only ever put into the page as text,
 // never as markup (labels come from bots).
 "use strict";
@@ -233,9 +233,10 @@
     }
   }
 
-  /** Approve or Dismiss one incident, then show its new status in its row. */
-  async function decide(row, verdict) {
-    const buttons = row.querySelectorAll(".actions button");
+  /** Approve or Dismiss one incident (`body`: the verdict's details), then show its new
+   * status in its row. */
+  async function decide(row, verdict, body = {}) {
+    const buttons = row.querySelectorAll(".actions > button");
     buttons.forEach((b) => (b.disabled = true));
     const status = row.querySelector(".status");
     status.textContent = "saving…";
@@ -243,11 +244,11 @@
       const reply = await api(`/api/v1/anomalies/${row.dataset.anomalyId}/${verdict}`, {
         method: "POST",
         headers: { "content-type": "application/json" },
-        body: "{}",
+        body: JSON.stringify(body),
       });
       status.textContent = `${reply.data.status} by ${reply.data.decided_by}`;
       row.classList.add("decided", reply.data.status);
-      row.querySelector(".actions").replaceChildren();
+      row.querySelectorAll(".actions > button").forEach((b) => b.remove());
     } catch (error) {
       status.textContent = `not saved: ${error.message}`;
       buttons.forEach((b) => (b.disabled = false));
@@ -260,6 +261,7 @@
     if (!row) return;
     if (button.classList.contains("approve")) decide(row, "approve");
     else if (button.classList.contains("dismiss")) decide(row, "dismiss");
+    else if (button.classList.contains("expected")) decide(row, "dismiss", { reason: "expected" });
     else if (button.classList.contains("show")) {
       const wanted = seriesOf(row);
       for (const option of $("#series").options) {

@@ -22,6 +22,16 @@ pub struct Settings {
     pub datasets: Vec<DatasetSettings>,
     pub notify: NotifySettings,
     pub reports: ReportSettings,
+    pub feedback: FeedbackSettings,
+}
+
+/// What analysts' verdicts teach.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FeedbackSettings {
+    /// How long a dismissal as expected teaches its series, from the anomaly's start.
+    #[serde(with = "humantime_serde")]
+    pub feedback_ttl: Duration,
 }
 
 /// Scheduled reports: each dataset's report computed and kept.
@@ -158,7 +168,7 @@ pub struct NotifySettings {
 }
 
 /// Which detector judges a dataset's count series.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Method {
     ThreeSigma,
@@ -176,8 +186,9 @@ impl Method {
     }
 }
 
-/// One dataset of the product brief: which series, at which step, judged how.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// One dataset of the product brief: which series, at which step, judged how. Durations
+/// are humantime text (`"90s"`, `"1m"`, `"7days"`).
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DatasetSettings {
     pub name: String,
@@ -188,9 +199,11 @@ pub struct DatasetSettings {
     #[serde(default)]
     pub entities: Vec<i64>,
     #[serde(default = "defaults::time_step", with = "humantime_serde")]
+    #[schema(value_type = String, example = "1m")]
     pub time_step: Duration,
     /// The trailing window the baseline is learnt from; default 30 × `time_step`.
     #[serde(default, with = "humantime_serde")]
+    #[schema(value_type = Option<String>, example = "30m")]
     pub time_ago: Option<Duration>,
     #[serde(default = "defaults::method")]
     pub method: Method,
@@ -213,12 +226,15 @@ pub struct DatasetSettings {
     pub auto_alarm_rate: f64,
     /// With no new rows for this long, the dataset's clock follows wall time.
     #[serde(default = "defaults::idle_after", with = "humantime_serde")]
+    #[schema(value_type = String, example = "30s")]
     pub idle_after: Duration,
     /// A step is judged once the clock passes its end plus this.
     #[serde(default = "defaults::allowed_lateness", with = "humantime_serde")]
+    #[schema(value_type = String, example = "10s")]
     pub allowed_lateness: Duration,
     /// A series with no events for this long is forgotten.
     #[serde(default = "defaults::series_ttl", with = "humantime_serde")]
+    #[schema(value_type = String, example = "7days")]
     pub series_ttl: Duration,
 }
 
@@ -330,6 +346,9 @@ digest = false
 [reports]
 report_every = "1h"
 report_retention = "90d"
+
+[feedback]
+feedback_ttl = "14d"
 "#;
 
 impl Settings {
@@ -359,6 +378,9 @@ impl Settings {
         if self.reports.report_retention < self.reports.report_every {
             return Err("reports.report_retention must be at least reports.report_every".into());
         }
+        if self.feedback.feedback_ttl < Duration::from_secs(1) {
+            return Err("feedback.feedback_ttl must be at least 1s".into());
+        }
         if self.gatherer.poll_interval.is_zero() {
             return Err("gatherer.poll_interval must be positive".into());
         }
@@ -387,45 +409,10 @@ impl Settings {
         }
         let mut names = std::collections::HashSet::new();
         for d in &self.datasets {
-            let at = format!("dataset {:?}", d.name);
-            if d.name.is_empty() || d.name.len() > 64 || !names.insert(d.name.as_str()) {
-                return Err(format!("{at}: names must be unique, 1 to 64 characters"));
-            }
-            if d.time_step.as_secs() == 0 || d.time_step.subsec_nanos() != 0 {
-                return Err(format!("{at}: time_step must be a whole number of seconds"));
-            }
-            let steps = d.time_ago().as_secs() / d.time_step.as_secs();
-            if d.time_ago().as_secs() % d.time_step.as_secs() != 0 || !(2..=10_000).contains(&steps)
-            {
-                return Err(format!(
-                    "{at}: time_ago must be 2 to 10000 whole time_steps"
-                ));
-            }
-            if !(d.warning_multiplier > 0.0 && d.alarm_multiplier >= d.warning_multiplier) {
-                return Err(format!(
-                    "{at}: need 0 < warning_multiplier <= alarm_multiplier"
-                ));
-            }
-            let rates = [d.auto_warning_rate, d.auto_alarm_rate];
-            if !rates.iter().all(|r| *r > 0.0 && *r < 0.5)
-                || d.auto_alarm_rate > d.auto_warning_rate
-            {
-                return Err(format!(
-                    "{at}: need 0 < auto_alarm_rate <= auto_warning_rate < 0.5"
-                ));
-            }
-            if !(d.level_min_change >= 0.0 && d.level_min_change <= 10.0) {
-                return Err(format!("{at}: level_min_change must be between 0 and 10"));
-            }
-            if let Some(label) = d
-                .levels
-                .iter()
-                .find(|l| !d.labels.is_empty() && !d.labels.contains(l))
-            {
-                return Err(format!("{at}: level label {label:?} is not in labels"));
-            }
-            if d.min_count_per_step < 0.0 {
-                return Err(format!("{at}: min_count_per_step must not be negative"));
+            d.check()
+                .map_err(|e| format!("dataset {:?}: {e}", d.name))?;
+            if !names.insert(d.name.as_str()) {
+                return Err(format!("dataset {:?}: names must be unique", d.name));
             }
         }
         Ok(())
@@ -446,6 +433,36 @@ mod tests {
         assert_eq!(all.time_step, Duration::from_secs(60));
         assert_eq!(all.window_steps(), 30);
         assert_eq!(all.method, Method::Auto);
+        assert_eq!(
+            settings.feedback.feedback_ttl,
+            Duration::from_secs(14 * 86_400)
+        );
+    }
+
+    #[test]
+    fn feedback_ttl_is_a_duration_of_at_least_a_second() {
+        let dir = std::env::temp_dir().join(format!("analyser-feedback-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("analyser.toml");
+        std::fs::write(&file, "[feedback]\nfeedback_ttl = \"36h\"\n").unwrap();
+        let settings = Settings::load(Some(&file), None).unwrap();
+        assert_eq!(
+            settings.feedback.feedback_ttl,
+            Duration::from_secs(36 * 3600)
+        );
+        for (toml, error) in [
+            (
+                "feedback_ttl = \"0s\"",
+                "feedback.feedback_ttl must be at least 1s",
+            ),
+            ("feedback_ttl = \"a fortnight\"", "feedback_ttl"),
+            ("ttl = \"14d\"", "ttl"),
+        ] {
+            std::fs::write(&file, format!("[feedback]\n{toml}\n")).unwrap();
+            let refused = Settings::load(Some(&file), None).unwrap_err().to_string();
+            assert!(refused.contains(error), "{toml}: {refused}");
+        }
+        std::fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]

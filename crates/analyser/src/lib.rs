@@ -4,6 +4,7 @@
 pub mod auth;
 pub mod clock;
 pub mod configuration;
+pub mod datasets;
 pub mod expected;
 pub mod gatherer_client;
 pub mod judge;
@@ -19,3 +20,4 @@ pub mod state;
 pub mod step_blocks;
 pub mod store;
 mod writes;
+pub mod teachings;

@@ -18,6 +18,7 @@ use secrecy::{ExposeSecret, SecretString};
 use sqlx::MySqlPool;
 use tokio::sync::Notify;
 
+use crate::datasets::Datasets;
 use crate::present::{change, number, slack_code, slack_escape};
 use crate::reports::{self, Digest};
 use crate::store;
@@ -32,7 +33,7 @@ pub struct Notifier {
     webhook_url: SecretString,
     wake: Arc<Notify>,
     /// With the daily digest on: the datasets, and this replica's shard.
-    digests: Option<(Vec<String>, String)>,
+    digests: Option<(Datasets, String)>,
 }
 
 impl Notifier {
@@ -54,7 +55,7 @@ impl Notifier {
     }
 
     /// Also posts each dataset's daily digest.
-    pub fn with_digests(mut self, datasets: Vec<String>, shard_key: String) -> Self {
+    pub fn with_digests(mut self, datasets: Datasets, shard_key: String) -> Self {
         self.digests = Some((datasets, shard_key));
         self
     }
@@ -79,8 +80,8 @@ impl Notifier {
         let Some((datasets, shard_key)) = &self.digests else {
             return Ok(());
         };
-        for dataset in datasets {
-            if let Some(digest) = reports::digest_due(&self.pool, dataset, shard_key).await? {
+        for dataset in datasets.list().iter() {
+            if let Some(digest) = reports::digest_due(&self.pool, &dataset.name, shard_key).await? {
                 self.post_json(&digest_message(&digest)).await?;
                 reports::digest_sent(&self.pool, &digest).await?;
             }

@@ -26,13 +26,15 @@ use chrono::{DateTime, Utc};
 use detect::level::StepTotals;
 use sqlx::{Acquire, MySqlPool};
 
-use crate::configuration::{DatasetSettings, ShardSettings};
+use crate::configuration::ShardSettings;
+use crate::datasets::Datasets;
 use crate::gatherer_client::{ClientError, GathererClient};
 use crate::judge::{Change, DatasetModel, Severity};
 use crate::silences;
 use crate::step_blocks;
 use crate::store::{self, ExactTotals};
 use crate::writes::{save_snapshot, Unflushed};
+use crate::teachings;
 
 /// Steps of stored history replayed into the detectors on start, in baseline windows.
 const REPLAY_WINDOWS: i64 = 4;
@@ -86,7 +88,8 @@ pub struct Engine {
     client: GathererClient,
     shard: ShardSettings,
     page_size: u32,
-    datasets: Vec<DatasetSettings>,
+    /// Refreshed from the database at every rebuild (a dataset change forces one).
+    datasets: Datasets,
     models: Vec<DatasetModel>,
     cursor: u64,
     /// The shard's generation as this process last read or committed it.
@@ -103,7 +106,7 @@ impl Engine {
         client: GathererClient,
         shard: ShardSettings,
         page_size: u32,
-        datasets: Vec<DatasetSettings>,
+        datasets: Datasets,
     ) -> Self {
         Engine {
             pool,
@@ -315,7 +318,8 @@ impl Engine {
                 let changes = model.judge_step(step);
                 outcome.judged_steps += 1;
                 for change in &changes {
-                    let id = store::apply_change(&mut *conn, &model.name, change, now).await?;
+                    let recorded =
+                        teachings::apply_change(&mut *conn, &model.name, change, now).await?;
                     if let (
                         Some(id),
                         Change::Open {
@@ -323,7 +327,7 @@ impl Engine {
                             entity_id,
                             incident,
                         },
-                    ) = (id, change)
+                    ) = (recorded.id, change)
                     {
                         model.assign_id(label, *entity_id, id);
                         silences::mark_if_silenced(
@@ -336,7 +340,7 @@ impl Engine {
                         )
                         .await?;
                         outcome.new_anomalies += 1;
-                        match incident.severity() {
+                        match recorded.severity.unwrap_or(incident.severity()) {
                             Severity::Warning => outcome.new_warnings += 1,
                             Severity::Alarm => outcome.new_alarms += 1,
                         }
@@ -380,8 +384,10 @@ impl Engine {
     /// still grow.
     async fn rebuild(&mut self, shard_key: &str) -> Result<(), sqlx::Error> {
         (self.cursor, self.generation) = store::claim_cursor(&self.pool, shard_key).await?;
-        let mut models = Vec::with_capacity(self.datasets.len());
-        for settings in &self.datasets {
+        let datasets = crate::datasets::load(&self.pool).await?;
+        self.datasets.replace(datasets.clone());
+        let mut models = Vec::with_capacity(datasets.len());
+        for settings in &datasets {
             let clock = store::load_clock(&self.pool, &settings.name, shard_key).await?;
             let mut model = DatasetModel::new(settings, clock);
             if let Some(judged_until) = clock.judged_until {

@@ -10,6 +10,7 @@ use serde::Serialize;
 use sqlx::MySqlPool;
 
 use crate::configuration::{DatasetSettings, ReportSettings};
+use crate::datasets::Datasets;
 use crate::store::{self, AnomalyFilter};
 
 /// A dataset's check over its last `time_ago`, as this shard's clock has judged it.
@@ -209,15 +210,10 @@ pub async fn round(
 }
 
 /// Computes and stores reports on schedule until aborted; a failed round is retried.
-pub async fn run(
-    pool: MySqlPool,
-    datasets: Vec<DatasetSettings>,
-    shard_key: String,
-    settings: ReportSettings,
-) {
+pub async fn run(pool: MySqlPool, datasets: Datasets, shard_key: String, settings: ReportSettings) {
     let tick = settings.report_every.min(Duration::from_secs(60));
     loop {
-        if let Err(error) = round(&pool, &datasets, &shard_key, &settings).await {
+        if let Err(error) = round(&pool, &datasets.list(), &shard_key, &settings).await {
             tracing::warn!(%error, "storing reports failed; will retry");
         }
         tokio::time::sleep(tick).await;

@@ -16,6 +16,7 @@ use secrecy::ExposeSecret;
 
 use crate::auth::Users;
 use crate::configuration::{ReportSettings, Settings};
+use crate::datasets::Datasets;
 use crate::gatherer_client::GathererClient;
 use crate::notify::Notifier;
 use crate::pull::{Engine, PullError};
@@ -64,23 +65,28 @@ pub async fn build_state(settings: &Settings, insecure_no_auth: bool) -> anyhow:
         sqlx::migrate!("../../migrations/analyser"),
     )
     .await?;
+    if crate::datasets::seed(&pool, &settings.datasets).await? {
+        tracing::info!("datasets seeded from the config file; from now on the database holds them");
+    }
+    let datasets = Datasets::new(crate::datasets::load(&pool).await?);
     let client = GathererClient::new(&settings.gatherer)?;
     let engine = Engine::new(
         pool.clone(),
         client,
         settings.shard,
         settings.gatherer.page_size,
-        settings.datasets.clone(),
+        datasets.clone(),
     );
     Ok(AppState {
         pool,
         engine: tokio::sync::Mutex::new(engine),
         status: Mutex::new(PullStatus::default()),
         users,
-        datasets: settings.datasets.clone(),
+        datasets,
         shard: settings.shard,
         notify: Arc::default(),
         state_cache: Default::default(),
+        feedback_ttl: settings.feedback.feedback_ttl,
     })
 }
 
@@ -96,8 +102,7 @@ impl Application {
                 state.notify.clone(),
             )?;
             Some(if settings.notify.digest {
-                let names = state.datasets.iter().map(|d| d.name.clone()).collect();
-                notifier.with_digests(names, state.shard.key())
+                notifier.with_digests(state.datasets.clone(), state.shard.key())
             } else {
                 notifier
             })
@@ -139,6 +144,12 @@ impl Application {
                 .service(routes::silences::list)
                 .service(routes::silences::create)
                 .service(routes::silences::end)
+                .service(routes::datasets::me)
+                .service(routes::datasets::list)
+                .service(routes::datasets::create)
+                .service(routes::datasets::one)
+                .service(routes::datasets::replace)
+                .service(routes::datasets::delete)
                 .service(routes::dashboard::dashboard)
                 .service(routes::assets::asset)
                 .default_service(web::to(service::routes::no_route))

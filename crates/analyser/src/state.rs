@@ -12,6 +12,7 @@ use tokio::sync::Notify;
 
 use crate::auth::Users;
 use crate::configuration::{DatasetSettings, ShardSettings};
+use crate::datasets::Datasets;
 use crate::pull::{Engine, PullError, PullOutcome};
 
 /// Where the analyser stands, for `/api/v1/state`'s `meta` and readiness.
@@ -31,11 +32,14 @@ pub struct AppState {
     pub status: Mutex<PullStatus>,
     /// `None` when started with `--insecure-no-auth`.
     pub users: Option<Users>,
-    pub datasets: Vec<DatasetSettings>,
+    /// The datasets in force (the database's, refreshed at each rebuild and change).
+    pub datasets: Datasets,
     pub shard: ShardSettings,
     pub notify: Arc<Notify>,
     /// Answers of `/api/v1/state` by query, see [`StateCache`].
     pub state_cache: StateCache,
+    /// How long a dismissal as expected teaches its series (`[feedback] feedback_ttl`).
+    pub feedback_ttl: Duration,
 }
 
 /// Recent answers of `/api/v1/state`, as JSON, by query.
@@ -140,7 +144,7 @@ impl AppState {
             .clone()
     }
 
-    pub fn dataset(&self, name: &str) -> Option<&DatasetSettings> {
-        self.datasets.iter().find(|d| d.name == name)
+    pub fn dataset(&self, name: &str) -> Option<DatasetSettings> {
+        self.datasets.get(name)
     }
 }

@@ -142,6 +142,41 @@ pub async fn load_since(
     totals_of(blocks, since, i64::MAX)
 }
 
+/// Sums a dataset's stored totals into steps of `step` seconds (a multiple of the old
+/// step, so each old step falls wholly in one new one) and writes them back as new blocks;
+/// returns how many distinct new steps hold history.
+pub async fn regroup(
+    conn: &mut MySqlConnection,
+    dataset: &str,
+    step: i64,
+) -> Result<u64, sqlx::Error> {
+    let blocks: Vec<BlockRecord> = sqlx::query_as(
+        "SELECT event_label, entity_id, block_start, steps FROM step_blocks WHERE dataset = ?",
+    )
+    .bind(dataset)
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut regrouped: BTreeMap<(Arc<str>, i64, i64), ExactTotals> = BTreeMap::new();
+    for stored in totals_of(blocks, i64::MIN, i64::MAX)? {
+        let new_step = stored.step_start.div_euclid(step) * step;
+        regrouped
+            .entry((stored.label.into(), stored.entity_id, new_step))
+            .and_modify(|sum| sum.merge(&stored.totals))
+            .or_insert(stored.totals);
+    }
+    let steps: std::collections::BTreeSet<i64> = regrouped.keys().map(|k| k.2).collect();
+    sqlx::query("DELETE FROM step_blocks WHERE dataset = ?")
+        .bind(dataset)
+        .execute(&mut *conn)
+        .await?;
+    let totals: Vec<NewTotals> = regrouped
+        .into_iter()
+        .map(|((label, entity_id, step_start), t)| (label, entity_id, step_start, t))
+        .collect();
+    append(conn, dataset, &totals).await?;
+    Ok(steps.len() as u64)
+}
+
 /// One series' step totals between two step starts, for charts.
 pub async fn series_totals(
     pool: &MySqlPool,

@@ -443,12 +443,14 @@ struct AnomalyRecord {
     decided_at: Option<NaiveDateTime>,
     comment: Option<String>,
     silenced_by: Option<u64>,
+    reason: Option<String>,
+    taught_by: Option<u64>,
 }
 
 const ANOMALY_COLUMNS: &str =
     "id, dataset, event_label, entity_id, metric, severity, method, period_start, period_end, \
      observed, expected, deviation, signals, state, resolved_at, status, detected_at, decided_by, \
-     decided_at, comment, silenced_by";
+     decided_at, comment, silenced_by, reason, taught_by";
 
 fn anomaly(r: AnomalyRecord) -> protocol::Anomaly {
     protocol::Anomaly {
@@ -477,6 +479,10 @@ fn anomaly(r: AnomalyRecord) -> protocol::Anomaly {
         decided_at: r.decided_at.map(|d| d.and_utc()),
         comment: r.comment,
         silenced_by: r.silenced_by,
+        reason: r.reason.as_deref().and_then(|reason| {
+            serde_json::from_value(serde_json::Value::String(reason.to_owned())).ok()
+        }),
+        taught_by: r.taught_by,
     }
 }
 
@@ -536,32 +542,47 @@ pub async fn anomaly_by_id(
     Ok(record.map(anomaly))
 }
 
-/// Records an analyst's verdict; `None` when there is no such anomaly.
+/// Records an analyst's verdict, in the caller's transaction; false when there is no
+/// such anomaly.
 pub async fn decide(
-    pool: &MySqlPool,
+    conn: &mut MySqlConnection,
     id: u64,
     status: &str,
+    reason: Option<protocol::VerdictReason>,
     user: &str,
     comment: Option<&str>,
-) -> Result<Option<protocol::Anomaly>, sqlx::Error> {
-    sqlx::query("UPDATE anomalies SET status = ?, decided_by = ?, decided_at = NOW(3), comment = ? WHERE id = ?")
-        .bind(status)
-        .bind(user)
-        .bind(comment)
-        .bind(id)
-        .execute(pool)
-        .await?;
-    anomaly_by_id(pool, id).await
+) -> Result<bool, sqlx::Error> {
+    let exists: Option<u64> =
+        sqlx::query_scalar("SELECT id FROM anomalies WHERE id = ? FOR UPDATE")
+            .bind(id)
+            .fetch_optional(&mut *conn)
+            .await?;
+    if exists.is_none() {
+        return Ok(false);
+    }
+    sqlx::query(
+        "UPDATE anomalies SET status = ?, reason = ?, decided_by = ?, decided_at = NOW(3), \
+         comment = ? WHERE id = ?",
+    )
+    .bind(status)
+    .bind(reason.map(protocol::VerdictReason::as_str))
+    .bind(user)
+    .bind(comment)
+    .bind(id)
+    .execute(conn)
+    .await?;
+    Ok(true)
 }
 
 /// Alarms not yet posted to the webhook (oldest first), and resolved alarms whose
-/// resolution has not been posted; never one found inside a silence.
+/// resolution has not been posted; never one found inside a silence or capped by a
+/// teaching.
 pub async fn alarms_to_notify(
     pool: &MySqlPool,
     limit: u32,
 ) -> Result<Vec<protocol::Anomaly>, sqlx::Error> {
     let records: Vec<AnomalyRecord> = sqlx::query_as(&format!(
-        "SELECT {ANOMALY_COLUMNS} FROM anomalies WHERE severity = 'alarm' AND silenced_by IS NULL \
+        "SELECT {ANOMALY_COLUMNS} FROM anomalies WHERE severity = 'alarm' AND silenced_by IS NULL AND taught_by IS NULL \
          AND ((notified_at IS NULL AND status = 'open') \
            OR (notified_at IS NOT NULL AND state = 'resolved' AND resolved_notified_at IS NULL)) \
          ORDER BY id LIMIT ?"

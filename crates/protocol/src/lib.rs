@@ -209,6 +209,14 @@ pub struct Anomaly {
     /// the webhook, counted apart in reports.
     #[serde(default)]
     pub silenced_by: Option<u64>,
+    /// Why the verdict was given, when the analyst said: `expected` (dismissed) or `real`
+    /// (approved).
+    #[serde(default)]
+    pub reason: Option<VerdictReason>,
+    /// The anomaly dismissed as expected whose teaching capped this one at a warning (same
+    /// signal and direction, at most about 1.5 times its deviation): never notified.
+    #[serde(default)]
+    pub taught_by: Option<u64>,
 }
 
 /// `meta` of `/api/v1/state`: where the analyser stands.
@@ -280,12 +288,37 @@ pub struct SeriesReply {
     pub points: Vec<SeriesPoint>,
 }
 
-/// Body of approve / dismiss.
+/// Why an analyst approves or dismisses an anomaly.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum VerdictReason {
+    /// Only with `dismiss`: the series does this (a nightly batch job, a sale). It teaches
+    /// the series for `feedback_ttl`: a later anomaly of the same signal and direction, at
+    /// most about 1.5 times the deviation dismissed, is a warning at most and not notified.
+    Expected,
+    /// Only with `approve`: a real anomaly, kept out of what the series learns as normal.
+    Real,
+}
+
+impl VerdictReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            VerdictReason::Expected => "expected",
+            VerdictReason::Real => "real",
+        }
+    }
+}
+
+/// Body of approve / dismiss: an optional comment and an optional reason (`real` for an
+/// approval, `expected` for a dismissal).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Verdict {
     #[serde(default)]
     pub comment: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<VerdictReason>,
 }
 
 /// One outlier of a report, in the product brief's shape.
@@ -352,6 +385,19 @@ mod tests {
             back.contains(r#""event_date":"2026-11-23T10:00:02Z""#),
             "{back}"
         );
+    }
+
+    #[test]
+    fn a_verdicts_reason_is_spelt_in_snake_case_and_unknown_ones_are_refused() {
+        let verdict: Verdict = serde_json::from_str(r#"{"reason":"expected"}"#).unwrap();
+        assert_eq!(verdict.reason, Some(VerdictReason::Expected));
+        assert_eq!(
+            serde_json::to_string(&VerdictReason::Real).unwrap(),
+            r#""real""#
+        );
+        let plain: Verdict = serde_json::from_str(r#"{"comment":"ok"}"#).unwrap();
+        assert_eq!(plain.reason, None);
+        assert!(serde_json::from_str::<Verdict>(r#"{"reason":"boring"}"#).is_err());
     }
 
     #[test]

@@ -211,16 +211,16 @@ async fn drop_database(server: String, name: String) -> Result<(), BoxError> {
 async fn drop_on(conn: &mut MySqlConnection, name: &str) -> Result<(), BoxError> {
     // CAST: the column is BIGINT on MariaDB and BIGINT UNSIGNED on MySQL; a type that
     // fits only one of them made every drop with a live session fail.
-    let sessions: Vec<i64> = sqlx::query_scalar(
-        "SELECT CAST(id AS SIGNED) FROM information_schema.processlist WHERE db = ? AND id <> CONNECTION_ID()",
+    let sessions: Vec<i64> = sqlx::query_scalar!(
+        r#"SELECT CAST(id AS SIGNED) AS "id!" FROM information_schema.processlist WHERE db = ? AND id <> CONNECTION_ID()"#,
+        name,
     )
-    .bind(name)
     .fetch_all(&mut *conn)
     .await?;
     for id in sessions {
         let _ = sqlx::query(&format!("KILL {id}")).execute(&mut *conn).await;
     }
-    sqlx::query("SET SESSION lock_wait_timeout = 10")
+    sqlx::query!("SET SESSION lock_wait_timeout = 10")
         .execute(&mut *conn)
         .await?;
     sqlx::query(&format!("DROP DATABASE IF EXISTS `{name}`"))
@@ -237,10 +237,10 @@ pub async fn drop_test_database(name: &str) -> Result<(), BoxError> {
 /// Whether a database of that name is on the server.
 pub async fn database_exists(name: &str) -> Result<bool, BoxError> {
     let mut conn = connect_to_server().await?;
-    let found: Option<String> = sqlx::query_scalar(
-        "SELECT CAST(schema_name AS CHAR) FROM information_schema.schemata WHERE schema_name = ?",
+    let found: Option<String> = sqlx::query_scalar!(
+        r#"SELECT CAST(schema_name AS CHAR) AS "name!" FROM information_schema.schemata WHERE schema_name = ?"#,
+        name,
     )
-    .bind(name)
     .fetch_optional(&mut conn)
     .await?;
     let _ = conn.close().await;
@@ -249,8 +249,8 @@ pub async fn database_exists(name: &str) -> Result<bool, BoxError> {
 
 /// The test databases on the server (every run's, this one's included).
 pub async fn test_databases(conn: &mut MySqlConnection) -> Result<Vec<String>, sqlx::Error> {
-    sqlx::query_scalar(
-        "SELECT CAST(schema_name AS CHAR) FROM information_schema.schemata WHERE schema_name LIKE 'pulse\\_test%'",
+    sqlx::query_scalar!(
+        r#"SELECT CAST(schema_name AS CHAR) AS "name!" FROM information_schema.schemata WHERE schema_name LIKE 'pulse\_test%'"#,
     )
     .fetch_all(conn)
     .await
@@ -273,10 +273,10 @@ pub async fn databases_of_run(run: &str) -> Result<Vec<String>, BoxError> {
 pub async fn sweep_stale_databases(now: u64) -> Result<Vec<String>, BoxError> {
     let mut conn = connect_to_server().await?;
     let names = test_databases(&mut conn).await?;
-    let unnamed_ages: Vec<(String, i64)> = sqlx::query_as(
-        "SELECT CAST(table_schema AS CHAR), TIMESTAMPDIFF(SECOND, MIN(create_time), NOW()) \
-         FROM information_schema.tables WHERE table_schema LIKE 'pulse\\_test%' \
-         GROUP BY table_schema",
+    let unnamed_ages = sqlx::query!(
+        r#"SELECT CAST(table_schema AS CHAR) AS "schema!", TIMESTAMPDIFF(SECOND, MIN(create_time), NOW()) AS "age_seconds!: i64"
+         FROM information_schema.tables WHERE table_schema LIKE 'pulse\_test%'
+         GROUP BY table_schema"#,
     )
     .fetch_all(&mut conn)
     .await?;
@@ -287,7 +287,7 @@ pub async fn sweep_stale_databases(now: u64) -> Result<Vec<String>, BoxError> {
             Some((_, created)) => now.saturating_sub(created) > stale_after,
             None => unnamed_ages
                 .iter()
-                .any(|(schema, age)| *schema == name && *age > stale_after as i64),
+                .any(|row| row.schema == name && row.age_seconds > stale_after as i64),
         };
         if stale {
             drop_on(&mut conn, &name).await?;

@@ -10,6 +10,7 @@
 
 mod incident;
 mod series;
+pub mod teaching;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
@@ -50,6 +51,20 @@ impl Metric {
             Metric::Max => "max",
             Metric::Population => "population",
         }
+    }
+
+    /// The metric of a stored signal (`as_str`'s spelling).
+    pub fn parse(text: &str) -> Option<Metric> {
+        [
+            Metric::Count,
+            Metric::Events,
+            Metric::Avg,
+            Metric::Min,
+            Metric::Max,
+            Metric::Population,
+        ]
+        .into_iter()
+        .find(|m| m.as_str() == text)
     }
 }
 

@@ -35,6 +35,12 @@ pub const DASHBOARD_JS: Asset = Asset {
     body: include_str!("../../assets/dashboard.js"),
 };
 
+pub const MANAGE_JS: Asset = Asset {
+    name: "manage.js",
+    content_type: "text/javascript; charset=utf-8",
+    body: include_str!("../../assets/manage.js"),
+};
+
 pub const DASHBOARD_CSS: Asset = Asset {
     name: "dashboard.css",
     content_type: "text/css; charset=utf-8",
@@ -50,7 +56,13 @@ impl std::fmt::Debug for Asset {
     }
 }
 
-const ALL: [&Asset; 4] = [&UPLOT_JS, &UPLOT_CSS, &DASHBOARD_JS, &DASHBOARD_CSS];
+const ALL: [&Asset; 5] = [
+    &UPLOT_JS,
+    &UPLOT_CSS,
+    &DASHBOARD_JS,
+    &MANAGE_JS,
+    &DASHBOARD_CSS,
+];
 
 impl Asset {
     /// The URL the page links to: it changes whenever the content does.

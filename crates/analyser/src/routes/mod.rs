@@ -4,6 +4,7 @@
 pub mod anomalies;
 pub mod assets;
 pub mod dashboard;
+pub mod datasets;
 pub mod health;
 pub mod openapi;
 pub mod pull;
@@ -249,15 +250,16 @@ pub fn parse_time(parameter: &'static str, text: &str) -> Result<DateTime<Utc>, 
 }
 
 /// The dataset a request names, or the only one when it names none.
-pub fn pick_dataset<'a>(
-    state: &'a AppState,
+pub fn pick_dataset(
+    state: &AppState,
     name: Option<&str>,
-) -> Result<&'a crate::configuration::DatasetSettings, ApiError> {
+) -> Result<crate::configuration::DatasetSettings, ApiError> {
+    let datasets = state.datasets.list();
     match name {
         Some(name) => state
             .dataset(name)
             .ok_or_else(|| ApiError::NotFound(format!("no dataset named {name:?}"))),
-        None if state.datasets.len() == 1 => Ok(&state.datasets[0]),
+        None if datasets.len() == 1 => Ok(datasets[0].clone()),
         None => Err(ApiError::bad(
             "dataset",
             "required: this analyser has several datasets",

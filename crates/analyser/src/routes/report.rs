@@ -27,6 +27,6 @@ pub async fn report(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let dataset = pick_dataset(&state, params.dataset.as_deref())?;
-    let report = reports::compute(&state.pool, dataset, &state.shard.key()).await?;
+    let report = reports::compute(&state.pool, &dataset, &state.shard.key()).await?;
     Ok(HttpResponse::Ok().json(report))
 }

@@ -78,7 +78,7 @@ pub async fn series(
         return Err(ApiError::bad("from", "from is after to"));
     }
     let step = dataset.step_seconds();
-    let judging = Params::from_settings(dataset);
+    let judging = Params::from_settings(&dataset);
     let metric = chart_metric(&judging, &label, params.metric.as_deref())?;
     let from_step = from.timestamp().div_euclid(step) * step;
     let warm_from = from_step - WARM_UP_WINDOWS * judging.window_steps as i64 * step;

@@ -341,8 +341,13 @@ async fn the_openapi_document_is_public_and_describes_every_route() {
     let document: Value = response.json().await.unwrap();
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/routes");
     let mut routes = 0;
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let text = std::fs::read_to_string(entry.unwrap().path()).unwrap();
+    let mut files = vec![dir];
+    while let Some(path) = files.pop() {
+        if path.is_dir() {
+            files.extend(std::fs::read_dir(path).unwrap().map(|e| e.unwrap().path()));
+            continue;
+        }
+        let text = std::fs::read_to_string(path).unwrap();
         for line in text.lines() {
             for method in ["get", "post", "put", "delete"] {
                 if let Some(rest) = line.trim().strip_prefix(&format!("#[{method}(\"")) {
@@ -362,6 +367,27 @@ async fn the_openapi_document_is_public_and_describes_every_route() {
         "basic"
     );
     assert!(document["components"]["schemas"]["Anomaly"].is_object());
+    // A verdict's reason is documented, with its two values and where it goes.
+    let schemas = &document["components"]["schemas"];
+    assert_eq!(
+        schemas["VerdictReason"]["enum"],
+        serde_json::json!(["expected", "real"]),
+        "{:#}",
+        schemas["VerdictReason"]
+    );
+    assert!(schemas["Verdict"]["properties"]["reason"].is_object());
+    assert!(schemas["Anomaly"]["properties"]["taught_by"].is_object());
+    let dismiss = &document["paths"]["/api/v1/anomalies/{id}/dismiss"]["post"];
+    assert_eq!(
+        dismiss["requestBody"]["content"]["application/json"]["example"]["reason"], "expected",
+        "{dismiss:#}"
+    );
+    assert!(
+        dismiss["description"]
+            .as_str()
+            .is_some_and(|d| d.contains("`\"reason\": \"expected\"`") && d.contains("1.5")),
+        "{dismiss:#}"
+    );
     // Each authenticated operation names its role, and what is refused below it.
     let approve = &document["paths"]["/api/v1/anomalies/{id}/approve"]["post"];
     assert_eq!(approve["x-required-role"], "analyst");
@@ -374,6 +400,16 @@ async fn the_openapi_document_is_public_and_describes_every_route() {
         "viewer"
     );
     assert!(document["paths"]["/health/live"]["get"]["x-required-role"].is_null());
+    let datasets = &document["paths"]["/api/v1/datasets/{name}"];
+    assert_eq!(datasets["get"]["x-required-role"], "viewer");
+    for method in ["put", "delete"] {
+        assert_eq!(datasets[method]["x-required-role"], "admin", "{method}");
+    }
+    assert_eq!(
+        document["paths"]["/api/v1/datasets"]["post"]["x-required-role"],
+        "admin"
+    );
+    assert!(document["components"]["schemas"]["DatasetSettings"].is_object());
 }
 
 #[tokio::test]

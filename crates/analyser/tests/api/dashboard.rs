@@ -11,7 +11,7 @@ use std::time::Duration;
 use analyser::configuration::Method;
 use serde_json::Value;
 
-use crate::helpers::{shop, Analyser, Gatherer, PASSWORD, USER};
+use crate::helpers::{shop, Analyser, Gatherer, PASSWORD, USER, VIEWER};
 use crate::scenarios::{traffic, ANOMALY_AT, HISTORY};
 
 /// Where the e2e script and its `node_modules` live.
@@ -72,7 +72,7 @@ async fn the_dashboard_and_its_assets_are_behind_basic_auth_and_the_assets_cache
         .split(['"', '\''])
         .filter(|part| part.starts_with("/assets/"))
         .collect();
-    assert_eq!(links.len(), 4, "{html}");
+    assert_eq!(links.len(), 5, "{html}");
     for link in links {
         assert_eq!(
             analyser
@@ -157,7 +157,7 @@ fn greyish(color: &Value) -> bool {
 }
 
 #[tokio::test]
-async fn an_analyst_sees_what_fired_against_its_normal_band_and_approves_it_in_the_browser() {
+async fn an_analyst_decides_silences_and_tunes_a_dataset_in_the_browser_and_a_viewer_only_reads() {
     assert_browser_tools_installed();
     let (_gatherer, analyser) = flood_and_typo().await;
     let firing = analyser
@@ -179,6 +179,8 @@ async fn an_analyst_sees_what_fired_against_its_normal_band_and_approves_it_in_t
         "dashboard-flood.png",
         "dashboard-level.png",
         "dashboard-phone.png",
+        "dashboard-manage.png",
+        "dashboard-viewer.png",
     ];
     for shot in shots {
         let _ = std::fs::remove_file(artefacts.join(shot));
@@ -192,6 +194,7 @@ async fn an_analyst_sees_what_fired_against_its_normal_band_and_approves_it_in_t
         .arg(flood_id.to_string())
         .arg(typo_id.to_string())
         .arg(&artefacts)
+        .arg(VIEWER)
         .env("CHROMIUM", chromium())
         .kill_on_drop(true);
     let output = tokio::time::timeout(Duration::from_secs(120), node.output())
@@ -276,6 +279,70 @@ async fn an_analyst_sees_what_fired_against_its_normal_band_and_approves_it_in_t
         .find(|a| a["id"] == flood_id)
         .unwrap_or_else(|| panic!("incident {flood_id} not approved: {approved:#}"));
     assert_eq!(decided["decided_by"], USER);
+
+    // "Silence this series for 1 day" from the typo's row: the silence is in the analyser.
+    assert!(
+        run["silenced"]
+            .as_str()
+            .unwrap()
+            .starts_with("silenced for 1d"),
+        "{run:#}"
+    );
+    assert!(
+        run["silenceListed"].as_str().unwrap().contains("active"),
+        "{run:#}"
+    );
+    let silences = analyser.get_json("/api/v1/silences").await;
+    let silence = &silences["data"][0];
+    assert_eq!(
+        (
+            &silence["dataset"],
+            &silence["label"],
+            &silence["entity_id"]
+        ),
+        (&"shop".into(), &"price".into(), &4.into()),
+        "{silences:#}"
+    );
+    assert_eq!(silence["created_by"], USER, "{silences:#}");
+    let span = |field: &str| {
+        chrono::DateTime::parse_from_rfc3339(silence[field].as_str().unwrap()).unwrap()
+    };
+    assert_eq!(
+        span("ends_at") - span("starts_at"),
+        chrono::Duration::days(1)
+    );
+
+    // "Expected" on the phone: the typo is dismissed as expected, by the browser's user, so
+    // the series is taught.
+    assert!(
+        run["expected"].as_str().unwrap().starts_with("dismissed"),
+        "{run:#}"
+    );
+    let dismissed = analyser.state("status=dismissed").await;
+    let typo = dismissed["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["id"] == typo_id)
+        .unwrap_or_else(|| panic!("incident {typo_id} not dismissed: {dismissed:#}"));
+    assert_eq!(typo["decided_by"], USER);
+    assert_eq!(typo["reason"], "expected", "{typo:#}");
+
+    // The datasets form saved the threshold, and the analyser holds it.
+    assert!(
+        run["datasetSaved"].as_str().unwrap().contains("next step"),
+        "{run:#}"
+    );
+    let shop = analyser.get_json("/api/v1/datasets/shop").await;
+    assert_eq!(shop["data"]["alarm_multiplier"], 4.0, "{shop:#}");
+    assert_eq!(shop["data"]["method"], "auto", "the rest is kept: {shop:#}");
+
+    // The viewer reads the incidents and silences, and is offered no button to change them.
+    let viewer = &run["viewerSees"];
+    assert_eq!(viewer["role"], "viewer", "{run:#}");
+    assert!(viewer["rows"].as_u64().unwrap() > 0, "{run:#}");
+    assert!(viewer["silences"].as_u64().unwrap() > 0, "{run:#}");
+    assert_eq!(viewer["buttons"], serde_json::json!([]), "{run:#}");
     for shot in shots {
         let path = artefacts.join(shot);
         assert!(

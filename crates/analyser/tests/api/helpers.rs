@@ -32,8 +32,20 @@ impl Gatherer {
         gatherer
     }
 
+    /// A gatherer that accepts backfill up to `max_event_age` old, for scenarios over days.
+    pub async fn start_accepting(max_event_age: Duration) -> Self {
+        let db = TestDb::new("pulse_test_g");
+        let mut gatherer = Self::launch(&db.url, max_event_age).await;
+        gatherer._db = Some(db);
+        gatherer
+    }
+
     /// Another replica on the database of an existing gatherer.
     pub async fn start_on(db_url: &str) -> Self {
+        Self::launch(db_url, Duration::from_secs(2 * 86_400)).await
+    }
+
+    async fn launch(db_url: &str, max_event_age: Duration) -> Self {
         let mut settings = gatherer::configuration::Settings::load(None, Some(0)).unwrap();
         settings.server.workers = 2;
         // actix starts the header timeout when a connection is accepted: on a loaded
@@ -41,7 +53,7 @@ impl Gatherer {
         settings.server.request_header_timeout = Duration::from_secs(60);
         settings.server.keep_alive = Duration::from_secs(60);
         settings.database.url = SecretString::from(db_url.to_owned());
-        settings.ingest.max_event_age = Duration::from_secs(2 * 86_400);
+        settings.ingest.max_event_age = max_event_age;
         let app = gatherer::startup::Application::build(settings)
             .await
             .unwrap();
@@ -195,6 +207,30 @@ impl Analyser {
             db,
             stop: Some(stop),
         }
+    }
+
+    /// Stops this analyser and starts it again on the same database with `settings`,
+    /// once the old one no longer answers.
+    pub async fn restart(&mut self, settings: Settings) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let old = format!("{}/health/live", self.url);
+        poll_until(
+            Duration::from_secs(30),
+            "the old analyser to stop",
+            || async { reqwest::get(&old).await.is_err().then_some(()) },
+        )
+        .await;
+        let app = analyser::startup::Application::build(settings, false)
+            .await
+            .unwrap();
+        self.url = format!("http://127.0.0.1:{}", app.port());
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(app.run_until_stopped(async {
+            let _ = stopped.await;
+        }));
+        self.stop = Some(stop);
     }
 
     pub fn get(&self, path: &str) -> reqwest::RequestBuilder {

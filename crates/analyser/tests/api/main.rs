@@ -6,6 +6,7 @@
 mod api;
 mod cli;
 mod dashboard;
+mod datasets;
 mod galera;
 mod helpers;
 mod notify;
@@ -15,3 +16,4 @@ mod roles;
 mod scaleout;
 mod scenarios;
 mod silences;
+mod teaching;

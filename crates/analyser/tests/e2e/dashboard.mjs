@@ -2,21 +2,25 @@
 // crates/analyser/tests/api/dashboard.rs, which starts the services and checks the outcome
 // through the API too:
 //
-//   node dashboard.mjs <analyser url> <user> <password> <flood id> <typo id> <screenshot dir>
+//   node dashboard.mjs <analyser url> <user> <password> <flood id> <typo id> <screenshot dir> <viewer>
 //
 // On a desktop-sized page (1400x1000) it charts the flood (an incident on the newest step)
 // and reads back what was drawn: the metric, the normal band and the incident's shading,
 // sampled from the canvas's own pixels; then the price typo, whose chart must plot the
-// price level; then approves the flood and waits for its row to say so. On a phone-sized
-// page (390x844) it checks that Approve is reachable without scrolling sideways. It saves
-// a screenshot of each view. Any failed step exits non-zero with the reason (and a
+// price level; then approves the flood and waits for its row to say so; silences the
+// typo's series for a day from its row and waits for the silence in the silences list;
+// and sets the `shop` dataset's alarm threshold to 4 in the datasets form. On a
+// phone-sized page (390x844) it checks that Approve is reachable without scrolling
+// sideways, then dismisses the typo as expected. Signed in as the viewer (same password),
+// it reads the page and counts the buttons it is offered. It saves a screenshot of each
+// view. Any failed step exits non-zero with the reason (and a
 // screenshot ending in -failed.png); page errors, console errors and failed requests are
 // reported in the output's "problems".
 import { chromium } from "playwright-core";
 
-const [url, user, password, floodId, typoId, dir] = process.argv.slice(2);
-if (!dir) {
-  console.error("usage: node dashboard.mjs <url> <user> <password> <flood id> <typo id> <screenshot dir>");
+const [url, user, password, floodId, typoId, dir, viewer] = process.argv.slice(2);
+if (!viewer) {
+  console.error("usage: node dashboard.mjs <url> <user> <password> <flood id> <typo id> <screenshot dir> <viewer>");
   process.exit(2);
 }
 const TIMEOUT_MS = 30_000;
@@ -38,9 +42,9 @@ const browser = await chromium.launch({
   timeout: TIMEOUT_MS,
 });
 
-async function open(viewport) {
+async function open(viewport, username = user, path = "/") {
   const context = await browser.newContext({
-    httpCredentials: { username: user, password },
+    httpCredentials: { username, password },
     viewport,
   });
   page = await context.newPage();
@@ -55,7 +59,7 @@ async function open(viewport) {
   page.on("requestfailed", (request) =>
     problems.push(`request failed: ${request.url()} ${request.failure()?.errorText}`),
   );
-  const response = await page.goto(url, { waitUntil: "load" });
+  const response = await page.goto(new URL(path, url).href, { waitUntil: "load" });
   if (response.status() !== 200) throw new Error(`GET / answered ${response.status()}`);
   return page;
 }
@@ -130,7 +134,29 @@ try {
     floodId,
   );
   const status = await row.locator(".status").innerText();
-  const buttonsLeft = await row.locator(".actions button").count();
+  const buttonsLeft = await row.locator(".actions > button").count();
+
+  // Silence the typo's series for a day from its row; the silences list shows it.
+  const typoRow = page.locator(`tr[data-anomaly-id="${typoId}"]`);
+  await typoRow.locator("select.silence-for").selectOption("1d");
+  await typoRow.locator("button.silence").click();
+  await page.waitForFunction(
+    (id) => /^silenced for 1d/.test(document.querySelector(`tr[data-anomaly-id="${id}"] .status`).textContent),
+    typoId,
+  );
+  const silenced = await typoRow.locator(".status").innerText();
+  const silenceRow = page.locator("#silences tbody tr", { hasText: "shop / price / 4" });
+  await silenceRow.waitFor();
+  const silenceListed = await silenceRow.innerText();
+
+  // Raise the shop dataset's alarm threshold in the datasets form.
+  await page.locator('#datasets tr[data-dataset="shop"] button.edit-dataset').click();
+  await page.locator('#dataset-form input[name="alarm_multiplier"]').fill("4");
+  await page.locator("#dataset-form button[type=submit]").click();
+  await page.waitForFunction(() => /^shop saved/.test(document.querySelector("#datasets-status").textContent));
+  const datasetSaved = await page.locator("#datasets-status").innerText();
+  const datasetListed = await page.locator('#datasets tr[data-dataset="shop"]').innerText();
+  await page.screenshot({ path: `${dir}/dashboard-manage.png`, fullPage: true });
 
   // A phone: the typo's Approve is on screen without scrolling sideways.
   await open({ width: 390, height: 844 });
@@ -144,8 +170,35 @@ try {
   }));
   phone.approve = approve;
   await page.screenshot({ path: `${dir}/dashboard-phone.png`, fullPage: false });
+  // Dismiss the typo as expected, on the phone.
+  await phoneRow.locator("button.expected").click();
+  await page.waitForFunction(
+    (id) => document.querySelector(`tr[data-anomaly-id="${id}"] .status`).textContent.startsWith("dismissed"),
+    typoId,
+  );
+  const expected = await phoneRow.locator(".status").innerText();
 
-  console.log(JSON.stringify({ flood, typo, status, buttonsLeft, phone, problems }));
+  // A viewer reads everything (every verdict listed) and is offered no verdict, silence
+  // or dataset button.
+  await open({ width: 1400, height: 1000 }, viewer, "/?status=any");
+  await page.locator("#silences tbody tr").first().waitFor();
+  await page.locator('#datasets tr[data-dataset="shop"]').waitFor();
+  const viewerSees = await page.evaluate(() => ({
+    rows: document.querySelectorAll("#anomalies tbody tr").length,
+    buttons: [...document.querySelectorAll("#anomalies .actions button, #silences button, #datasets button, #dataset-form:not([hidden])")].map(
+      (b) => b.className || b.id,
+    ),
+    silences: document.querySelectorAll("#silences tbody tr").length,
+    role: document.body.dataset.role,
+  }));
+  await page.screenshot({ path: `${dir}/dashboard-viewer.png`, fullPage: true });
+
+  console.log(
+    JSON.stringify({
+      flood, typo, status, buttonsLeft, silenced, silenceListed, datasetSaved, datasetListed,
+      phone, expected, viewerSees, problems,
+    }),
+  );
 } catch (error) {
   // What the page looked like when it went wrong, next to where the screenshots go.
   const failed = `${dir}/dashboard-failed.png`;

@@ -6,10 +6,21 @@ use crate::helpers::{spawn_app, spawn_app_with};
 
 /// (method, path) of every `#[get("…")]` / `#[post("…")]` handler in the crate's source.
 fn routes_in_source() -> Vec<(String, String)> {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/routes");
+    let mut files = Vec::new();
+    let mut dirs = vec![std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/routes")];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else {
+                files.push(path);
+            }
+        }
+    }
     let mut routes = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let text = std::fs::read_to_string(entry.unwrap().path()).unwrap();
+    for file in files {
+        let text = std::fs::read_to_string(file).unwrap();
         for line in text.lines() {
             for method in ["get", "post", "put", "delete", "patch"] {
                 if let Some(rest) = line.trim().strip_prefix(&format!("#[{method}(\"")) {

@@ -1,23 +1,5 @@
-//! Idempotent retries: a request sent again with the same `Idempotency-Key` is counted once.
-//!
-//! Bots retry after a timeout, a dropped connection or a load balancer's 502, without
-//! knowing whether the first attempt was counted. A request that carries a key claims it
-//! in the [`KeyStore`] before it records anything; once its events are recorded the claim
-//! is completed with the reply it got. Within `idempotency_window` a request whose key was
-//! accepted gets that reply again and records nothing; one whose key is still being
-//! handled waits for the first attempt's outcome (409 if that takes longer than a body may
-//! take to arrive). A refused attempt (4xx, 503) lets its claim go, so the key stays free
-//! for the retry.
-//!
-//! **Bounded.** At most `max_idempotency_keys` are kept; the oldest go first, as do keys
-//! older than the window. The store is sharded like the aggregator, so keyed requests do
-//! not serialise on one lock; requests without a key never touch it.
-//!
-//! **Durable with the events.** An accepted key also goes to the store's outbox; the
-//! flusher commits it in the next flush transaction (`idempotency_keys`), and a restart
-//! loads the keys still within the window. With the write-ahead log on, the key and the
-//! reply are part of the request's log record too, so they are on disk with the events
-//! from the moment of the `200` until that transaction commits.
+//! The [`KeyStore`]: the keys accepted within the window and those being handled now,
+//! sharded and bounded (oldest out first), with the outbox the flusher commits.
 
 use std::collections::{HashMap, VecDeque};
 use std::hash::BuildHasher;
@@ -26,140 +8,9 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
+use super::{Accepted, IdempotencyKey};
+
 type RandomState = foldhash::fast::RandomState;
-
-/// The longest key, in bytes (visible ASCII: one byte a character).
-pub const MAX_KEY_LEN: usize = 255;
-
-/// The request header.
-pub const HEADER: &str = "idempotency-key";
-
-/// The header a replayed reply carries.
-pub const REPLAYED_HEADER: &str = "idempotent-replayed";
-
-/// A validated `Idempotency-Key`: 1 to 255 visible ASCII characters.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct IdempotencyKey(Arc<str>);
-
-/// Why a key was refused (400).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum InvalidKey {
-    #[error("Idempotency-Key must not be empty")]
-    Empty,
-    #[error("Idempotency-Key is longer than 255 characters")]
-    TooLong,
-    #[error("Idempotency-Key must be visible ASCII characters (no spaces or control characters)")]
-    NotVisibleAscii,
-    #[error("send one Idempotency-Key header, not several")]
-    Repeated,
-}
-
-impl IdempotencyKey {
-    pub fn parse(value: &[u8]) -> Result<Self, InvalidKey> {
-        if value.is_empty() {
-            return Err(InvalidKey::Empty);
-        }
-        if value.len() > MAX_KEY_LEN {
-            return Err(InvalidKey::TooLong);
-        }
-        if !value.iter().all(u8::is_ascii_graphic) {
-            return Err(InvalidKey::NotVisibleAscii);
-        }
-        // Checked above: visible ASCII is UTF-8.
-        let text = std::str::from_utf8(value).map_err(|_| InvalidKey::NotVisibleAscii)?;
-        Ok(IdempotencyKey(Arc::from(text)))
-    }
-
-    /// The key of a request from its header values: none, one valid one, or an error.
-    pub fn from_header_values<'a>(
-        mut values: impl Iterator<Item = &'a [u8]>,
-    ) -> Result<Option<Self>, InvalidKey> {
-        let Some(first) = values.next() else {
-            return Ok(None);
-        };
-        if values.next().is_some() {
-            return Err(InvalidKey::Repeated);
-        }
-        Self::parse(first).map(Some)
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-/// A key that was accepted, with the reply its request got.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Accepted {
-    pub key: Arc<str>,
-    /// When it was accepted, unix milliseconds: the window runs from here.
-    pub accepted_ms: i64,
-    /// The reply body, sent again to every retry.
-    pub reply: Arc<[u8]>,
-}
-
-/// Appends one accepted key as `key_len: u8`, key, `accepted_ms: i64 LE`,
-/// `reply_len: u32 LE`, reply: the form it takes in a write-ahead log record and in
-/// `idempotency_keys.entries`.
-pub fn encode(key: &str, accepted_ms: i64, reply: &[u8], out: &mut Vec<u8>) {
-    // A valid key has 1 to 255 bytes; a reply is a few hundred KiB at most.
-    out.push(u8::try_from(key.len()).unwrap_or(u8::MAX));
-    out.extend_from_slice(&key.as_bytes()[..key.len().min(MAX_KEY_LEN)]);
-    out.extend_from_slice(&accepted_ms.to_le_bytes());
-    out.extend_from_slice(&u32::try_from(reply.len()).unwrap_or(u32::MAX).to_le_bytes());
-    out.extend_from_slice(reply);
-}
-
-/// The encoded length of one key, as [`encode`] writes it.
-pub fn encoded_len(key: &str, reply: &[u8]) -> usize {
-    1 + key.len() + 8 + 4 + reply.len()
-}
-
-/// Reads one key written by [`encode`] from the front of `bytes`; returns it and the bytes
-/// it took.
-pub fn decode(bytes: &[u8]) -> Result<(Accepted, usize), String> {
-    let short = || "idempotency key entry shorter than it says".to_owned();
-    let key_len = usize::from(*bytes.first().ok_or_else(short)?);
-    let key_bytes = bytes.get(1..1 + key_len).ok_or_else(short)?;
-    let key = IdempotencyKey::parse(key_bytes).map_err(|e| e.to_string())?;
-    let mut at = 1 + key_len;
-    let accepted_ms = i64::from_le_bytes(
-        bytes
-            .get(at..at + 8)
-            .ok_or_else(short)?
-            .try_into()
-            .map_err(|_| short())?,
-    );
-    at += 8;
-    let reply_len = u32::from_le_bytes(
-        bytes
-            .get(at..at + 4)
-            .ok_or_else(short)?
-            .try_into()
-            .map_err(|_| short())?,
-    ) as usize;
-    at += 4;
-    let reply = bytes.get(at..at + reply_len).ok_or_else(short)?;
-    Ok((
-        Accepted {
-            key: key.0,
-            accepted_ms,
-            reply: Arc::from(reply),
-        },
-        at + reply_len,
-    ))
-}
-
-/// Reads a run of keys written one after another by [`encode`].
-pub fn decode_all(mut bytes: &[u8]) -> Result<Vec<Accepted>, String> {
-    let mut keys = Vec::new();
-    while !bytes.is_empty() {
-        let (key, used) = decode(bytes)?;
-        keys.push(key);
-        bytes = &bytes[used..];
-    }
-    Ok(keys)
-}
 
 enum Slot {
     /// A request holds the claim; its receivers wake when the claim is completed or let go.
@@ -424,40 +275,6 @@ mod tests {
             .await
     }
 
-    #[test]
-    fn keys_are_1_to_255_visible_ascii_characters() {
-        assert!(IdempotencyKey::parse(b"a").is_ok());
-        assert!(IdempotencyKey::parse(b"order-42_retry:~!").is_ok());
-        assert!(IdempotencyKey::parse(&[b'k'; 255]).is_ok());
-        assert_eq!(IdempotencyKey::parse(b""), Err(InvalidKey::Empty));
-        assert_eq!(
-            IdempotencyKey::parse(&[b'k'; 256]),
-            Err(InvalidKey::TooLong)
-        );
-        for bad in [
-            &b"two words"[..],
-            b"tab\t",
-            b"nul\0",
-            "é".as_bytes(),
-            b"\x7f",
-        ] {
-            assert_eq!(
-                IdempotencyKey::parse(bad),
-                Err(InvalidKey::NotVisibleAscii),
-                "{bad:?}"
-            );
-        }
-        let two = [&b"a"[..], b"b"];
-        assert_eq!(
-            IdempotencyKey::from_header_values(two.into_iter()),
-            Err(InvalidKey::Repeated)
-        );
-        assert_eq!(
-            IdempotencyKey::from_header_values(std::iter::empty()),
-            Ok(None)
-        );
-    }
-
     #[tokio::test]
     async fn an_accepted_key_is_replayed_within_the_window_and_free_after_it() {
         let store = KeyStore::new(Duration::from_secs(10), 100);
@@ -594,28 +411,5 @@ mod tests {
             .map(|a| a.key.to_string())
             .collect();
         assert_eq!(outbox, ["from-wal"]);
-    }
-
-    #[test]
-    fn entries_round_trip_and_damage_is_an_error() {
-        let mut bytes = Vec::new();
-        encode("a", -1, b"{\"ok\":true}", &mut bytes);
-        encode(&"z".repeat(255), i64::MAX, b"", &mut bytes);
-        assert_eq!(
-            bytes.len(),
-            encoded_len("a", b"{\"ok\":true}") + encoded_len(&"z".repeat(255), b"")
-        );
-        let keys = decode_all(&bytes).unwrap();
-        assert_eq!(keys.len(), 2);
-        assert_eq!(
-            (&*keys[0].key, keys[0].accepted_ms, &*keys[0].reply),
-            ("a", -1, &b"{\"ok\":true}"[..])
-        );
-        assert_eq!(keys[1].key.len(), 255);
-        for cut in 0..bytes.len() {
-            let _ = decode_all(&bytes[..cut]);
-        }
-        assert!(decode_all(&bytes[..bytes.len() - 1]).is_err());
-        assert!(decode_all(&[0]).is_err(), "an empty key");
     }
 }
