@@ -33,8 +33,8 @@ use crate::judge::{Change, DatasetModel, Severity};
 use crate::silences;
 use crate::step_blocks;
 use crate::store::{self, ExactTotals};
-use crate::writes::{save_snapshot, Unflushed};
 use crate::teachings;
+use crate::writes::{save_snapshot, Unflushed};
 
 /// Steps of stored history replayed into the detectors on start, in baseline windows.
 const REPLAY_WINDOWS: i64 = 4;
