@@ -20,11 +20,13 @@ type StepRow = (String, String, i64, i64, i128, u64);
 /// Every dataset's step totals, as the analyser reads them back.
 async fn step_totals(url: &str) -> Vec<StepRow> {
     let pool = MySqlPool::connect(url).await.unwrap();
-    let datasets: Vec<String> =
+    // The column's binary collation makes MariaDB send it as VARBINARY.
+    let datasets: Vec<Vec<u8>> =
         sqlx::query_scalar("SELECT DISTINCT dataset FROM step_blocks ORDER BY dataset")
             .fetch_all(&pool)
             .await
             .unwrap();
+    let datasets = datasets.into_iter().map(|d| String::from_utf8(d).unwrap());
     let mut rows = Vec::new();
     for dataset in datasets {
         for t in analyser::step_blocks::load_since(&pool, &dataset, 0)
