@@ -19,5 +19,5 @@ pub mod startup;
 pub mod state;
 pub mod step_blocks;
 pub mod store;
-mod writes;
 pub mod teachings;
+mod writes;
