@@ -67,6 +67,15 @@ pub enum PullError {
     Gatherer(#[from] ClientError),
     #[error("analyser database: {0}")]
     Database(#[from] sqlx::Error),
+    /// A series' detector state could not be encoded into the snapshot, or a stored one
+    /// could not be decoded; nothing of the transaction committed.
+    #[error("snapshot of dataset {dataset}, series {series}: {source}")]
+    Snapshot {
+        dataset: String,
+        /// `label/entity_id`.
+        series: String,
+        source: postcard::Error,
+    },
 }
 
 /// What one pull did.

@@ -10,13 +10,13 @@ use crate::judge::{Change, DatasetModel};
 use crate::step_blocks;
 use crate::store::{self};
 
-use super::{Engine, KEEP_WINDOWS, REPLAY_WINDOWS};
+use super::{Engine, PullError, KEEP_WINDOWS, REPLAY_WINDOWS};
 
 impl Engine {
     /// Rebuilds the in-memory model from what is committed: cursor, clocks, the last
     /// windows of step totals (replayed into the detectors) and the anomalies that may
     /// still grow.
-    pub(super) async fn rebuild(&mut self, shard_key: &str) -> Result<(), sqlx::Error> {
+    pub(super) async fn rebuild(&mut self, shard_key: &str) -> Result<(), PullError> {
         (self.cursor, self.generation) = store::claim_cursor(&self.pool, shard_key).await?;
         let datasets = crate::datasets::load(&self.pool).await?;
         self.datasets.replace(datasets.clone());
@@ -35,10 +35,10 @@ impl Engine {
                     {
                         model
                             .restore_series(&label, entity_id, &state)
-                            .map_err(|e| {
-                                sqlx::Error::Decode(
-                                    format!("snapshot of {label}/{entity_id}: {e}").into(),
-                                )
+                            .map_err(|source| PullError::Snapshot {
+                                dataset: settings.name.clone(),
+                                series: format!("{label}/{entity_id}"),
+                                source,
                             })?;
                     }
                     replay_from = Some(snapshot_until);

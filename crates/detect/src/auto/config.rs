@@ -174,9 +174,9 @@ impl Shared {
 }
 
 #[cfg(feature = "serde")]
-mod shared_serde {
+pub(super) mod shared_serde {
     //! The shared configuration is written as the [`AutoConfig`] it was made from; a
-    //! restored detector gets a copy of its own until [`super::AutoDetector::share`].
+    //! restored detector gets a copy of its own until [`crate::auto::AutoDetector::share`].
     use super::{Arc, AutoConfig, Shared};
     use serde::{Deserialize, Deserializer, Serialize, Serializer};
 

@@ -109,7 +109,7 @@ const DAY: i64 = 86_400;
 pub struct AutoDetector {
     /// The configuration and what follows from it, shared by the detectors made from one
     /// [`SharedConfig`] (not a per-series cost). Serialised as the [`AutoConfig`].
-    #[cfg_attr(feature = "serde", serde(with = "shared_serde"))]
+    #[cfg_attr(feature = "serde", serde(with = "config::shared_serde"))]
     shared: Arc<Shared>,
     /// Steps learnt (saturating: a step a second for 136 years).
     steps: u32,
