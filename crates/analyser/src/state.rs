@@ -111,6 +111,7 @@ impl AppState {
                     PullError::Superseded(_) => "superseded",
                     PullError::Gatherer(_) => "gatherer",
                     PullError::Database(_) => "database",
+                    PullError::Snapshot { .. } => "snapshot",
                 };
                 metrics::counter!("analyser_pull_errors_total", "kind" => kind).increment(1);
             }

@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::judge::DatasetModel;
+use crate::pull::PullError;
 use crate::store::{self, ExactTotals};
 
 /// Series encoded and written per statement of a snapshot: the states in flight stay a
@@ -59,7 +60,7 @@ pub(crate) async fn save_snapshot(
     conn: &mut sqlx::MySqlConnection,
     model: &mut DatasetModel,
     shard_key: &str,
-) -> Result<(), sqlx::Error> {
+) -> Result<(), PullError> {
     if model.clock.snapshot_until.is_none() {
         store::clear_snapshots(&mut *conn, &model.name, shard_key).await?;
     }
@@ -70,9 +71,13 @@ pub(crate) async fn save_snapshot(
     for chunk in keys.chunks(SNAPSHOT_CHUNK) {
         states.clear();
         for key in chunk {
-            let state = model.encode_changed(key).map_err(|e| {
-                sqlx::Error::Encode(format!("snapshot of dataset {}: {e}", model.name).into())
-            })?;
+            let state = model
+                .encode_changed(key)
+                .map_err(|source| PullError::Snapshot {
+                    dataset: model.name.clone(),
+                    series: format!("{}/{}", key.0, key.1),
+                    source,
+                })?;
             states.extend(state);
         }
         store::save_snapshots(&mut *conn, &model.name, shard_key, &states).await?;

@@ -9,112 +9,25 @@
 //! clock, no database: time comes in as arguments.
 
 mod incident;
+mod params;
 mod series;
 pub mod teaching;
+mod vocabulary;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
-use detect::level::{LevelConfig, StepTotals};
-use detect::population::{
-    excess, population_judged, population_outliers, Member, PopulationConfig,
-};
-use detect::sigma::{SigmaConfig, SigmaMethod};
-use detect::{AutoConfig, SharedConfig, Verdict};
-use serde::{Deserialize, Serialize};
+use detect::level::StepTotals;
+use detect::population::{excess, population_judged, population_outliers, Member};
+use detect::Verdict;
 
 pub use incident::{Incident, Signal, Transition};
+pub use params::Params;
 use series::{Kind, Series};
+pub use vocabulary::{Check, Metric, Severity};
 
-use crate::clock::{ClockRules, DatasetClock};
-use crate::configuration::{DatasetSettings, Method};
-
-/// What a signal is about.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Metric {
-    Count,
-    Events,
-    Avg,
-    Min,
-    Max,
-    Population,
-}
-
-impl Metric {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Metric::Count => "count",
-            Metric::Events => "events",
-            Metric::Avg => "avg",
-            Metric::Min => "min",
-            Metric::Max => "max",
-            Metric::Population => "population",
-        }
-    }
-
-    /// The metric of a stored signal (`as_str`'s spelling).
-    pub fn parse(text: &str) -> Option<Metric> {
-        [
-            Metric::Count,
-            Metric::Events,
-            Metric::Avg,
-            Metric::Min,
-            Metric::Max,
-            Metric::Population,
-        ]
-        .into_iter()
-        .find(|m| m.as_str() == text)
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Severity {
-    Warning,
-    Alarm,
-}
-
-impl Severity {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Severity::Warning => "warning",
-            Severity::Alarm => "alarm",
-        }
-    }
-}
-
-/// The check that produced a signal.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Check {
-    ThreeSigma,
-    LastPoint,
-    Auto,
-    /// The level checks: median and MAD of the window, with a material-change floor.
-    MedianMad,
-    Population,
-}
-
-impl Check {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Check::ThreeSigma => "three_sigma",
-            Check::LastPoint => "last_point",
-            Check::Auto => "auto",
-            Check::MedianMad => "median_mad",
-            Check::Population => "population",
-        }
-    }
-
-    fn of(method: Method) -> Self {
-        match method {
-            Method::ThreeSigma => Check::ThreeSigma,
-            Method::LastPoint => Check::LastPoint,
-            Method::Auto => Check::Auto,
-        }
-    }
-}
+use crate::clock::DatasetClock;
+use crate::configuration::DatasetSettings;
 
 /// A series: one (label, entity) of a dataset.
 pub type SeriesKey = (Arc<str>, i64);
@@ -136,94 +49,6 @@ pub enum Change {
     Update { incident: Incident },
     /// A firing incident ended at `resolved_at` (the start of the step that was normal).
     Resolve { id: u64, resolved_at: i64 },
-}
-
-/// A dataset's settings in the form the judging needs.
-#[derive(Debug, Clone)]
-pub struct Params {
-    pub rules: ClockRules,
-    /// The baseline window, `time_ago / time_step` steps.
-    pub window_steps: usize,
-    pub method: Method,
-    pub sigma: SigmaConfig,
-    pub level: LevelConfig,
-    /// One configuration for every series' `auto` detectors (not a copy per series).
-    pub auto: SharedConfig,
-    pub population: PopulationConfig,
-    pub min_count_per_step: f64,
-    pub series_ttl: i64,
-    pub labels: HashSet<String>,
-    pub levels: HashSet<String>,
-    pub entities: HashSet<i64>,
-}
-
-impl Params {
-    pub fn from_settings(d: &DatasetSettings) -> Self {
-        Params {
-            rules: ClockRules {
-                step: d.step_seconds(),
-                idle_after: d.idle_after.as_secs() as i64,
-                allowed_lateness: d.allowed_lateness.as_secs() as i64,
-            },
-            window_steps: d.window_steps(),
-            method: d.method,
-            sigma: SigmaConfig {
-                warning_multiplier: d.warning_multiplier,
-                alarm_multiplier: d.alarm_multiplier,
-            },
-            level: LevelConfig {
-                warning_multiplier: d.warning_multiplier,
-                alarm_multiplier: d.alarm_multiplier,
-                min_change: d.level_min_change,
-                ..LevelConfig::default()
-            },
-            auto: SharedConfig::new(AutoConfig::with_rates(
-                d.auto_warning_rate,
-                d.auto_alarm_rate,
-            )),
-            population: PopulationConfig {
-                min_count_per_step: d.min_count_per_step,
-                ..PopulationConfig::default()
-            },
-            min_count_per_step: d.min_count_per_step,
-            series_ttl: d.series_ttl.as_secs() as i64,
-            labels: d.labels.iter().cloned().collect(),
-            levels: d.levels.iter().cloned().collect(),
-            entities: d.entities.iter().copied().collect(),
-        }
-    }
-
-    /// Whether a row of this label and entity belongs to the dataset.
-    pub fn selects(&self, label: &str, entity_id: i64) -> bool {
-        (self.labels.is_empty() || self.labels.contains(label))
-            && (self.entities.is_empty() || self.entities.contains(&entity_id))
-    }
-
-    /// Whether `label` carries measurements (judged on its levels) rather than counts.
-    pub fn is_level(&self, label: &str) -> bool {
-        self.levels.contains(label)
-    }
-
-    fn kind(&self, label: &str) -> Kind {
-        if self.levels.contains(label) {
-            Kind::Level
-        } else {
-            Kind::Counter
-        }
-    }
-
-    /// The windowed method of the count checks unless `auto`.
-    pub fn sigma_method(&self) -> SigmaMethod {
-        match self.method {
-            Method::ThreeSigma => SigmaMethod::ThreeSigma,
-            Method::LastPoint | Method::Auto => SigmaMethod::LastPoint,
-        }
-    }
-
-    /// Rate of the exponential means of an entity's share: a memory of about one window.
-    fn share_rate(&self) -> f64 {
-        2.0 / (self.window_steps as f64 + 1.0)
-    }
 }
 
 const ZERO: StepTotals = StepTotals {

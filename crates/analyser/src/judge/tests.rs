@@ -9,7 +9,7 @@ use std::time::Duration;
 use detect::synth::shop::{Injected, ShopTraffic, CHECKOUT, PRICE, VISIT};
 
 use super::*;
-use crate::configuration::DatasetSettings;
+use crate::configuration::{DatasetSettings, Method};
 
 /// Midnight UTC of a fixed day.
 const DAY0: i64 = 1_790_035_200;

@@ -76,6 +76,7 @@ impl ResponseError for ApiError {
             ApiError::Pull(PullError::Database(_)) | ApiError::Database(_) => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
+            ApiError::Pull(PullError::Snapshot { .. }) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
@@ -88,6 +89,10 @@ impl ResponseError for ApiError {
             ApiError::Database(e) | ApiError::Pull(PullError::Database(e)) => {
                 tracing::error!(error = %e, "database error");
                 ErrorReply::new("the analyser's database did not answer")
+            }
+            ApiError::Pull(e @ PullError::Snapshot { .. }) => {
+                tracing::error!(error = %e, "snapshot error");
+                ErrorReply::new("a detector snapshot could not be written or read back")
             }
             _ => ErrorReply::new(self.to_string()),
         };

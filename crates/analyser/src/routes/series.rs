@@ -77,10 +77,10 @@ pub async fn series(
     if from > to {
         return Err(ApiError::bad("from", "from is after to"));
     }
-    let step = dataset.step_seconds();
     let judging = Params::from_settings(&dataset);
+    let step = judging.rules.step;
     let metric = chart_metric(&judging, &label, params.metric.as_deref())?;
-    let from_step = from.timestamp().div_euclid(step) * step;
+    let from_step = judging.rules.step_of(from.timestamp());
     let warm_from = from_step - WARM_UP_WINDOWS * judging.window_steps as i64 * step;
     let rows = step_blocks::series_totals(
         &state.pool,

@@ -6,8 +6,48 @@ use std::time::Duration;
 use analyser::configuration::Method;
 use sqlx::MySqlPool;
 
-use crate::helpers::{poll_until, shop, Analyser, Gatherer, TestDb};
+use crate::helpers::{analyser_settings, poll_until, shop, Analyser, Gatherer, TestDb};
 use crate::scenarios::{flood, ANOMALY_AT};
+
+/// A stored detector state that cannot be decoded stops the rebuild with a snapshot error,
+/// not a database one, and nothing after the last commit is lost: the cursor stays.
+#[tokio::test]
+async fn a_snapshot_that_cannot_be_read_back_fails_the_pull_as_a_snapshot_error() {
+    let (_, events) = flood();
+    let gatherer = Gatherer::start().await;
+    gatherer.post(&events).await;
+    gatherer.flushed().await;
+    let db = TestDb::new("pulse_test_a");
+    let settings = analyser_settings(&db, &gatherer.url, vec![shop(&["checkout"], Method::Auto)]);
+    let mut analyser = Analyser::start_with(db, settings.clone()).await;
+    assert_eq!(analyser.pull().await["ok"], true);
+    let pool = analyser.db.pool().await;
+    let damaged = sqlx::query("UPDATE series_snapshots SET state = x'ff'")
+        .execute(&pool)
+        .await
+        .unwrap()
+        .rows_affected();
+    assert!(damaged > 0, "the pull must have written a snapshot");
+    let cursor = || async {
+        let iterator: u64 = sqlx::query_scalar("SELECT iterator FROM cursors")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        iterator
+    };
+    let before = cursor().await;
+
+    // A new process rebuilds its model from the store at its first pull.
+    analyser.restart(settings).await;
+    let response = analyser.post("/api/v1/pull").send().await.unwrap();
+    assert_eq!(response.status(), 500);
+    let reply: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(
+        reply["error"], "a detector snapshot could not be written or read back",
+        "{reply}"
+    );
+    assert_eq!(cursor().await, before);
+}
 
 /// An anomaly with its figures (observed, expected, deviation), compared to the bit: a
 /// resumed detector must be exactly the one that was.

@@ -1,0 +1,175 @@
+//! The routes' reads of anomalies, and an analyst's decision on one.
+
+use chrono::{DateTime, NaiveDateTime, Utc};
+use sqlx::{MySql, MySqlConnection, MySqlPool, QueryBuilder};
+
+/// Filters of `/api/v1/state`.
+#[derive(Debug, Default, Clone)]
+pub struct AnomalyFilter {
+    pub dataset: Option<String>,
+    pub label: Option<String>,
+    pub entity_id: Option<i64>,
+    pub severity: Option<String>,
+    pub status: Option<String>,
+    /// `firing` or `resolved`.
+    pub state: Option<String>,
+    /// Anomalies that ended at or after this.
+    pub since: Option<DateTime<Utc>>,
+    /// Anomalies that started before this (reports).
+    pub until: Option<DateTime<Utc>>,
+    pub limit: u32,
+}
+
+#[derive(Debug, sqlx::FromRow)]
+pub(super) struct AnomalyRecord {
+    id: u64,
+    dataset: Vec<u8>,
+    event_label: Vec<u8>,
+    entity_id: i64,
+    metric: String,
+    severity: String,
+    method: String,
+    period_start: NaiveDateTime,
+    period_end: NaiveDateTime,
+    observed: f64,
+    expected: f64,
+    deviation: f64,
+    signals: Option<String>,
+    state: String,
+    resolved_at: Option<NaiveDateTime>,
+    status: String,
+    detected_at: NaiveDateTime,
+    decided_by: Option<String>,
+    decided_at: Option<NaiveDateTime>,
+    comment: Option<String>,
+    silenced_by: Option<u64>,
+    reason: Option<String>,
+    taught_by: Option<u64>,
+}
+
+pub(super) const ANOMALY_COLUMNS: &str =
+    "id, dataset, event_label, entity_id, metric, severity, method, period_start, period_end, \
+     observed, expected, deviation, signals, state, resolved_at, status, detected_at, decided_by, \
+     decided_at, comment, silenced_by, reason, taught_by";
+
+pub(super) fn anomaly(r: AnomalyRecord) -> protocol::Anomaly {
+    protocol::Anomaly {
+        id: r.id,
+        dataset: String::from_utf8_lossy(&r.dataset).into_owned(),
+        label: String::from_utf8_lossy(&r.event_label).into_owned(),
+        entity_id: r.entity_id,
+        metric: r.metric,
+        severity: r.severity,
+        method: r.method,
+        period_start: r.period_start.and_utc(),
+        period_end: r.period_end.and_utc(),
+        observed: r.observed,
+        expected: r.expected,
+        deviation: r.deviation,
+        signals: r
+            .signals
+            .as_deref()
+            .and_then(|json| serde_json::from_str(json).ok())
+            .unwrap_or_default(),
+        state: r.state,
+        resolved_at: r.resolved_at.map(|d| d.and_utc()),
+        status: r.status,
+        detected_at: r.detected_at.and_utc(),
+        decided_by: r.decided_by,
+        decided_at: r.decided_at.map(|d| d.and_utc()),
+        comment: r.comment,
+        silenced_by: r.silenced_by,
+        reason: r.reason.as_deref().and_then(|reason| {
+            serde_json::from_value(serde_json::Value::String(reason.to_owned())).ok()
+        }),
+        taught_by: r.taught_by,
+    }
+}
+
+/// Anomalies matching the filter, newest first.
+pub async fn anomalies(
+    pool: &MySqlPool,
+    filter: &AnomalyFilter,
+) -> Result<Vec<protocol::Anomaly>, sqlx::Error> {
+    let mut select = QueryBuilder::<MySql>::new(format!(
+        "SELECT {ANOMALY_COLUMNS} FROM anomalies WHERE 1 = 1"
+    ));
+    if let Some(dataset) = &filter.dataset {
+        select.push(" AND dataset = ").push_bind(dataset);
+    }
+    if let Some(label) = &filter.label {
+        select.push(" AND event_label = ").push_bind(label);
+    }
+    if let Some(entity_id) = filter.entity_id {
+        select.push(" AND entity_id = ").push_bind(entity_id);
+    }
+    if let Some(severity) = &filter.severity {
+        select.push(" AND severity = ").push_bind(severity);
+    }
+    if let Some(status) = &filter.status {
+        select.push(" AND status = ").push_bind(status);
+    }
+    if let Some(incident_state) = &filter.state {
+        select.push(" AND state = ").push_bind(incident_state);
+    }
+    if let Some(since) = filter.since {
+        select
+            .push(" AND period_end >= ")
+            .push_bind(since.naive_utc());
+    }
+    if let Some(until) = filter.until {
+        select
+            .push(" AND period_start < ")
+            .push_bind(until.naive_utc());
+    }
+    select
+        .push(" ORDER BY id DESC LIMIT ")
+        .push_bind(filter.limit);
+    let records: Vec<AnomalyRecord> = select.build_query_as().fetch_all(pool).await?;
+    Ok(records.into_iter().map(anomaly).collect())
+}
+
+pub async fn anomaly_by_id(
+    pool: &MySqlPool,
+    id: u64,
+) -> Result<Option<protocol::Anomaly>, sqlx::Error> {
+    let record: Option<AnomalyRecord> = sqlx::query_as(&format!(
+        "SELECT {ANOMALY_COLUMNS} FROM anomalies WHERE id = ?"
+    ))
+    .bind(id)
+    .fetch_optional(pool)
+    .await?;
+    Ok(record.map(anomaly))
+}
+
+/// Records an analyst's verdict, in the caller's transaction; false when there is no
+/// such anomaly.
+pub async fn decide(
+    conn: &mut MySqlConnection,
+    id: u64,
+    status: &str,
+    reason: Option<protocol::VerdictReason>,
+    user: &str,
+    comment: Option<&str>,
+) -> Result<bool, sqlx::Error> {
+    let exists: Option<u64> =
+        sqlx::query_scalar("SELECT id FROM anomalies WHERE id = ? FOR UPDATE")
+            .bind(id)
+            .fetch_optional(&mut *conn)
+            .await?;
+    if exists.is_none() {
+        return Ok(false);
+    }
+    sqlx::query(
+        "UPDATE anomalies SET status = ?, reason = ?, decided_by = ?, decided_at = NOW(3), \
+         comment = ? WHERE id = ?",
+    )
+    .bind(status)
+    .bind(reason.map(protocol::VerdictReason::as_str))
+    .bind(user)
+    .bind(comment)
+    .bind(id)
+    .execute(conn)
+    .await?;
+    Ok(true)
+}

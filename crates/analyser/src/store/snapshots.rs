@@ -1,0 +1,91 @@
+//! Series snapshots: the detectors' state at the cursor, so a restart resumes without
+//! reading the history again.
+
+use sqlx::{MySql, MySqlConnection, MySqlPool, QueryBuilder};
+
+use super::statements;
+
+/// Writes series snapshots, each replacing the series' previous one.
+pub async fn save_snapshots(
+    conn: &mut MySqlConnection,
+    dataset: &str,
+    shard: &str,
+    states: &[crate::judge::SeriesState],
+) -> Result<(), sqlx::Error> {
+    // A state is a few KiB: 64 a statement stay far below max_allowed_packet.
+    for chunk in statements(states, 64) {
+        let mut insert = QueryBuilder::<MySql>::new(
+            "INSERT INTO series_snapshots (dataset, shard, event_label, entity_id, state) ",
+        );
+        insert.push_values(chunk, |mut row, (label, entity_id, state)| {
+            row.push_bind(dataset)
+                .push_bind(shard)
+                .push_bind(&**label)
+                .push_bind(*entity_id)
+                .push_bind(state.as_slice());
+        });
+        insert.push(" ON DUPLICATE KEY UPDATE state = VALUES(state)");
+        insert.build().execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+/// Deletes the snapshots of series the model no longer holds.
+pub async fn delete_snapshots(
+    conn: &mut MySqlConnection,
+    dataset: &str,
+    shard: &str,
+    series: &[crate::judge::SeriesKey],
+) -> Result<(), sqlx::Error> {
+    for (label, entity_id) in series {
+        sqlx::query(
+            "DELETE FROM series_snapshots WHERE dataset = ? AND shard = ? AND event_label = ? AND entity_id = ?",
+        )
+        .bind(dataset)
+        .bind(shard)
+        .bind(&**label)
+        .bind(entity_id)
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
+}
+
+/// Deletes every snapshot of a dataset shard (a full snapshot follows).
+pub async fn clear_snapshots(
+    conn: &mut MySqlConnection,
+    dataset: &str,
+    shard: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("DELETE FROM series_snapshots WHERE dataset = ? AND shard = ?")
+        .bind(dataset)
+        .bind(shard)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+/// A dataset shard's series snapshots: (label, entity, encoded state).
+pub async fn load_snapshots(
+    pool: &MySqlPool,
+    dataset: &str,
+    shard: &str,
+) -> Result<Vec<(String, i64, Vec<u8>)>, sqlx::Error> {
+    let rows: Vec<(Vec<u8>, i64, Vec<u8>)> = sqlx::query_as(
+        "SELECT event_label, entity_id, state FROM series_snapshots WHERE dataset = ? AND shard = ?",
+    )
+    .bind(dataset)
+    .bind(shard)
+    .fetch_all(pool)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(label, entity_id, state)| {
+            (
+                String::from_utf8_lossy(&label).into_owned(),
+                entity_id,
+                state,
+            )
+        })
+        .collect())
+}
