@@ -1,7 +1,7 @@
 // Pulse dashboard: charts the chosen series (the metric that fired, with what was expected
 // and its normal band under it, and the incidents shaded), posts Approve / Dismiss /
 // Expected verdicts, and keeps the header current (silences and datasets: manage.js). The page itself is rendered by the analyser
-// (crates/analyser/src/routes/dashboard.rs); data is only ever put into the page as text,
+// (crates/analyser/src/routes/dashboard/); data is only ever put into the page as text,
 // never as markup (labels come from bots).
 "use strict";
 
@@ -28,6 +28,8 @@
     }
     return body;
   }
+  // manage.js (loaded after this file, both deferred) calls the analyser the same way.
+  window.pulseApi = api;
 
   function seriesOf(element) {
     const d = element.dataset;

@@ -12,15 +12,8 @@
   let datasets = [];
   let editing = null;
 
-  /** Fetches JSON from the analyser; throws with the API's error message. */
-  async function api(path, options = {}) {
-    const response = await fetch(path, { credentials: "same-origin", ...options });
-    const body = await response.json().catch(() => ({}));
-    if (!response.ok) {
-      throw new Error(body.error || `${response.status} ${response.statusText}`);
-    }
-    return body;
-  }
+  /** Fetches JSON from the analyser; throws with the API's error message (dashboard.js). */
+  const api = window.pulseApi;
 
   function send(method, path, body) {
     return api(path, {
