@@ -397,7 +397,8 @@ mod tests {
                 .await
                 .unwrap();
         }
-        assert!(dropped.contains(&old), "{dropped:?}");
+        // Another test's sweep, running at the same moment, may be the one that drops `old`:
+        // what must hold is that it is gone and `young` is not.
         assert!(!dropped.contains(&young), "{dropped:?}");
         assert!(!left.contains(&old) && left.contains(&young), "{left:?}");
     }
