@@ -86,7 +86,7 @@ pub struct StoredReport {
     pub report: Report,
 }
 
-#[derive(Debug, sqlx::FromRow)]
+#[derive(Debug)]
 struct ReportRecord {
     id: u64,
     dataset: Vec<u8>,
@@ -108,17 +108,17 @@ fn stored(r: ReportRecord) -> Result<StoredReport, sqlx::Error> {
 pub async fn save(pool: &MySqlPool, shard_key: &str, report: &Report) -> Result<u64, sqlx::Error> {
     let body = serde_json::to_string(report)
         .map_err(|e| sqlx::Error::Encode(format!("report: {e}").into()))?;
-    let result = sqlx::query(
+    let result = sqlx::query!(
         "INSERT INTO reports (dataset, shard, computed_at, alarms, warnings, silenced, body) \
          VALUES (?, ?, ?, ?, ?, ?, ?)",
+        &report.site_id,
+        shard_key,
+        report.check_time_end.naive_utc(),
+        report.result.alarms.len() as u64,
+        report.result.warnings.len() as u64,
+        report.result.silenced,
+        body
     )
-    .bind(&report.site_id)
-    .bind(shard_key)
-    .bind(report.check_time_end.naive_utc())
-    .bind(report.result.alarms.len() as u64)
-    .bind(report.result.warnings.len() as u64)
-    .bind(report.result.silenced)
-    .bind(body)
     .execute(pool)
     .await?;
     Ok(result.last_insert_id())
@@ -131,27 +131,31 @@ pub async fn list(
     since: Option<DateTime<Utc>>,
     limit: u32,
 ) -> Result<Vec<StoredReport>, sqlx::Error> {
-    let records: Vec<ReportRecord> = sqlx::query_as(
+    let since = since.map(|t| t.naive_utc());
+    let records = sqlx::query_as!(
+        ReportRecord,
         "SELECT id, dataset, computed_at, body FROM reports \
          WHERE (? IS NULL OR dataset = ?) AND (? IS NULL OR computed_at >= ?) \
          ORDER BY computed_at DESC, id DESC LIMIT ?",
+        dataset,
+        dataset,
+        since,
+        since,
+        limit
     )
-    .bind(dataset)
-    .bind(dataset)
-    .bind(since.map(|t| t.naive_utc()))
-    .bind(since.map(|t| t.naive_utc()))
-    .bind(limit)
     .fetch_all(pool)
     .await?;
     records.into_iter().map(stored).collect()
 }
 
 pub async fn by_id(pool: &MySqlPool, id: u64) -> Result<Option<StoredReport>, sqlx::Error> {
-    let record: Option<ReportRecord> =
-        sqlx::query_as("SELECT id, dataset, computed_at, body FROM reports WHERE id = ?")
-            .bind(id)
-            .fetch_optional(pool)
-            .await?;
+    let record = sqlx::query_as!(
+        ReportRecord,
+        "SELECT id, dataset, computed_at, body FROM reports WHERE id = ?",
+        id
+    )
+    .fetch_optional(pool)
+    .await?;
     record.map(stored).transpose()
 }
 
@@ -161,12 +165,13 @@ async fn last_computed(
     dataset: &str,
     shard_key: &str,
 ) -> Result<Option<DateTime<Utc>>, sqlx::Error> {
-    let at: Option<NaiveDateTime> =
-        sqlx::query_scalar("SELECT MAX(computed_at) FROM reports WHERE dataset = ? AND shard = ?")
-            .bind(dataset)
-            .bind(shard_key)
-            .fetch_one(pool)
-            .await?;
+    let at = sqlx::query_scalar!(
+        "SELECT MAX(computed_at) AS last FROM reports WHERE dataset = ? AND shard = ?",
+        dataset,
+        shard_key
+    )
+    .fetch_one(pool)
+    .await?;
     Ok(at.map(|t| t.and_utc()))
 }
 
@@ -176,10 +181,12 @@ pub async fn prune(pool: &MySqlPool, retention: Duration) -> Result<u64, sqlx::E
     let Some(before) = Utc::now().checked_sub_signed(retention) else {
         return Ok(0);
     };
-    let result = sqlx::query("DELETE FROM reports WHERE computed_at < ? LIMIT 10000")
-        .bind(before.naive_utc())
-        .execute(pool)
-        .await?;
+    let result = sqlx::query!(
+        "DELETE FROM reports WHERE computed_at < ? LIMIT 10000",
+        before.naive_utc()
+    )
+    .execute(pool)
+    .await?;
     Ok(result.rows_affected())
 }
 
@@ -253,12 +260,13 @@ pub async fn digest_due(
     if store::date(judged_until).and_utc() < end {
         return Ok(None);
     }
-    let sent: Option<i64> =
-        sqlx::query_scalar("SELECT 1 FROM digests WHERE dataset = ? AND day = ?")
-            .bind(dataset)
-            .bind(day)
-            .fetch_optional(pool)
-            .await?;
+    let sent = sqlx::query_scalar!(
+        "SELECT 1 AS sent FROM digests WHERE dataset = ? AND day = ?",
+        dataset,
+        day
+    )
+    .fetch_optional(pool)
+    .await?;
     if sent.is_some() {
         return Ok(None);
     }
@@ -297,10 +305,12 @@ pub async fn digest_due(
 
 /// Records that the digest of the day was posted.
 pub async fn digest_sent(pool: &MySqlPool, digest: &Digest) -> Result<(), sqlx::Error> {
-    sqlx::query("INSERT IGNORE INTO digests (dataset, day, sent_at) VALUES (?, ?, NOW(3))")
-        .bind(&digest.dataset)
-        .bind(digest.day)
-        .execute(pool)
-        .await?;
+    sqlx::query!(
+        "INSERT IGNORE INTO digests (dataset, day, sent_at) VALUES (?, ?, NOW(3))",
+        &digest.dataset,
+        digest.day
+    )
+    .execute(pool)
+    .await?;
     Ok(())
 }

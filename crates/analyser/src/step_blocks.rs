@@ -75,7 +75,8 @@ pub async fn append(
         push_record(text, step - block, t);
     }
     let rows: Vec<_> = blocks.into_iter().collect();
-    // 5 placeholders a row: 1 000 rows stay far below MySQL's 65 535.
+    // 5 placeholders a row: 1 000 rows stay far below MySQL's 65 535. Multi-row statements
+    // of several sizes: built at run time, so not checked at compile time.
     for chunk in statements(&rows, 1_000) {
         let mut insert = QueryBuilder::<MySql>::new(
             "INSERT INTO step_blocks (dataset, event_label, entity_id, block_start, steps) ",
@@ -93,7 +94,13 @@ pub async fn append(
     Ok(())
 }
 
-type BlockRecord = (Vec<u8>, i64, sqlx::types::chrono::NaiveDateTime, Vec<u8>);
+/// A stored block; the label's binary collation reads back as bytes.
+struct BlockRecord {
+    event_label: Vec<u8>,
+    entity_id: i64,
+    block_start: sqlx::types::chrono::NaiveDateTime,
+    steps: Vec<u8>,
+}
 
 /// Sums the records of each (series, step) and keeps the steps in `[from, to)`, in
 /// (step, label, entity) order.
@@ -103,13 +110,13 @@ fn totals_of(
     to: i64,
 ) -> Result<Vec<StoredTotals>, sqlx::Error> {
     let mut by_step: BTreeMap<(i64, Vec<u8>, i64), ExactTotals> = BTreeMap::new();
-    for (label, entity_id, block_start, text) in blocks {
-        for (step, t) in records(seconds(block_start), &text)? {
+    for block in blocks {
+        for (step, t) in records(seconds(block.block_start), &block.steps)? {
             if step < from || step >= to {
                 continue;
             }
             by_step
-                .entry((step, label.clone(), entity_id))
+                .entry((step, block.event_label.clone(), block.entity_id))
                 .and_modify(|sum| sum.merge(&t))
                 .or_insert(t);
         }
@@ -131,12 +138,13 @@ pub async fn load_since(
     dataset: &str,
     since: i64,
 ) -> Result<Vec<StoredTotals>, sqlx::Error> {
-    let blocks: Vec<BlockRecord> = sqlx::query_as(
+    let blocks = sqlx::query_as!(
+        BlockRecord,
         "SELECT event_label, entity_id, block_start, steps FROM step_blocks \
          WHERE dataset = ? AND block_start >= ?",
+        dataset,
+        date(block_of(since))
     )
-    .bind(dataset)
-    .bind(date(block_of(since)))
     .fetch_all(pool)
     .await?;
     totals_of(blocks, since, i64::MAX)
@@ -150,10 +158,11 @@ pub async fn regroup(
     dataset: &str,
     step: i64,
 ) -> Result<u64, sqlx::Error> {
-    let blocks: Vec<BlockRecord> = sqlx::query_as(
+    let blocks = sqlx::query_as!(
+        BlockRecord,
         "SELECT event_label, entity_id, block_start, steps FROM step_blocks WHERE dataset = ?",
+        dataset
     )
-    .bind(dataset)
     .fetch_all(&mut *conn)
     .await?;
     let mut regrouped: BTreeMap<(Arc<str>, i64, i64), ExactTotals> = BTreeMap::new();
@@ -165,8 +174,7 @@ pub async fn regroup(
             .or_insert(stored.totals);
     }
     let steps: std::collections::BTreeSet<i64> = regrouped.keys().map(|k| k.2).collect();
-    sqlx::query("DELETE FROM step_blocks WHERE dataset = ?")
-        .bind(dataset)
+    sqlx::query!("DELETE FROM step_blocks WHERE dataset = ?", dataset)
         .execute(&mut *conn)
         .await?;
     let totals: Vec<NewTotals> = regrouped
@@ -186,15 +194,16 @@ pub async fn series_totals(
     from: i64,
     to: i64,
 ) -> Result<Vec<StoredTotals>, sqlx::Error> {
-    let blocks: Vec<BlockRecord> = sqlx::query_as(
+    let blocks = sqlx::query_as!(
+        BlockRecord,
         "SELECT event_label, entity_id, block_start, steps FROM step_blocks \
          WHERE dataset = ? AND event_label = ? AND entity_id = ? AND block_start >= ? AND block_start < ?",
+        dataset,
+        label,
+        entity_id,
+        date(block_of(from)),
+        date(to)
     )
-    .bind(dataset)
-    .bind(label)
-    .bind(entity_id)
-    .bind(date(block_of(from)))
-    .bind(date(to))
     .fetch_all(pool)
     .await?;
     totals_of(blocks, from, to)
@@ -207,12 +216,12 @@ pub async fn series_known(
     label: &str,
     entity_id: i64,
 ) -> Result<bool, sqlx::Error> {
-    let found: Option<i64> = sqlx::query_scalar(
-        "SELECT 1 FROM step_blocks WHERE dataset = ? AND event_label = ? AND entity_id = ? LIMIT 1",
+    let found = sqlx::query_scalar!(
+        "SELECT 1 AS found FROM step_blocks WHERE dataset = ? AND event_label = ? AND entity_id = ? LIMIT 1",
+        dataset,
+        label,
+        entity_id
     )
-    .bind(dataset)
-    .bind(label)
-    .bind(entity_id)
     .fetch_optional(pool)
     .await?;
     Ok(found.is_some())
@@ -221,19 +230,19 @@ pub async fn series_known(
 /// The series with step totals, in (dataset, label, entity) order, at most `limit`.
 /// Distinct over the primary key's prefix, so MySQL reads it with a loose index scan.
 pub async fn known_series(pool: &MySqlPool, limit: u32) -> Result<Vec<SeriesKey>, sqlx::Error> {
-    let records: Vec<(Vec<u8>, Vec<u8>, i64)> = sqlx::query_as(
+    let records = sqlx::query!(
         "SELECT DISTINCT dataset, event_label, entity_id FROM step_blocks \
          ORDER BY dataset, event_label, entity_id LIMIT ?",
+        limit
     )
-    .bind(limit)
     .fetch_all(pool)
     .await?;
     Ok(records
         .into_iter()
-        .map(|(dataset, label, entity_id)| SeriesKey {
-            dataset: String::from_utf8_lossy(&dataset).into_owned(),
-            label: String::from_utf8_lossy(&label).into_owned(),
-            entity_id,
+        .map(|row| SeriesKey {
+            dataset: String::from_utf8_lossy(&row.dataset).into_owned(),
+            label: String::from_utf8_lossy(&row.event_label).into_owned(),
+            entity_id: row.entity_id,
         })
         .collect())
 }
@@ -243,11 +252,11 @@ pub async fn known_series(pool: &MySqlPool, limit: u32) -> Result<Vec<SeriesKey>
 pub async fn prune(pool: &MySqlPool, dataset: &str, before: i64) -> Result<u64, sqlx::Error> {
     let mut total = 0;
     loop {
-        let deleted = sqlx::query(
+        let deleted = sqlx::query!(
             "DELETE FROM step_blocks WHERE dataset = ? AND block_start <= ? LIMIT 5000",
+            dataset,
+            date(before - BLOCK_SECONDS)
         )
-        .bind(dataset)
-        .bind(date(before - BLOCK_SECONDS))
         .execute(pool)
         .await?
         .rows_affected();
@@ -299,12 +308,12 @@ mod tests {
         for offset in [0, 60, 0, 120] {
             push_record(&mut text, offset, &one);
         }
-        let record = (
-            b"visit".to_vec(),
-            3,
-            date(block).and_utc().naive_utc(),
-            text.into_bytes(),
-        );
+        let record = BlockRecord {
+            event_label: b"visit".to_vec(),
+            entity_id: 3,
+            block_start: date(block),
+            steps: text.into_bytes(),
+        };
         let totals = totals_of(vec![record], block, block + 120).unwrap();
         let steps: Vec<(i64, u64, i128)> = totals
             .iter()

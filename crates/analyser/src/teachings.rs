@@ -24,7 +24,7 @@ pub async fn teach(
     ttl: std::time::Duration,
     user: &str,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query(
+    sqlx::query!(
         "INSERT INTO teachings (anomaly_id, dataset, event_label, entity_id, taught_from, \
          expires_at, created_by, created_at) \
          SELECT id, dataset, event_label, entity_id, period_end, \
@@ -32,10 +32,10 @@ pub async fn teach(
          ON DUPLICATE KEY UPDATE taught_from = VALUES(taught_from), \
          expires_at = VALUES(expires_at), created_by = VALUES(created_by), \
          created_at = VALUES(created_at)",
+        ttl.as_secs(),
+        user,
+        id
     )
-    .bind(ttl.as_secs())
-    .bind(user)
-    .bind(id)
     .execute(conn)
     .await?;
     Ok(())
@@ -44,8 +44,7 @@ pub async fn teach(
 /// Withdraws the teaching of the anomaly `id`, if it had one (another verdict replaced
 /// the dismissal as expected).
 pub async fn withdraw(conn: &mut MySqlConnection, id: u64) -> Result<(), sqlx::Error> {
-    sqlx::query("DELETE FROM teachings WHERE anomaly_id = ?")
-        .bind(id)
+    sqlx::query!("DELETE FROM teachings WHERE anomaly_id = ?", id)
         .execute(conn)
         .await?;
     Ok(())
@@ -61,23 +60,25 @@ async fn in_force(
     at: i64,
     incident_id: u64,
 ) -> Result<Vec<Teaching>, sqlx::Error> {
-    let rows: Vec<(u64, Option<String>)> = sqlx::query_as(
+    let rows = sqlx::query!(
         "SELECT t.anomaly_id, a.signals FROM teachings t JOIN anomalies a ON a.id = t.anomaly_id \
          WHERE t.dataset = ? AND t.event_label = ? AND t.entity_id = ? AND t.expires_at > ? \
          AND t.taught_from <= ? AND t.anomaly_id <> ? ORDER BY t.anomaly_id DESC",
+        dataset,
+        label,
+        entity_id,
+        date(at),
+        date(at),
+        incident_id
     )
-    .bind(dataset)
-    .bind(label)
-    .bind(entity_id)
-    .bind(date(at))
-    .bind(date(at))
-    .bind(incident_id)
     .fetch_all(conn)
     .await?;
     Ok(rows
         .into_iter()
-        .map(|(anomaly_id, signals)| {
-            let signals: Vec<protocol::Signal> = signals
+        .map(|row| {
+            let anomaly_id = row.anomaly_id;
+            let signals: Vec<protocol::Signal> = row
+                .signals
                 .as_deref()
                 .and_then(|json| serde_json::from_str(json).ok())
                 .unwrap_or_default();
@@ -122,12 +123,18 @@ pub async fn apply_change(
             incident,
         } => (Some((label.to_string(), *entity_id)), incident),
         Change::Update { incident } => {
-            let series: Option<(Vec<u8>, i64)> =
-                sqlx::query_as("SELECT event_label, entity_id FROM anomalies WHERE id = ?")
-                    .bind(incident.id)
-                    .fetch_optional(&mut *conn)
-                    .await?;
-            let series = series.map(|(l, e)| (String::from_utf8_lossy(&l).into_owned(), e));
+            let series = sqlx::query!(
+                "SELECT event_label, entity_id FROM anomalies WHERE id = ?",
+                incident.id
+            )
+            .fetch_optional(&mut *conn)
+            .await?
+            .map(|row| {
+                (
+                    String::from_utf8_lossy(&row.event_label).into_owned(),
+                    row.entity_id,
+                )
+            });
             (series, incident)
         }
         Change::Resolve { .. } => {
@@ -171,11 +178,13 @@ pub async fn apply_change(
     .await?;
     // A grown incident may have outgrown its teaching: the mark follows every update.
     if taught.is_some() || matches!(change, Change::Update { .. }) {
-        sqlx::query("UPDATE anomalies SET taught_by = ? WHERE id = ?")
-            .bind(taught)
-            .bind(id.unwrap_or(incident.id))
-            .execute(&mut *conn)
-            .await?;
+        sqlx::query!(
+            "UPDATE anomalies SET taught_by = ? WHERE id = ?",
+            taught,
+            id.unwrap_or(incident.id)
+        )
+        .execute(&mut *conn)
+        .await?;
     }
     let severity = match taught {
         Some(_) => Severity::Warning,

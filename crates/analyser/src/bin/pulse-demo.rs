@@ -381,6 +381,7 @@ async fn server_connection(url: &str) -> anyhow::Result<MySqlConnection> {
 
 /// Kills the sessions on `name`, then drops it.
 async fn drop_database(conn: &mut MySqlConnection, name: &str) -> anyhow::Result<()> {
+    // KILL and DROP DATABASE name what they act on: built at run time, not checked.
     for id in sessions_on(conn, name).await? {
         let _ = sqlx::query(&format!("KILL {id}")).execute(&mut *conn).await;
     }
@@ -394,10 +395,10 @@ async fn drop_database(conn: &mut MySqlConnection, name: &str) -> anyhow::Result
 }
 
 async fn sessions_on(conn: &mut MySqlConnection, name: &str) -> anyhow::Result<Vec<i64>> {
-    Ok(sqlx::query_scalar(
-        "SELECT CAST(id AS SIGNED) FROM information_schema.processlist WHERE db = ? AND id <> CONNECTION_ID()",
+    Ok(sqlx::query_scalar!(
+        r#"SELECT CAST(id AS SIGNED) AS "id!: i64" FROM information_schema.processlist WHERE db = ? AND id <> CONNECTION_ID()"#,
+        name
     )
-    .bind(name)
     .fetch_all(&mut *conn)
     .await?)
 }
@@ -419,8 +420,8 @@ async fn drop_databases(urls: &[String]) -> anyhow::Result<()> {
 
 async fn clean(server: &str) -> anyhow::Result<()> {
     let mut conn = server_connection(server).await?;
-    let names: Vec<String> = sqlx::query_scalar(
-        "SELECT CAST(schema_name AS CHAR) FROM information_schema.schemata WHERE schema_name LIKE 'pulse\\_demo\\_%' ORDER BY 1",
+    let names: Vec<String> = sqlx::query_scalar!(
+        r#"SELECT CAST(schema_name AS CHAR) AS "name!: String" FROM information_schema.schemata WHERE schema_name LIKE 'pulse\_demo\_%' ORDER BY 1"#
     )
     .fetch_all(&mut conn)
     .await?;

@@ -62,7 +62,7 @@ fn encode(dataset: &DatasetSettings) -> Result<String, sqlx::Error> {
 pub async fn seed(pool: &MySqlPool, config: &[DatasetSettings]) -> Result<bool, sqlx::Error> {
     let mut tx = pool.begin().await?;
     let first =
-        sqlx::query("INSERT IGNORE INTO datasets_seeded (id, seeded_at) VALUES (1, NOW(3))")
+        sqlx::query!("INSERT IGNORE INTO datasets_seeded (id, seeded_at) VALUES (1, NOW(3))")
             .execute(&mut *tx)
             .await?
             .rows_affected()
@@ -79,12 +79,11 @@ pub async fn seed(pool: &MySqlPool, config: &[DatasetSettings]) -> Result<bool, 
 /// Every dataset, by name.
 pub async fn load(pool: &MySqlPool) -> Result<Vec<DatasetSettings>, sqlx::Error> {
     // The name's binary collation reads back as bytes.
-    let rows: Vec<(Vec<u8>, String)> =
-        sqlx::query_as("SELECT name, settings FROM datasets ORDER BY name")
-            .fetch_all(pool)
-            .await?;
+    let rows = sqlx::query!("SELECT name, settings FROM datasets ORDER BY name")
+        .fetch_all(pool)
+        .await?;
     rows.iter()
-        .map(|(name, json)| decode(&String::from_utf8_lossy(name), json))
+        .map(|row| decode(&String::from_utf8_lossy(&row.name), &row.settings))
         .collect()
 }
 
@@ -93,12 +92,12 @@ async fn insert(
     dataset: &DatasetSettings,
     user: &str,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query(
+    sqlx::query!(
         "INSERT INTO datasets (name, settings, updated_at, updated_by) VALUES (?, ?, NOW(3), ?)",
+        &dataset.name,
+        encode(dataset)?,
+        user
     )
-    .bind(&dataset.name)
-    .bind(encode(dataset)?)
-    .bind(user)
     .execute(conn)
     .await?;
     Ok(())
@@ -106,7 +105,7 @@ async fn insert(
 
 /// First in every change: a pull in flight rolls back, and every analyser rebuilds.
 async fn move_generations(conn: &mut MySqlConnection) -> Result<(), sqlx::Error> {
-    sqlx::query("UPDATE cursors SET generation = generation + 1")
+    sqlx::query!("UPDATE cursors SET generation = generation + 1")
         .execute(conn)
         .await?;
     Ok(())
@@ -114,12 +113,15 @@ async fn move_generations(conn: &mut MySqlConnection) -> Result<(), sqlx::Error>
 
 /// Drops the state a dataset's model was built from: totals, clocks, snapshots.
 async fn forget_state(conn: &mut MySqlConnection, name: &str) -> Result<(), sqlx::Error> {
-    for table in ["step_blocks", "dataset_clocks", "series_snapshots"] {
-        sqlx::query(&format!("DELETE FROM {table} WHERE dataset = ?"))
-            .bind(name)
-            .execute(&mut *conn)
-            .await?;
-    }
+    sqlx::query!("DELETE FROM step_blocks WHERE dataset = ?", name)
+        .execute(&mut *conn)
+        .await?;
+    sqlx::query!("DELETE FROM dataset_clocks WHERE dataset = ?", name)
+        .execute(&mut *conn)
+        .await?;
+    sqlx::query!("DELETE FROM series_snapshots WHERE dataset = ?", name)
+        .execute(&mut *conn)
+        .await?;
     Ok(())
 }
 
@@ -133,11 +135,12 @@ pub async fn create(
     let mut tx = pool.begin().await?;
     let conn = tx.acquire().await?;
     move_generations(conn).await?;
-    let exists: Option<i32> =
-        sqlx::query_scalar("SELECT 1 FROM datasets WHERE name = ? FOR UPDATE")
-            .bind(&dataset.name)
-            .fetch_optional(&mut *conn)
-            .await?;
+    let exists = sqlx::query_scalar!(
+        "SELECT 1 AS found FROM datasets WHERE name = ? FOR UPDATE",
+        &dataset.name
+    )
+    .fetch_optional(&mut *conn)
+    .await?;
     if exists.is_some() {
         return Ok(false);
     }
@@ -154,38 +157,24 @@ pub async fn delete(pool: &MySqlPool, name: &str) -> Result<bool, sqlx::Error> {
     let mut tx = pool.begin().await?;
     let conn = tx.acquire().await?;
     move_generations(conn).await?;
-    let deleted = sqlx::query("DELETE FROM datasets WHERE name = ?")
-        .bind(name)
+    let deleted = sqlx::query!("DELETE FROM datasets WHERE name = ?", name)
         .execute(&mut *conn)
         .await?
         .rows_affected()
         == 1;
     if deleted {
         // Nothing follows its incidents any more: those still firing end now.
-        sqlx::query(
+        sqlx::query!(
             "UPDATE anomalies SET state = 'resolved', resolved_at = UTC_TIMESTAMP() \
              WHERE dataset = ? AND state = 'firing'",
+            name
         )
-        .bind(name)
         .execute(&mut *conn)
         .await?;
         forget_state(conn, name).await?;
         tx.commit().await?;
     }
     Ok(deleted)
-}
-
-/// Seconds since 1970 of a DATETIME column, whatever the session's time zone.
-fn seconds_of(column: &str) -> String {
-    format!("TIMESTAMPDIFF(SECOND, '1970-01-01 00:00:00', {column})")
-}
-
-/// A DATETIME column floored to a multiple of `?` seconds (bound twice).
-fn floored(column: &str) -> String {
-    format!(
-        "TIMESTAMPADD(SECOND, {} DIV ? * ?, '1970-01-01 00:00:00')",
-        seconds_of(column)
-    )
 }
 
 /// Replaces a dataset (`None` when there is none of that name). Its model is rebuilt with
@@ -202,11 +191,12 @@ pub async fn replace(
     let mut tx = pool.begin().await?;
     let conn = tx.acquire().await?;
     move_generations(conn).await?;
-    let stored: Option<String> =
-        sqlx::query_scalar("SELECT settings FROM datasets WHERE name = ? FOR UPDATE")
-            .bind(name)
-            .fetch_optional(&mut *conn)
-            .await?;
+    let stored = sqlx::query_scalar!(
+        "SELECT settings FROM datasets WHERE name = ? FOR UPDATE",
+        name
+    )
+    .fetch_optional(&mut *conn)
+    .await?;
     let Some(stored) = stored else {
         return Ok(None);
     };
@@ -218,12 +208,12 @@ pub async fn replace(
             model: ModelChange::Unchanged,
         }));
     }
-    sqlx::query(
+    sqlx::query!(
         "UPDATE datasets SET settings = ?, updated_at = NOW(3), updated_by = ? WHERE name = ?",
+        &new_json,
+        user,
+        name
     )
-    .bind(&new_json)
-    .bind(user)
-    .bind(name)
     .execute(&mut *conn)
     .await?;
     forget_unselected(conn, dataset).await?;
@@ -238,14 +228,15 @@ pub async fn replace(
         forget_state(conn, name).await?;
         ModelChange::Afresh
     };
-    sqlx::query("DELETE FROM series_snapshots WHERE dataset = ?")
-        .bind(name)
+    sqlx::query!("DELETE FROM series_snapshots WHERE dataset = ?", name)
         .execute(&mut *conn)
         .await?;
-    sqlx::query("UPDATE dataset_clocks SET snapshot_until = NULL WHERE dataset = ?")
-        .bind(name)
-        .execute(&mut *conn)
-        .await?;
+    sqlx::query!(
+        "UPDATE dataset_clocks SET snapshot_until = NULL WHERE dataset = ?",
+        name
+    )
+    .execute(&mut *conn)
+    .await?;
     tx.commit().await?;
     Ok(Some(Replaced { before, model }))
 }
@@ -255,13 +246,15 @@ pub async fn replace(
 /// step a clock stood in is judged again, whole. Returns how many steps hold history.
 async fn regroup(conn: &mut MySqlConnection, name: &str, step: u64) -> Result<u64, sqlx::Error> {
     let steps = crate::step_blocks::regroup(conn, name, step as i64).await?;
-    sqlx::query(&format!(
-        "UPDATE dataset_clocks SET judged_until = {} WHERE dataset = ?",
-        floored("judged_until")
-    ))
-    .bind(step)
-    .bind(step)
-    .bind(name)
+    // Seconds since 1970, whatever the session's time zone, floored to a multiple of `step`.
+    sqlx::query!(
+        "UPDATE dataset_clocks SET judged_until = TIMESTAMPADD(SECOND, \
+         TIMESTAMPDIFF(SECOND, '1970-01-01 00:00:00', judged_until) DIV ? * ?, \
+         '1970-01-01 00:00:00') WHERE dataset = ?",
+        step,
+        step,
+        name
+    )
     .execute(&mut *conn)
     .await?;
     Ok(steps)
@@ -272,6 +265,8 @@ async fn forget_unselected(
     conn: &mut MySqlConnection,
     dataset: &DatasetSettings,
 ) -> Result<(), sqlx::Error> {
+    // The IN lists are as long as the dataset's selection: built at run time, so not
+    // checked at compile time.
     if !dataset.labels.is_empty() {
         let mut query =
             sqlx::QueryBuilder::<sqlx::MySql>::new("DELETE FROM step_blocks WHERE dataset = ");

@@ -156,16 +156,19 @@ impl Engine {
         // Named locks are server-wide: the name carries the database too, so analysers of
         // other databases on the same server never wait for each other. Hashed, because a
         // lock name is at most 64 characters.
-        let lock_name: String = sqlx::query_scalar(
-            "SELECT CONCAT('pulse_pull:', SHA1(CONCAT(COALESCE(DATABASE(), ''), ':', ?)))",
+        // A bound argument leaves the server unsure the name is never NULL (it is not) or
+        // which character set it is in: the override says what it is.
+        let lock_name = sqlx::query_scalar!(
+            r#"SELECT CONCAT('pulse_pull:', SHA1(CONCAT(COALESCE(DATABASE(), ''), ':', ?))) AS "lock_name!: String""#,
+            &shard_key
         )
-        .bind(&shard_key)
         .fetch_one(&mut *lock)
         .await?;
-        let got: Option<i64> = sqlx::query_scalar("SELECT GET_LOCK(?, 10)")
-            .bind(&lock_name)
-            .fetch_one(&mut *lock)
-            .await?;
+        // NULL on an error, 0 on a timeout, 1 when taken.
+        let got: Option<i64> =
+            sqlx::query_scalar!(r#"SELECT GET_LOCK(?, 10) AS "got?: i64""#, &lock_name)
+                .fetch_one(&mut *lock)
+                .await?;
         if got != Some(1) {
             return Err(PullError::Busy(shard_key));
         }
@@ -184,9 +187,8 @@ impl Engine {
             // What is in memory may be ahead of what committed: rebuild next time.
             self.loaded = false;
         }
-        let _ = sqlx::query("SELECT RELEASE_LOCK(?)")
-            .bind(&lock_name)
-            .execute(&mut *lock)
+        let _ = sqlx::query_scalar!("SELECT RELEASE_LOCK(?) AS released", &lock_name)
+            .fetch_one(&mut *lock)
             .await;
         result
     }

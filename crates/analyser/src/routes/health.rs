@@ -18,7 +18,10 @@ pub async fn live() -> HttpResponse {
 )]
 #[get("/health/ready")]
 pub async fn ready(state: web::Data<AppState>) -> HttpResponse {
-    let up = sqlx::query("SELECT 1").execute(&state.pool).await.is_ok();
+    let up = sqlx::query_scalar!("SELECT 1 AS answer")
+        .fetch_one(&state.pool)
+        .await
+        .is_ok();
     let body = Readiness {
         ready: up,
         database: if up { "up" } else { "down" }.to_owned(),

@@ -94,7 +94,7 @@ impl Silence {
     }
 }
 
-#[derive(Debug, sqlx::FromRow)]
+#[derive(Debug)]
 struct SilenceRecord {
     id: u64,
     dataset: Vec<u8>,
@@ -112,9 +112,6 @@ struct SilenceRecord {
     ended_at: Option<NaiveDateTime>,
     ended_by: Option<String>,
 }
-
-const COLUMNS: &str = "id, dataset, event_label, entity_id, starts_at, ends_at, weekly_days, \
-     weekly_from, weekly_to, time_zone, comment, created_by, created_at, ended_at, ended_by";
 
 fn silence(r: SilenceRecord, now: DateTime<Utc>) -> Silence {
     let weekly = match (r.weekly_days, r.weekly_from, r.weekly_to, r.time_zone) {
@@ -230,22 +227,22 @@ pub async fn create(
     created_by: &str,
 ) -> Result<Silence, sqlx::Error> {
     let days = new.weekly.as_ref().map(|(w, _)| w.days.join(","));
-    let result = sqlx::query(
+    let result = sqlx::query!(
         "INSERT INTO silences (dataset, event_label, entity_id, starts_at, ends_at, weekly_days, \
          weekly_from, weekly_to, time_zone, comment, created_by, created_at) \
          VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NOW(3))",
+        &new.dataset,
+        &new.label,
+        new.entity_id,
+        new.starts_at.naive_utc(),
+        new.ends_at.map(|t| t.naive_utc()),
+        days,
+        new.weekly.as_ref().map(|(_, w)| w.from),
+        new.weekly.as_ref().map(|(_, w)| w.to),
+        new.weekly.as_ref().map(|(w, _)| w.time_zone.clone()),
+        &new.comment,
+        created_by
     )
-    .bind(&new.dataset)
-    .bind(&new.label)
-    .bind(new.entity_id)
-    .bind(new.starts_at.naive_utc())
-    .bind(new.ends_at.map(|t| t.naive_utc()))
-    .bind(days)
-    .bind(new.weekly.as_ref().map(|(_, w)| w.from))
-    .bind(new.weekly.as_ref().map(|(_, w)| w.to))
-    .bind(new.weekly.as_ref().map(|(w, _)| w.time_zone.clone()))
-    .bind(&new.comment)
-    .bind(created_by)
     .execute(pool)
     .await?;
     by_id(pool, result.last_insert_id())
@@ -254,11 +251,15 @@ pub async fn create(
 }
 
 pub async fn by_id(pool: &MySqlPool, id: u64) -> Result<Option<Silence>, sqlx::Error> {
-    let record: Option<SilenceRecord> =
-        sqlx::query_as(&format!("SELECT {COLUMNS} FROM silences WHERE id = ?"))
-            .bind(id)
-            .fetch_optional(pool)
-            .await?;
+    let record = sqlx::query_as!(
+        SilenceRecord,
+        "SELECT id, dataset, event_label, entity_id, starts_at, ends_at, weekly_days, weekly_from, \
+         weekly_to, time_zone, comment, created_by, created_at, ended_at, ended_by FROM silences \
+         WHERE id = ?",
+        id
+    )
+    .fetch_optional(pool)
+    .await?;
     Ok(record.map(|r| silence(r, Utc::now())))
 }
 
@@ -268,12 +269,15 @@ pub async fn list(
     dataset: Option<&str>,
     limit: u32,
 ) -> Result<Vec<Silence>, sqlx::Error> {
-    let records: Vec<SilenceRecord> = sqlx::query_as(&format!(
-        "SELECT {COLUMNS} FROM silences WHERE (? IS NULL OR dataset = ?) ORDER BY id DESC LIMIT ?"
-    ))
-    .bind(dataset)
-    .bind(dataset)
-    .bind(limit)
+    let records = sqlx::query_as!(
+        SilenceRecord,
+        "SELECT id, dataset, event_label, entity_id, starts_at, ends_at, weekly_days, weekly_from, \
+         weekly_to, time_zone, comment, created_by, created_at, ended_at, ended_by FROM silences \
+         WHERE (? IS NULL OR dataset = ?) ORDER BY id DESC LIMIT ?",
+        dataset,
+        dataset,
+        limit
+    )
     .fetch_all(pool)
     .await?;
     let now = Utc::now();
@@ -283,12 +287,12 @@ pub async fn list(
 /// Ends a silence now (kept as history); `None` when there is no such silence. Ending
 /// one already over changes nothing.
 pub async fn end(pool: &MySqlPool, id: u64, user: &str) -> Result<Option<Silence>, sqlx::Error> {
-    sqlx::query(
+    sqlx::query!(
         "UPDATE silences SET ended_at = NOW(3), ended_by = ? \
          WHERE id = ? AND ended_at IS NULL AND (ends_at IS NULL OR ends_at > NOW(3))",
+        user,
+        id
     )
-    .bind(user)
-    .bind(id)
     .execute(pool)
     .await?;
     by_id(pool, id).await
@@ -307,17 +311,19 @@ pub async fn mark_if_silenced(
     let Some(at) = DateTime::from_timestamp(at, 0) else {
         return Ok(None);
     };
-    let records: Vec<SilenceRecord> = sqlx::query_as(&format!(
-        "SELECT {COLUMNS} FROM silences WHERE dataset = ? AND starts_at <= ? \
-         AND (ends_at IS NULL OR ends_at > ?) \
+    let records = sqlx::query_as!(
+        SilenceRecord,
+        "SELECT id, dataset, event_label, entity_id, starts_at, ends_at, weekly_days, weekly_from, \
+         weekly_to, time_zone, comment, created_by, created_at, ended_at, ended_by FROM silences \
+         WHERE dataset = ? AND starts_at <= ? AND (ends_at IS NULL OR ends_at > ?) \
          AND (event_label IS NULL OR event_label = ?) AND (entity_id IS NULL OR entity_id = ?) \
-         ORDER BY id"
-    ))
-    .bind(dataset)
-    .bind(at.naive_utc())
-    .bind(at.naive_utc())
-    .bind(label)
-    .bind(entity_id)
+         ORDER BY id",
+        dataset,
+        at.naive_utc(),
+        at.naive_utc(),
+        label,
+        entity_id
+    )
     .fetch_all(&mut *conn)
     .await?;
     let now = Utc::now();
@@ -328,11 +334,13 @@ pub async fn mark_if_silenced(
     else {
         return Ok(None);
     };
-    sqlx::query("UPDATE anomalies SET silenced_by = ? WHERE id = ?")
-        .bind(silence.id)
-        .bind(anomaly_id)
-        .execute(&mut *conn)
-        .await?;
+    sqlx::query!(
+        "UPDATE anomalies SET silenced_by = ? WHERE id = ?",
+        silence.id,
+        anomaly_id
+    )
+    .execute(&mut *conn)
+    .await?;
     Ok(Some(silence.id))
 }
 

@@ -22,31 +22,33 @@ pub struct AnomalyFilter {
 
 #[derive(Debug, sqlx::FromRow)]
 pub(super) struct AnomalyRecord {
-    id: u64,
-    dataset: Vec<u8>,
-    event_label: Vec<u8>,
-    entity_id: i64,
-    metric: String,
-    severity: String,
-    method: String,
-    period_start: NaiveDateTime,
-    period_end: NaiveDateTime,
-    observed: f64,
-    expected: f64,
-    deviation: f64,
-    signals: Option<String>,
-    state: String,
-    resolved_at: Option<NaiveDateTime>,
-    status: String,
-    detected_at: NaiveDateTime,
-    decided_by: Option<String>,
-    decided_at: Option<NaiveDateTime>,
-    comment: Option<String>,
-    silenced_by: Option<u64>,
-    reason: Option<String>,
-    taught_by: Option<u64>,
+    pub(super) id: u64,
+    pub(super) dataset: Vec<u8>,
+    pub(super) event_label: Vec<u8>,
+    pub(super) entity_id: i64,
+    pub(super) metric: String,
+    pub(super) severity: String,
+    pub(super) method: String,
+    pub(super) period_start: NaiveDateTime,
+    pub(super) period_end: NaiveDateTime,
+    pub(super) observed: f64,
+    pub(super) expected: f64,
+    pub(super) deviation: f64,
+    pub(super) signals: Option<String>,
+    pub(super) state: String,
+    pub(super) resolved_at: Option<NaiveDateTime>,
+    pub(super) status: String,
+    pub(super) detected_at: NaiveDateTime,
+    pub(super) decided_by: Option<String>,
+    pub(super) decided_at: Option<NaiveDateTime>,
+    pub(super) comment: Option<String>,
+    pub(super) silenced_by: Option<u64>,
+    pub(super) reason: Option<String>,
+    pub(super) taught_by: Option<u64>,
 }
 
+/// The columns of [`AnomalyRecord`], for the statements built at run time; the checked
+/// queries spell them out (`query_as!` takes a literal).
 pub(super) const ANOMALY_COLUMNS: &str =
     "id, dataset, event_label, entity_id, metric, severity, method, period_start, period_end, \
      observed, expected, deviation, signals, state, resolved_at, status, detected_at, decided_by, \
@@ -91,6 +93,8 @@ pub async fn anomalies(
     pool: &MySqlPool,
     filter: &AnomalyFilter,
 ) -> Result<Vec<protocol::Anomaly>, sqlx::Error> {
+    // Only the filters given are in the statement: built at run time, so not checked at
+    // compile time (`ANOMALY_COLUMNS` is the column list of the checked queries).
     let mut select = QueryBuilder::<MySql>::new(format!(
         "SELECT {ANOMALY_COLUMNS} FROM anomalies WHERE 1 = 1"
     ));
@@ -133,10 +137,13 @@ pub async fn anomaly_by_id(
     pool: &MySqlPool,
     id: u64,
 ) -> Result<Option<protocol::Anomaly>, sqlx::Error> {
-    let record: Option<AnomalyRecord> = sqlx::query_as(&format!(
-        "SELECT {ANOMALY_COLUMNS} FROM anomalies WHERE id = ?"
-    ))
-    .bind(id)
+    let record = sqlx::query_as!(
+        AnomalyRecord,
+        "SELECT id, dataset, event_label, entity_id, metric, severity, method, period_start, period_end, \
+         observed, expected, deviation, signals, state, resolved_at, status, detected_at, decided_by, \
+         decided_at, comment, silenced_by, reason, taught_by FROM anomalies WHERE id = ?",
+        id
+    )
     .fetch_optional(pool)
     .await?;
     Ok(record.map(anomaly))
@@ -152,23 +159,21 @@ pub async fn decide(
     user: &str,
     comment: Option<&str>,
 ) -> Result<bool, sqlx::Error> {
-    let exists: Option<u64> =
-        sqlx::query_scalar("SELECT id FROM anomalies WHERE id = ? FOR UPDATE")
-            .bind(id)
-            .fetch_optional(&mut *conn)
-            .await?;
+    let exists = sqlx::query_scalar!("SELECT id FROM anomalies WHERE id = ? FOR UPDATE", id)
+        .fetch_optional(&mut *conn)
+        .await?;
     if exists.is_none() {
         return Ok(false);
     }
-    sqlx::query(
+    sqlx::query!(
         "UPDATE anomalies SET status = ?, reason = ?, decided_by = ?, decided_at = NOW(3), \
          comment = ? WHERE id = ?",
+        status,
+        reason.map(protocol::VerdictReason::as_str),
+        user,
+        comment,
+        id
     )
-    .bind(status)
-    .bind(reason.map(protocol::VerdictReason::as_str))
-    .bind(user)
-    .bind(comment)
-    .bind(id)
     .execute(conn)
     .await?;
     Ok(true)

@@ -1,6 +1,6 @@
 //! The pull's bookkeeping: the shard's cursor and generation, and the datasets' clocks.
 
-use chrono::{DateTime, NaiveDateTime};
+use chrono::DateTime;
 use sqlx::{MySqlConnection, MySqlPool};
 
 use crate::clock::DatasetClock;
@@ -9,20 +9,24 @@ use super::{date, seconds};
 
 /// The shard's cursor row, created at iterator 0 if missing: (iterator, generation).
 pub async fn claim_cursor(pool: &MySqlPool, shard: &str) -> Result<(u64, u64), sqlx::Error> {
-    sqlx::query("INSERT IGNORE INTO cursors (shard, iterator) VALUES (?, 0)")
-        .bind(shard)
-        .execute(pool)
-        .await?;
-    sqlx::query_as("SELECT iterator, generation FROM cursors WHERE shard = ?")
-        .bind(shard)
-        .fetch_one(pool)
-        .await
+    sqlx::query!(
+        "INSERT IGNORE INTO cursors (shard, iterator) VALUES (?, 0)",
+        shard
+    )
+    .execute(pool)
+    .await?;
+    let row = sqlx::query!(
+        "SELECT iterator, generation FROM cursors WHERE shard = ?",
+        shard
+    )
+    .fetch_one(pool)
+    .await?;
+    Ok((row.iterator, row.generation))
 }
 
 /// The shard's generation, as committed.
 pub async fn load_generation(pool: &MySqlPool, shard: &str) -> Result<Option<u64>, sqlx::Error> {
-    sqlx::query_scalar("SELECT generation FROM cursors WHERE shard = ?")
-        .bind(shard)
+    sqlx::query_scalar!("SELECT generation FROM cursors WHERE shard = ?", shard)
         .fetch_optional(pool)
         .await
 }
@@ -36,11 +40,11 @@ pub async fn advance_generation(
     shard: &str,
     seen: u64,
 ) -> Result<bool, sqlx::Error> {
-    let result = sqlx::query(
+    let result = sqlx::query!(
         "UPDATE cursors SET generation = generation + 1 WHERE shard = ? AND generation = ?",
+        shard,
+        seen
     )
-    .bind(shard)
-    .bind(seen)
     .execute(conn)
     .await?;
     Ok(result.rows_affected() == 1)
@@ -52,14 +56,14 @@ pub async fn save_cursor(
     iterator: u64,
     rows: u64,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query(
+    sqlx::query!(
         "INSERT INTO cursors (shard, iterator, rows_seen, updated_at) VALUES (?, ?, ?, NOW(3)) \
          ON DUPLICATE KEY UPDATE iterator = VALUES(iterator), rows_seen = rows_seen + VALUES(rows_seen), \
          updated_at = NOW(3)",
+        shard,
+        iterator,
+        rows
     )
-    .bind(shard)
-    .bind(iterator)
-    .bind(rows)
     .execute(conn)
     .await?;
     Ok(())
@@ -70,29 +74,20 @@ pub async fn load_clock(
     dataset: &str,
     shard: &str,
 ) -> Result<DatasetClock, sqlx::Error> {
-    type ClockRecord = (
-        Option<NaiveDateTime>,
-        Option<NaiveDateTime>,
-        Option<NaiveDateTime>,
-        Option<NaiveDateTime>,
-    );
-    let row: Option<ClockRecord> = sqlx::query_as(
+    let row = sqlx::query!(
         "SELECT latest_event, last_row_at, judged_until, snapshot_until FROM dataset_clocks \
          WHERE dataset = ? AND shard = ?",
+        dataset,
+        shard
     )
-    .bind(dataset)
-    .bind(shard)
     .fetch_optional(pool)
     .await?;
-    Ok(row.map_or_else(
-        DatasetClock::default,
-        |(latest, last_row_at, judged_until, snapshot_until)| DatasetClock {
-            latest_event: latest.map(seconds),
-            last_row_at_ms: last_row_at.map(|d| d.and_utc().timestamp_millis()),
-            judged_until: judged_until.map(seconds),
-            snapshot_until: snapshot_until.map(seconds),
-        },
-    ))
+    Ok(row.map_or_else(DatasetClock::default, |row| DatasetClock {
+        latest_event: row.latest_event.map(seconds),
+        last_row_at_ms: row.last_row_at.map(|d| d.and_utc().timestamp_millis()),
+        judged_until: row.judged_until.map(seconds),
+        snapshot_until: row.snapshot_until.map(seconds),
+    }))
 }
 
 pub async fn save_clock(
@@ -105,17 +100,17 @@ pub async fn save_clock(
         .last_row_at_ms
         .and_then(DateTime::from_timestamp_millis)
         .map(|d| d.naive_utc());
-    sqlx::query(
+    sqlx::query!(
         "INSERT INTO dataset_clocks (dataset, shard, latest_event, last_row_at, judged_until, snapshot_until) \
          VALUES (?, ?, ?, ?, ?, ?) ON DUPLICATE KEY UPDATE latest_event = VALUES(latest_event), \
          last_row_at = VALUES(last_row_at), judged_until = VALUES(judged_until), snapshot_until = VALUES(snapshot_until)",
+        dataset,
+        shard,
+        clock.latest_event.map(date),
+        last_row_at,
+        clock.judged_until.map(date),
+        clock.snapshot_until.map(date)
     )
-    .bind(dataset)
-    .bind(shard)
-    .bind(clock.latest_event.map(date))
-    .bind(last_row_at)
-    .bind(clock.judged_until.map(date))
-    .bind(clock.snapshot_until.map(date))
     .execute(conn)
     .await?;
     Ok(())

@@ -6,7 +6,7 @@ use sqlx::{MySqlConnection, MySqlPool};
 
 use crate::judge::{Change, Incident, Signal};
 
-use super::anomalies::{anomaly, AnomalyRecord, ANOMALY_COLUMNS};
+use super::anomalies::{anomaly, AnomalyRecord};
 use super::date;
 
 /// The id of the firing incident of a series that began at `period_start`, if the store
@@ -18,14 +18,14 @@ pub async fn firing_incident_id(
     entity_id: i64,
     period_start: i64,
 ) -> Result<Option<u64>, sqlx::Error> {
-    sqlx::query_scalar(
+    sqlx::query_scalar!(
         "SELECT id FROM anomalies WHERE dataset = ? AND state = 'firing' AND event_label = ? \
          AND entity_id = ? AND period_start = ? ORDER BY id DESC LIMIT 1",
+        dataset,
+        label,
+        entity_id,
+        date(period_start)
     )
-    .bind(dataset)
-    .bind(label)
-    .bind(entity_id)
-    .bind(date(period_start))
     .fetch_optional(pool)
     .await
 }
@@ -35,15 +35,20 @@ pub async fn firing_incidents(
     pool: &MySqlPool,
     dataset: &str,
 ) -> Result<Vec<(u64, String)>, sqlx::Error> {
-    let rows: Vec<(u64, Vec<u8>)> = sqlx::query_as(
+    let rows = sqlx::query!(
         "SELECT id, event_label FROM anomalies WHERE dataset = ? AND state = 'firing'",
+        dataset
     )
-    .bind(dataset)
     .fetch_all(pool)
     .await?;
     Ok(rows
         .into_iter()
-        .map(|(id, label)| (id, String::from_utf8_lossy(&label).into_owned()))
+        .map(|row| {
+            (
+                row.id,
+                String::from_utf8_lossy(&row.event_label).into_owned(),
+            )
+        })
         .collect())
 }
 
@@ -86,53 +91,53 @@ pub async fn apply_change(
             incident,
         } => {
             let top = incident.top();
-            let result = sqlx::query(
+            let result = sqlx::query!(
                 "INSERT INTO anomalies (dataset, event_label, entity_id, metric, severity, method, period_start, \
                  period_end, observed, expected, deviation, signals, state, detected_at) \
                  VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'firing', ?)",
+                dataset,
+                &**label,
+                entity_id,
+                top.metric.as_str(),
+                top.severity.as_str(),
+                top.method.as_str(),
+                date(incident.start),
+                date(incident.end),
+                top.observed,
+                top.expected,
+                top.deviation,
+                signals_json(incident),
+                detected_at.naive_utc()
             )
-            .bind(dataset)
-            .bind(&**label)
-            .bind(entity_id)
-            .bind(top.metric.as_str())
-            .bind(top.severity.as_str())
-            .bind(top.method.as_str())
-            .bind(date(incident.start))
-            .bind(date(incident.end))
-            .bind(top.observed)
-            .bind(top.expected)
-            .bind(top.deviation)
-            .bind(signals_json(incident))
-            .bind(detected_at.naive_utc())
             .execute(conn)
             .await?;
             Ok(Some(result.last_insert_id()))
         }
         Change::Update { incident } => {
             let top = incident.top();
-            sqlx::query(
+            sqlx::query!(
                 "UPDATE anomalies SET period_end = ?, metric = ?, severity = ?, method = ?, observed = ?, \
                  expected = ?, deviation = ?, signals = ? WHERE id = ?",
+                date(incident.end),
+                top.metric.as_str(),
+                top.severity.as_str(),
+                top.method.as_str(),
+                top.observed,
+                top.expected,
+                top.deviation,
+                signals_json(incident),
+                incident.id
             )
-            .bind(date(incident.end))
-            .bind(top.metric.as_str())
-            .bind(top.severity.as_str())
-            .bind(top.method.as_str())
-            .bind(top.observed)
-            .bind(top.expected)
-            .bind(top.deviation)
-            .bind(signals_json(incident))
-            .bind(incident.id)
             .execute(conn)
             .await?;
             Ok(None)
         }
         Change::Resolve { id, resolved_at } => {
-            sqlx::query(
+            sqlx::query!(
                 "UPDATE anomalies SET state = 'resolved', resolved_at = ? WHERE id = ? AND state = 'firing'",
+                date(*resolved_at),
+                id
             )
-            .bind(date(*resolved_at))
-            .bind(id)
             .execute(conn)
             .await?;
             Ok(None)
@@ -147,13 +152,17 @@ pub async fn alarms_to_notify(
     pool: &MySqlPool,
     limit: u32,
 ) -> Result<Vec<protocol::Anomaly>, sqlx::Error> {
-    let records: Vec<AnomalyRecord> = sqlx::query_as(&format!(
-        "SELECT {ANOMALY_COLUMNS} FROM anomalies WHERE severity = 'alarm' AND silenced_by IS NULL AND taught_by IS NULL \
+    let records = sqlx::query_as!(
+        AnomalyRecord,
+        "SELECT id, dataset, event_label, entity_id, metric, severity, method, period_start, period_end, \
+         observed, expected, deviation, signals, state, resolved_at, status, detected_at, decided_by, \
+         decided_at, comment, silenced_by, reason, taught_by \
+         FROM anomalies WHERE severity = 'alarm' AND silenced_by IS NULL AND taught_by IS NULL \
          AND ((notified_at IS NULL AND status = 'open') \
            OR (notified_at IS NOT NULL AND state = 'resolved' AND resolved_notified_at IS NULL)) \
-         ORDER BY id LIMIT ?"
-    ))
-    .bind(limit)
+         ORDER BY id LIMIT ?",
+        limit
+    )
     .fetch_all(pool)
     .await?;
     Ok(records.into_iter().map(anomaly).collect())
@@ -161,12 +170,12 @@ pub async fn alarms_to_notify(
 
 /// Marks an alarm as posted; `resolved` when the message also told its resolution.
 pub async fn mark_notified(pool: &MySqlPool, id: u64, resolved: bool) -> Result<(), sqlx::Error> {
-    sqlx::query(
+    sqlx::query!(
         "UPDATE anomalies SET notified_at = COALESCE(notified_at, NOW(3)), \
          resolved_notified_at = IF(?, NOW(3), resolved_notified_at) WHERE id = ?",
+        resolved,
+        id
     )
-    .bind(resolved)
-    .bind(id)
     .execute(pool)
     .await?;
     Ok(())

@@ -7,6 +7,8 @@ mod anomalies;
 mod cursor;
 mod incidents;
 mod snapshots;
+#[cfg(test)]
+mod tests;
 
 use chrono::{DateTime, NaiveDateTime};
 

@@ -12,7 +12,8 @@ pub async fn save_snapshots(
     shard: &str,
     states: &[crate::judge::SeriesState],
 ) -> Result<(), sqlx::Error> {
-    // A state is a few KiB: 64 a statement stay far below max_allowed_packet.
+    // A state is a few KiB: 64 a statement stay far below max_allowed_packet. Multi-row
+    // statements of several sizes: built at run time, so not checked at compile time.
     for chunk in statements(states, 64) {
         let mut insert = QueryBuilder::<MySql>::new(
             "INSERT INTO series_snapshots (dataset, shard, event_label, entity_id, state) ",
@@ -38,13 +39,13 @@ pub async fn delete_snapshots(
     series: &[crate::judge::SeriesKey],
 ) -> Result<(), sqlx::Error> {
     for (label, entity_id) in series {
-        sqlx::query(
+        sqlx::query!(
             "DELETE FROM series_snapshots WHERE dataset = ? AND shard = ? AND event_label = ? AND entity_id = ?",
+            dataset,
+            shard,
+            &**label,
+            entity_id
         )
-        .bind(dataset)
-        .bind(shard)
-        .bind(&**label)
-        .bind(entity_id)
         .execute(&mut *conn)
         .await?;
     }
@@ -57,11 +58,13 @@ pub async fn clear_snapshots(
     dataset: &str,
     shard: &str,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query("DELETE FROM series_snapshots WHERE dataset = ? AND shard = ?")
-        .bind(dataset)
-        .bind(shard)
-        .execute(&mut *conn)
-        .await?;
+    sqlx::query!(
+        "DELETE FROM series_snapshots WHERE dataset = ? AND shard = ?",
+        dataset,
+        shard
+    )
+    .execute(&mut *conn)
+    .await?;
     Ok(())
 }
 
@@ -71,20 +74,21 @@ pub async fn load_snapshots(
     dataset: &str,
     shard: &str,
 ) -> Result<Vec<(String, i64, Vec<u8>)>, sqlx::Error> {
-    let rows: Vec<(Vec<u8>, i64, Vec<u8>)> = sqlx::query_as(
+    // The label's binary collation reads back as bytes.
+    let rows = sqlx::query!(
         "SELECT event_label, entity_id, state FROM series_snapshots WHERE dataset = ? AND shard = ?",
+        dataset,
+        shard
     )
-    .bind(dataset)
-    .bind(shard)
     .fetch_all(pool)
     .await?;
     Ok(rows
         .into_iter()
-        .map(|(label, entity_id, state)| {
+        .map(|row| {
             (
-                String::from_utf8_lossy(&label).into_owned(),
-                entity_id,
-                state,
+                String::from_utf8_lossy(&row.event_label).into_owned(),
+                row.entity_id,
+                row.state,
             )
         })
         .collect())
