@@ -45,7 +45,9 @@ use protocol::ExportPage;
 use secrecy::SecretString;
 use sqlx::{Executor, MySqlPool};
 
+#[path = "analyser/live_scale.rs"]
 mod live_scale;
+#[path = "analyser/shards.rs"]
 mod shards;
 
 const GATHERER_DB: &str = "pulse_bench_gatherer";

@@ -3,7 +3,8 @@
 //! row per series and minute, with the analyser serving (`Application`, `poll_interval`
 //! 10 s). The series are spread over the minute in twelve slots of 5 s, each row stamped
 //! at its slot as it is written straight into `events_count`, like a gatherer's flushes
-//! would be. Thirty minutes of history are written the same way first, then pulled; once
+//! would be. Thirty minutes of history (`BENCH_ANALYSER_LIVE_HISTORY` steps) are written
+//! the same way first, then pulled; once
 //! caught up, one series is flooded for one step. Prints how long after that step was
 //! complete its alarm showed in `/api/v1/state` (target: within `time_step` +
 //! `poll_interval`), and `/api/v1/state` p50 / p99 at a paced 1 000 req/s while the
@@ -26,7 +27,13 @@ use super::{
 const STEP: i64 = 60;
 const SLOT: i64 = 5;
 const POLL: u64 = 10;
-const HISTORY_STEPS: i64 = 30;
+/// Steps of history before going live (`BENCH_ANALYSER_LIVE_HISTORY`, 30: the window).
+fn history_steps() -> i64 {
+    std::env::var("BENCH_ANALYSER_LIVE_HISTORY")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(30)
+}
 
 /// The rows of the slot that starts at `t` (unix seconds, a multiple of [`SLOT`]): every
 /// series whose slot of the minute it is; `flood` = (series, step start) counts 20× more.
@@ -71,6 +78,7 @@ pub async fn run(server: &str) -> anyhow::Result<()> {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(100_000);
+    let history = history_steps();
     let started = Instant::now();
     let gatherer = start_gatherer(server, true).await?;
     let pool = MySqlPool::connect(&format!("{server}/{GATHERER_DB}")).await?;
@@ -78,7 +86,7 @@ pub async fn run(server: &str) -> anyhow::Result<()> {
 
     // History: thirty steps and the current one up to now, slot by slot.
     let now = chrono::Utc::now().timestamp();
-    let mut next = (now.div_euclid(STEP) - HISTORY_STEPS) * STEP;
+    let mut next = (now.div_euclid(STEP) - history) * STEP;
     let no_flood = (-1, 0);
     writes_until(&pool, series, &mut next, now, no_flood).await?;
     let history_end: i64 =
@@ -107,7 +115,7 @@ pub async fn run(server: &str) -> anyhow::Result<()> {
 
     let dataset = DatasetSettings {
         time_step: Duration::from_secs(STEP as u64),
-        time_ago: Some(Duration::from_secs((HISTORY_STEPS * STEP) as u64)),
+        time_ago: Some(Duration::from_secs(30 * STEP as u64)),
         method: Method::Auto,
         labels: vec!["visit".into(), "checkout".into()],
         ..DatasetSettings::all("live-scale")
@@ -208,7 +216,7 @@ pub async fn run(server: &str) -> anyhow::Result<()> {
     println!("| live at scale ({series} series, one row each per 1m step, poll_interval {POLL} s) | figure | baseline in the same run | target |");
     println!("| --- | --- | --- | --- |");
     println!(
-        "| history ({HISTORY_STEPS} steps, {} rows) written, then pulled and judged until caught up | {written:.0} s, then {caught_up:.0} s | – | – |",
+        "| history ({history} steps, {} rows) written, then pulled and judged until caught up | {written:.0} s, then {caught_up:.0} s | – | – |",
         history_end
     );
     println!(
