@@ -50,8 +50,20 @@ mod live_scale;
 #[path = "analyser/shards.rs"]
 mod shards;
 
-const GATHERER_DB: &str = "pulse_bench_gatherer";
-const ANALYSER_DB: &str = "pulse_bench_analyser";
+/// The bench's databases: `pulse_bench_gatherer` and `pulse_bench_analyser`, with
+/// `BENCH_DB_TAG` after `pulse_bench_` when set, so that two benches can share a server.
+#[derive(Clone, Copy)]
+struct Database(&'static str);
+
+impl std::fmt::Display for Database {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let tag = std::env::var("BENCH_DB_TAG").map_or(String::new(), |t| format!("{t}_"));
+        write!(f, "pulse_bench_{tag}{}", self.0)
+    }
+}
+
+const GATHERER_DB: Database = Database("gatherer");
+const ANALYSER_DB: Database = Database("analyser");
 
 struct Gatherer {
     url: String,
