@@ -19,6 +19,19 @@
 //!    `events_count` (its ingest would take longer than the pull being measured), then
 //!    read back through the gatherer's export like any pull.
 //!
+//!    `BENCH_ANALYSER_STEPS` sets the steps (60), `1000000:6` in the list those of one
+//!    size; `BENCH_ANALYSER_BUDGET=600` stops each
+//!    pull after 600 s and prints rows/s over what it had committed by then, marked
+//!    partial (a million series is 60 million rows).
+//!
+//! Not in the default run (each takes minutes):
+//!
+//! 5. `BENCH_ANALYSER_PARTS=live-scale`: 100 000 series live, one row each a minute, the
+//!    analyser serving; a flood's alarm latency and `/api/v1/state` latency at 1 000
+//!    req/s while pulls run (`analyser/live_scale.rs`);
+//! 6. `BENCH_ANALYSER_PARTS=shards`: two label shards pulling the series axis' data at
+//!    once, rows/s of each (`analyser/shards.rs`).
+//!
 //! `cargo bench -p analyser --bench analyser` or `scripts/bench.sh analyser`;
 //! `BENCH_ANALYSER_PARTS=series` runs the series axis alone.
 
@@ -32,8 +45,25 @@ use protocol::ExportPage;
 use secrecy::SecretString;
 use sqlx::{Executor, MySqlPool};
 
-const GATHERER_DB: &str = "pulse_bench_gatherer";
-const ANALYSER_DB: &str = "pulse_bench_analyser";
+#[path = "analyser/live_scale.rs"]
+mod live_scale;
+#[path = "analyser/shards.rs"]
+mod shards;
+
+/// The bench's databases: `pulse_bench_gatherer` and `pulse_bench_analyser`, with
+/// `BENCH_DB_TAG` after `pulse_bench_` when set, so that two benches can share a server.
+#[derive(Clone, Copy)]
+struct Database(&'static str);
+
+impl std::fmt::Display for Database {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let tag = std::env::var("BENCH_DB_TAG").map_or(String::new(), |t| format!("{t}_"));
+        write!(f, "pulse_bench_{tag}{}", self.0)
+    }
+}
+
+const GATHERER_DB: Database = Database("gatherer");
+const ANALYSER_DB: Database = Database("analyser");
 
 struct Gatherer {
     url: String,
@@ -191,8 +221,17 @@ async fn counters(pool: &MySqlPool) -> anyhow::Result<Vec<f64>> {
 /// One run of the series axis.
 struct SeriesRun {
     series: i64,
+    steps: i64,
     rows: u64,
     seconds: f64,
+    /// False when the pull was stopped at the time budget: `rows` and `seconds` are then
+    /// what had committed, and when.
+    complete: bool,
+    /// Export rows read within the budget (all when complete).
+    read: u64,
+    /// Writing the history into `events_count`, and its size there.
+    write_seconds: f64,
+    table_bytes: f64,
     rss_growth: f64,
     mysql_cpu: f64,
     /// CPU of this process over the pull: the analyser, and the gatherer serving its pages.
@@ -203,45 +242,165 @@ struct SeriesRun {
     snapshot_bytes: f64,
 }
 
-const SERIES_STEPS: i64 = 60;
+/// The count of series `s` (half `visit`, half `checkout`) at step `step`: 40 to 50,
+/// cycling with the entity and the step.
+fn series_count(s: i64, step: i64) -> i64 {
+    40 + ((s / 2) * 7 + step * 13) % 11
+}
 
-/// `series` series (half `visit`, half `checkout`), one row per series and step for 60
-/// one-minute steps ending an hour ago, pulled until caught up.
-async fn series_run(server: &str, series: i64, page_size: u32) -> anyhow::Result<SeriesRun> {
-    let gatherer = start_gatherer(server, true).await?;
-    let gatherer_pool = MySqlPool::connect(&format!("{server}/{GATHERER_DB}")).await?;
-    let now = chrono::Utc::now().timestamp();
-    let first_step = (now - 2 * 3600).div_euclid(60) * 60;
+fn series_delta(
+    aggregator: &Aggregator,
+    labels: &[Arc<str>; 2],
+    s: i64,
+    at: i64,
+    count: i64,
+) -> Delta {
+    Delta {
+        bucket: aggregator.bucket_of(at * 1000),
+        label: labels[(s % 2) as usize].clone(),
+        entity_id: s / 2,
+        totals: Totals {
+            sum: count,
+            events: count as u32,
+            min: 1,
+            max: 1,
+        },
+    }
+}
+
+/// Writes `deltas` straight into the gatherer's `events_count`, 50 000 rows a batch.
+async fn write_deltas(pool: &MySqlPool, name: &str, deltas: Vec<Delta>) -> anyhow::Result<()> {
+    for chunk in deltas.chunks(50_000) {
+        let id = format!("{name}-{}", uuid_like());
+        gatherer::store::insert_batch(pool, &Batch::new(id, chunk.to_vec())).await?;
+    }
+    Ok(())
+}
+
+/// A batch id unique within the process.
+fn uuid_like() -> u64 {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+}
+
+/// `series` series, one row per series and step for `steps` one-minute steps from
+/// `first_step`, stamped 10 s into each step, written straight into `events_count`.
+async fn write_series_history(
+    pool: &MySqlPool,
+    series: i64,
+    first_step: i64,
+    steps: i64,
+) -> anyhow::Result<()> {
     let aggregator = Aggregator::new(2, 1);
     let labels: [Arc<str>; 2] = [Arc::from("visit"), Arc::from("checkout")];
-    let total = series * SERIES_STEPS;
+    let total = series * steps;
     let mut written = 0i64;
     while written < total {
         let deltas: Vec<Delta> = (written..(written + 50_000).min(total))
             .map(|i| {
                 let (step, s) = (i / series, i % series);
-                let entity = s / 2;
-                let count = 40 + (entity * 7 + step * 13) % 11;
-                Delta {
-                    bucket: aggregator.bucket_of((first_step + step * 60 + 10) * 1000),
-                    label: labels[(s % 2) as usize].clone(),
-                    entity_id: entity,
-                    totals: Totals {
-                        sum: count,
-                        events: count as u32,
-                        min: 1,
-                        max: 1,
-                    },
-                }
+                let at = first_step + step * 60 + 10;
+                series_delta(&aggregator, &labels, s, at, series_count(s, step))
             })
             .collect();
         written += deltas.len() as i64;
-        gatherer::store::insert_batch(
-            &gatherer_pool,
-            &Batch::new(format!("series-{written}"), deltas),
-        )
-        .await?;
+        write_deltas(pool, "series", deltas).await?;
     }
+    Ok(())
+}
+
+/// What a pull did within its time budget.
+struct Pulled {
+    /// Export rows the pull committed (all of them when complete).
+    rows: u64,
+    seconds: f64,
+    /// False when stopped at the budget: `rows` is what had committed, and `read` the rows
+    /// the gatherer had served by then.
+    complete: bool,
+    read: u64,
+}
+
+/// Export rows the gatherers of this process have served so far (their Prometheus counter).
+fn rows_served() -> u64 {
+    let Some(handle) = service::telemetry::prometheus() else {
+        return 0;
+    };
+    handle
+        .render()
+        .lines()
+        .filter(|l| l.starts_with("gatherer_export_rows_total"))
+        .filter_map(|l| l.split_whitespace().last()?.parse::<f64>().ok())
+        .sum::<f64>() as u64
+}
+
+/// Runs one pull until caught up, or until `budget` has passed: then stops it (what it
+/// had not committed rolls back) and counts the rows the shard's cursor had committed
+/// (read every second) and the rows the gatherer had served.
+async fn budgeted_pull(
+    state: &analyser::state::AppState,
+    admin: &MySqlPool,
+    budget: Option<Duration>,
+) -> anyhow::Result<Pulled> {
+    let started = Instant::now();
+    let served = rows_served();
+    let pull = state.pull();
+    tokio::pin!(pull);
+    let shard = state.shard.key();
+    let mut rows = 0u64;
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            outcome = &mut pull => {
+                let rows = outcome?.rows;
+                return Ok(Pulled { rows, seconds: started.elapsed().as_secs_f64(), complete: true, read: rows });
+            }
+            _ = tick.tick() => {
+                let Some(budget) = budget else { continue };
+                let committed: Option<u64> = sqlx::query_scalar(&format!(
+                    "SELECT rows_seen FROM {ANALYSER_DB}.cursors WHERE shard = ?"
+                ))
+                .bind(&shard)
+                .fetch_optional(admin)
+                .await?;
+                rows = rows.max(committed.unwrap_or(0));
+                if started.elapsed() >= budget {
+                    let read = rows_served().saturating_sub(served);
+                    return Ok(Pulled { rows, seconds: started.elapsed().as_secs_f64(), complete: false, read });
+                }
+            }
+        }
+    }
+}
+
+/// The pull's time budget, `BENCH_ANALYSER_BUDGET` seconds; none by default.
+fn budget() -> Option<Duration> {
+    std::env::var("BENCH_ANALYSER_BUDGET")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .map(Duration::from_secs)
+}
+
+/// `series` series (half `visit`, half `checkout`), one row per series and step for
+/// `steps` one-minute steps ending an hour ago, pulled until caught up (or the budget).
+async fn series_run(
+    server: &str,
+    series: i64,
+    steps: i64,
+    page_size: u32,
+) -> anyhow::Result<SeriesRun> {
+    let gatherer = start_gatherer(server, true).await?;
+    let gatherer_pool = MySqlPool::connect(&format!("{server}/{GATHERER_DB}")).await?;
+    let now = chrono::Utc::now().timestamp();
+    let first_step = (now - 3600).div_euclid(60) * 60 - steps * 60;
+    let writing = Instant::now();
+    write_series_history(&gatherer_pool, series, first_step, steps).await?;
+    let write_seconds = writing.elapsed().as_secs_f64();
+    let table_bytes: Option<f64> = sqlx::query_scalar(&format!(
+        "SELECT CAST(data_length + index_length AS DOUBLE) FROM information_schema.tables \
+         WHERE table_schema = '{GATHERER_DB}' AND table_name = 'events_count'"
+    ))
+    .fetch_optional(&gatherer_pool)
+    .await?;
     gatherer_pool.close().await;
     let dataset = DatasetSettings {
         time_step: Duration::from_secs(60),
@@ -259,9 +418,7 @@ async fn series_run(server: &str, series: i64, page_size: u32) -> anyhow::Result
     let cpu_before = mysqld.map_or(0.0, cpu_seconds);
     let own_before = cpu_seconds(std::process::id());
     let counters_before = counters(&admin).await?;
-    let started = Instant::now();
-    let outcome = state.pull().await?;
-    let seconds = started.elapsed().as_secs_f64();
+    let pulled = budgeted_pull(&state, &admin, budget()).await?;
     let counters_after = counters(&admin).await?;
     let mysql_cpu = mysqld.map_or(0.0, cpu_seconds) - cpu_before;
     let own_cpu = cpu_seconds(std::process::id()) - own_before;
@@ -275,12 +432,17 @@ async fn series_run(server: &str, series: i64, page_size: u32) -> anyhow::Result
     let _ = gatherer.stop.send(());
     Ok(SeriesRun {
         series,
-        rows: outcome.rows,
-        seconds,
+        steps,
+        rows: pulled.rows,
+        seconds: pulled.seconds,
+        complete: pulled.complete,
+        read: pulled.read,
+        write_seconds,
+        table_bytes: table_bytes.unwrap_or(0.0),
         rss_growth,
         mysql_cpu,
         own_cpu,
-        pages: outcome.rows.div_ceil(u64::from(page_size)).max(1),
+        pages: pulled.read.div_ceil(u64::from(page_size)).max(1),
         counters: counters_after
             .iter()
             .zip(&counters_before)
@@ -292,21 +454,34 @@ async fn series_run(server: &str, series: i64, page_size: u32) -> anyhow::Result
 
 fn print_series_axis(runs: &[SeriesRun]) {
     let Some(base) = runs.first() else { return };
-    let rate = |r: &SeriesRun| r.rows as f64 / r.seconds;
+    let rate = |r: &SeriesRun| r.read as f64 / r.seconds;
     let per_series = |r: &SeriesRun| r.rss_growth / r.series as f64;
-    let cpu_per_row = |r: &SeriesRun| r.mysql_cpu / r.rows as f64 * 1e6;
-    let own_per_row = |r: &SeriesRun| r.own_cpu / r.rows as f64 * 1e6;
+    let cpu_per_row = |r: &SeriesRun| r.mysql_cpu / r.read as f64 * 1e6;
+    let own_per_row = |r: &SeriesRun| r.own_cpu / r.read as f64 * 1e6;
     println!();
     println!(
-        "| series axis ({SERIES_STEPS} steps of 1m, one row per series and step) | rows | pull + judge | rows/s | ratio to {} series | RSS growth per series | MariaDB CPU per row | analyser + gatherer CPU per row | targets |",
+        "| series axis (steps of 1m, one row per series and step) | steps | history written into events_count | rows read | pull + judge | rows/s | ratio to {} series | RSS growth per series | MariaDB CPU per row | analyser + gatherer CPU per row | targets |",
         base.series
     );
-    println!("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |");
+    println!("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |");
     for r in runs {
+        let partial = if r.complete {
+            String::new()
+        } else {
+            format!(
+                " (partial: {:.0}% read within the budget, {} committed)",
+                r.read as f64 / (r.series * r.steps) as f64 * 100.0,
+                r.rows
+            )
+        };
         println!(
-            "| {} | {} | {:.1} s | {:.0} | {:.2} | {:.0} B | {:.1} µs ({:.2}× the first) | {:.1} µs | rows/s >= 150000, ratio >= 0.7, <= 4096 B |",
+            "| {} | {} | {:.0} s, {:.0} rows/s, {:.0} MB | {}{partial} | {:.1} s | {:.0} | {:.2} | {:.0} B | {:.1} µs ({:.2}× the first) | {:.1} µs | rows/s >= 150000, ratio >= 0.7, <= 4096 B |",
             r.series,
-            r.rows,
+            r.steps,
+            r.write_seconds,
+            (r.series * r.steps) as f64 / r.write_seconds,
+            r.table_bytes / 1e6,
+            r.read,
             r.seconds,
             rate(r),
             rate(r) / rate(base),
@@ -325,7 +500,7 @@ fn print_series_axis(runs: &[SeriesRun]) {
     );
     for r in runs {
         let pages = r.pages as f64;
-        let rows = r.rows as f64;
+        let rows = r.read as f64;
         println!(
             "| {} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {:.3} | {:.3} | {:.0} | {:.0} | {:.1} | {:.0} |",
             r.series,
@@ -349,15 +524,28 @@ async fn main() -> anyhow::Result<()> {
     let server =
         std::env::var("BENCH_MYSQL_URL").unwrap_or_else(|_| "mysql://root@127.0.0.1:3306".into());
     let parts = std::env::var("BENCH_ANALYSER_PARTS").unwrap_or_default();
-    let axis: Vec<i64> = std::env::var("BENCH_ANALYSER_SERIES")
+    let steps: i64 = std::env::var("BENCH_ANALYSER_STEPS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(60);
+    // `series` or `series:steps`.
+    let axis: Vec<(i64, i64)> = std::env::var("BENCH_ANALYSER_SERIES")
         .unwrap_or_else(|_| "1000,10000,100000".into())
         .split(',')
-        .filter_map(|s| s.trim().parse().ok())
+        .filter_map(|s| {
+            let (series, own_steps) = s.trim().split_once(':').unwrap_or((s.trim(), ""));
+            Some((series.parse().ok()?, own_steps.parse().unwrap_or(steps)))
+        })
         .collect();
+    match parts.as_str() {
+        "live-scale" => return live_scale::run(&server).await,
+        "shards" => return shards::run(&server, steps).await,
+        _ => {}
+    }
     if parts == "series" {
         let mut runs = Vec::new();
-        for &series in &axis {
-            runs.push(series_run(&server, series, 10_000).await?);
+        for &(series, steps) in &axis {
+            runs.push(series_run(&server, series, steps, 10_000).await?);
             print_series_axis(&runs[runs.len() - 1..]);
         }
         print_series_axis(&runs);
@@ -555,8 +743,8 @@ async fn main() -> anyhow::Result<()> {
 
     // 4. The series axis.
     let mut runs = Vec::new();
-    for &series in &axis {
-        runs.push(series_run(&server, series, 10_000).await?);
+    for &(series, steps) in &axis {
+        runs.push(series_run(&server, series, steps, 10_000).await?);
     }
     print_series_axis(&runs);
     drop_databases(&server).await
