@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
+use protocol::Severity;
 use sqlx::MySqlPool;
 use tokio::sync::Notify;
 
@@ -100,9 +101,9 @@ impl AppState {
             Ok(outcome) => {
                 metrics::counter!("analyser_pull_rows_total").increment(outcome.rows);
                 metrics::counter!("analyser_late_rows_total").increment(outcome.late_rows);
-                metrics::counter!("analyser_anomalies_total", "severity" => "warning")
+                metrics::counter!("analyser_anomalies_total", "severity" => Severity::Warning.as_str())
                     .increment(outcome.new_warnings);
-                metrics::counter!("analyser_anomalies_total", "severity" => "alarm")
+                metrics::counter!("analyser_anomalies_total", "severity" => Severity::Alarm.as_str())
                     .increment(outcome.new_alarms);
             }
             Err(error) => {

@@ -1,6 +1,7 @@
 //! The routes' reads of anomalies, and an analyst's decision on one.
 
 use chrono::{DateTime, NaiveDateTime, Utc};
+use protocol::{Check, IncidentState, Metric, Severity, Status, VerdictReason};
 use sqlx::{MySql, MySqlConnection, MySqlPool, QueryBuilder};
 
 /// Filters of `/api/v1/state`.
@@ -9,10 +10,9 @@ pub struct AnomalyFilter {
     pub dataset: Option<String>,
     pub label: Option<String>,
     pub entity_id: Option<i64>,
-    pub severity: Option<String>,
-    pub status: Option<String>,
-    /// `firing` or `resolved`.
-    pub state: Option<String>,
+    pub severity: Option<Severity>,
+    pub status: Option<Status>,
+    pub state: Option<IncidentState>,
     /// Anomalies that ended at or after this.
     pub since: Option<DateTime<Utc>>,
     /// Anomalies that started before this (reports).
@@ -20,24 +20,31 @@ pub struct AnomalyFilter {
     pub limit: u32,
 }
 
+/// A row of `anomalies`. The vocabulary columns are parsed as they are read: a stored word
+/// outside it is a decode error of the whole read, never a row silently left out.
 #[derive(Debug, sqlx::FromRow)]
 pub(super) struct AnomalyRecord {
     id: u64,
     dataset: Vec<u8>,
     event_label: Vec<u8>,
     entity_id: i64,
-    metric: String,
-    severity: String,
-    method: String,
+    #[sqlx(try_from = "String")]
+    metric: Metric,
+    #[sqlx(try_from = "String")]
+    severity: Severity,
+    #[sqlx(try_from = "String")]
+    method: Check,
     period_start: NaiveDateTime,
     period_end: NaiveDateTime,
     observed: f64,
     expected: f64,
     deviation: f64,
     signals: Option<String>,
-    state: String,
+    #[sqlx(try_from = "String")]
+    state: IncidentState,
     resolved_at: Option<NaiveDateTime>,
-    status: String,
+    #[sqlx(try_from = "String")]
+    status: Status,
     detected_at: NaiveDateTime,
     decided_by: Option<String>,
     decided_at: Option<NaiveDateTime>,
@@ -52,8 +59,20 @@ pub(super) const ANOMALY_COLUMNS: &str =
      observed, expected, deviation, signals, state, resolved_at, status, detected_at, decided_by, \
      decided_at, comment, silenced_by, reason, taught_by";
 
-pub(super) fn anomaly(r: AnomalyRecord) -> protocol::Anomaly {
-    protocol::Anomaly {
+/// The wire form of a stored anomaly; its signals and reason must parse too.
+pub(super) fn anomaly(r: AnomalyRecord) -> Result<protocol::Anomaly, sqlx::Error> {
+    let unreadable = |column: &str, error: &dyn std::fmt::Display| {
+        sqlx::Error::Decode(format!("anomaly {}: {column}: {error}", r.id).into())
+    };
+    let signals: Vec<protocol::Signal> = match r.signals.as_deref() {
+        None => Vec::new(),
+        Some(json) => serde_json::from_str(json).map_err(|e| unreadable("signals", &e))?,
+    };
+    let reason: Option<VerdictReason> = match r.reason.as_deref() {
+        None => None,
+        Some(text) => Some(text.parse().map_err(|e| unreadable("reason", &e))?),
+    };
+    Ok(protocol::Anomaly {
         id: r.id,
         dataset: String::from_utf8_lossy(&r.dataset).into_owned(),
         label: String::from_utf8_lossy(&r.event_label).into_owned(),
@@ -66,11 +85,7 @@ pub(super) fn anomaly(r: AnomalyRecord) -> protocol::Anomaly {
         observed: r.observed,
         expected: r.expected,
         deviation: r.deviation,
-        signals: r
-            .signals
-            .as_deref()
-            .and_then(|json| serde_json::from_str(json).ok())
-            .unwrap_or_default(),
+        signals,
         state: r.state,
         resolved_at: r.resolved_at.map(|d| d.and_utc()),
         status: r.status,
@@ -79,11 +94,9 @@ pub(super) fn anomaly(r: AnomalyRecord) -> protocol::Anomaly {
         decided_at: r.decided_at.map(|d| d.and_utc()),
         comment: r.comment,
         silenced_by: r.silenced_by,
-        reason: r.reason.as_deref().and_then(|reason| {
-            serde_json::from_value(serde_json::Value::String(reason.to_owned())).ok()
-        }),
+        reason,
         taught_by: r.taught_by,
-    }
+    })
 }
 
 /// Anomalies matching the filter, newest first.
@@ -103,14 +116,16 @@ pub async fn anomalies(
     if let Some(entity_id) = filter.entity_id {
         select.push(" AND entity_id = ").push_bind(entity_id);
     }
-    if let Some(severity) = &filter.severity {
-        select.push(" AND severity = ").push_bind(severity);
+    if let Some(severity) = filter.severity {
+        select.push(" AND severity = ").push_bind(severity.as_str());
     }
-    if let Some(status) = &filter.status {
-        select.push(" AND status = ").push_bind(status);
+    if let Some(status) = filter.status {
+        select.push(" AND status = ").push_bind(status.as_str());
     }
-    if let Some(incident_state) = &filter.state {
-        select.push(" AND state = ").push_bind(incident_state);
+    if let Some(incident_state) = filter.state {
+        select
+            .push(" AND state = ")
+            .push_bind(incident_state.as_str());
     }
     if let Some(since) = filter.since {
         select
@@ -126,7 +141,7 @@ pub async fn anomalies(
         .push(" ORDER BY id DESC LIMIT ")
         .push_bind(filter.limit);
     let records: Vec<AnomalyRecord> = select.build_query_as().fetch_all(pool).await?;
-    Ok(records.into_iter().map(anomaly).collect())
+    records.into_iter().map(anomaly).collect()
 }
 
 pub async fn anomaly_by_id(
@@ -139,7 +154,7 @@ pub async fn anomaly_by_id(
     .bind(id)
     .fetch_optional(pool)
     .await?;
-    Ok(record.map(anomaly))
+    record.map(anomaly).transpose()
 }
 
 /// Records an analyst's verdict, in the caller's transaction; false when there is no
@@ -147,8 +162,8 @@ pub async fn anomaly_by_id(
 pub async fn decide(
     conn: &mut MySqlConnection,
     id: u64,
-    status: &str,
-    reason: Option<protocol::VerdictReason>,
+    status: Status,
+    reason: Option<VerdictReason>,
     user: &str,
     comment: Option<&str>,
 ) -> Result<bool, sqlx::Error> {
@@ -164,8 +179,8 @@ pub async fn decide(
         "UPDATE anomalies SET status = ?, reason = ?, decided_by = ?, decided_at = NOW(3), \
          comment = ? WHERE id = ?",
     )
-    .bind(status)
-    .bind(reason.map(protocol::VerdictReason::as_str))
+    .bind(status.as_str())
+    .bind(reason.map(VerdictReason::as_str))
     .bind(user)
     .bind(comment)
     .bind(id)

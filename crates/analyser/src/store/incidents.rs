@@ -61,9 +61,9 @@ fn signals_json(incident: &Incident) -> String {
     let wire: Vec<protocol::Signal> = signals
         .into_iter()
         .map(|s| protocol::Signal {
-            metric: s.metric.as_str().to_owned(),
-            method: s.method.as_str().to_owned(),
-            severity: s.severity.as_str().to_owned(),
+            metric: s.metric,
+            method: s.method,
+            severity: s.severity,
             observed: s.observed,
             expected: s.expected,
             deviation: s.deviation,
@@ -156,7 +156,7 @@ pub async fn alarms_to_notify(
     .bind(limit)
     .fetch_all(pool)
     .await?;
-    Ok(records.into_iter().map(anomaly).collect())
+    records.into_iter().map(anomaly).collect()
 }
 
 /// Marks an alarm as posted; `resolved` when the message also told its resolution.

@@ -15,7 +15,7 @@ mod tests;
 
 use actix_web::http::header;
 use actix_web::{get, web, HttpRequest, HttpResponse};
-use protocol::{Anomaly, StateMeta};
+use protocol::{Anomaly, IncidentState, Severity, StateMeta, Status, UnknownValue};
 use serde::Deserialize;
 
 pub use render::{escape, render};
@@ -47,38 +47,38 @@ pub struct PageParams {
 /// The table's filters, as chosen.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Filters {
-    pub severity: Option<String>,
-    pub state: Option<String>,
+    pub severity: Option<Severity>,
+    pub state: Option<IncidentState>,
     /// `None` = every verdict.
-    pub status: Option<String>,
+    pub status: Option<Status>,
 }
 
-/// A filter's value, if one of `allowed`; empty is no filter.
-fn pick(
-    name: &'static str,
-    value: &Option<String>,
-    allowed: &[&str],
-) -> Result<Option<String>, ApiError> {
+/// A filter's value, parsed into its vocabulary; empty is no filter.
+fn pick<T>(name: &'static str, value: &Option<String>) -> Result<Option<T>, ApiError>
+where
+    T: std::str::FromStr<Err = UnknownValue>,
+{
     match value.as_deref() {
         None | Some("") => Ok(None),
-        Some(v) if allowed.contains(&v) => Ok(Some(v.to_owned())),
-        Some(v) => Err(ApiError::bad(
-            name,
-            format!("{v:?}: expected one of {}", allowed.join(", ")),
-        )),
+        Some(v) => v.parse().map(Some).map_err(|e: UnknownValue| {
+            ApiError::bad(
+                name,
+                format!("{v:?}: expected one of {}", e.expected.join(", ")),
+            )
+        }),
     }
 }
 
 impl Filters {
     fn from_params(params: &PageParams) -> Result<Self, ApiError> {
         let status = match params.status.as_deref() {
-            None | Some("") => Some("open".to_owned()),
+            None | Some("") => Some(Status::Open),
             Some("any") => None,
-            _ => pick("status", &params.status, &["open", "approved", "dismissed"])?,
+            _ => pick("status", &params.status)?,
         };
         Ok(Filters {
-            severity: pick("severity", &params.severity, &["alarm", "warning"])?,
-            state: pick("state", &params.state, &["firing", "resolved"])?,
+            severity: pick("severity", &params.severity)?,
+            state: pick("state", &params.state)?,
             status,
         })
     }
@@ -124,9 +124,9 @@ pub async fn dashboard(
     let incidents = store::anomalies(
         &state.pool,
         &AnomalyFilter {
-            severity: filters.severity.clone(),
-            state: filters.state.clone(),
-            status: filters.status.clone(),
+            severity: filters.severity,
+            state: filters.state,
+            status: filters.status,
             limit: LISTED,
             ..AnomalyFilter::default()
         },
