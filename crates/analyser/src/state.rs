@@ -55,8 +55,15 @@ pub struct StateCache {
     pages: Mutex<HashMap<String, CachedPage>>,
 }
 
-/// (version it was computed at, when, the JSON of `data`).
-type CachedPage = (u64, Instant, Arc<str>);
+/// One cached answer.
+#[derive(Debug)]
+struct CachedPage {
+    /// The cache's version when its query began.
+    version: u64,
+    computed_at: Instant,
+    /// The JSON of `data`.
+    json: Arc<str>,
+}
 
 impl StateCache {
     pub const MAX_AGE: Duration = Duration::from_secs(1);
@@ -71,8 +78,8 @@ impl StateCache {
         let pages = self.pages.lock().unwrap_or_else(|e| e.into_inner());
         pages
             .get(key)
-            .filter(|(v, at, _)| *v == version && at.elapsed() < Self::MAX_AGE)
-            .map(|(_, _, json)| json.clone())
+            .filter(|page| page.version == version && page.computed_at.elapsed() < Self::MAX_AGE)
+            .map(|page| page.json.clone())
     }
 
     /// Stores an answer computed at `version` (read before the query ran, so an answer
@@ -82,7 +89,14 @@ impl StateCache {
         if pages.len() >= Self::MAX_ENTRIES {
             pages.clear();
         }
-        pages.insert(key, (version, Instant::now(), json));
+        pages.insert(
+            key,
+            CachedPage {
+                version,
+                computed_at: Instant::now(),
+                json,
+            },
+        );
     }
 
     pub fn version(&self) -> u64 {

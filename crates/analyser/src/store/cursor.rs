@@ -7,8 +7,17 @@ use crate::clock::DatasetClock;
 
 use super::{date, seconds};
 
-/// The shard's cursor row, created at iterator 0 if missing: (iterator, generation).
-pub async fn claim_cursor(pool: &MySqlPool, shard: &str) -> Result<(u64, u64), sqlx::Error> {
+/// A shard's cursor row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, sqlx::FromRow)]
+pub struct CursorRow {
+    /// The export iterator committed so far.
+    pub iterator: u64,
+    /// Moved on by every commit of a pull; a pull that finds it moved was superseded.
+    pub generation: u64,
+}
+
+/// The shard's cursor row, created at iterator 0 if missing.
+pub async fn claim_cursor(pool: &MySqlPool, shard: &str) -> Result<CursorRow, sqlx::Error> {
     sqlx::query("INSERT IGNORE INTO cursors (shard, iterator) VALUES (?, 0)")
         .bind(shard)
         .execute(pool)
@@ -70,12 +79,13 @@ pub async fn load_clock(
     dataset: &str,
     shard: &str,
 ) -> Result<DatasetClock, sqlx::Error> {
-    type ClockRecord = (
-        Option<NaiveDateTime>,
-        Option<NaiveDateTime>,
-        Option<NaiveDateTime>,
-        Option<NaiveDateTime>,
-    );
+    #[derive(sqlx::FromRow)]
+    struct ClockRecord {
+        latest_event: Option<NaiveDateTime>,
+        last_row_at: Option<NaiveDateTime>,
+        judged_until: Option<NaiveDateTime>,
+        snapshot_until: Option<NaiveDateTime>,
+    }
     let row: Option<ClockRecord> = sqlx::query_as(
         "SELECT latest_event, last_row_at, judged_until, snapshot_until FROM dataset_clocks \
          WHERE dataset = ? AND shard = ?",
@@ -84,15 +94,12 @@ pub async fn load_clock(
     .bind(shard)
     .fetch_optional(pool)
     .await?;
-    Ok(row.map_or_else(
-        DatasetClock::default,
-        |(latest, last_row_at, judged_until, snapshot_until)| DatasetClock {
-            latest_event: latest.map(seconds),
-            last_row_at_ms: last_row_at.map(|d| d.and_utc().timestamp_millis()),
-            judged_until: judged_until.map(seconds),
-            snapshot_until: snapshot_until.map(seconds),
-        },
-    ))
+    Ok(row.map_or_else(DatasetClock::default, |r| DatasetClock {
+        latest_event: r.latest_event.map(seconds),
+        last_row_at_ms: r.last_row_at.map(|d| d.and_utc().timestamp_millis()),
+        judged_until: r.judged_until.map(seconds),
+        snapshot_until: r.snapshot_until.map(seconds),
+    }))
 }
 
 pub async fn save_clock(

@@ -30,12 +30,25 @@ pub async fn firing_incident_id(
     .await
 }
 
-/// The firing incidents of a dataset: (id, label).
+/// A firing incident, by id, and the label of its series.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FiringIncident {
+    pub id: u64,
+    pub label: String,
+}
+
+/// The firing incidents of a dataset.
 pub async fn firing_incidents(
     pool: &MySqlPool,
     dataset: &str,
-) -> Result<Vec<(u64, String)>, sqlx::Error> {
-    let rows: Vec<(u64, Vec<u8>)> = sqlx::query_as(
+) -> Result<Vec<FiringIncident>, sqlx::Error> {
+    /// The binary-collated label comes as bytes.
+    #[derive(sqlx::FromRow)]
+    struct Row {
+        id: u64,
+        event_label: Vec<u8>,
+    }
+    let rows: Vec<Row> = sqlx::query_as(
         "SELECT id, event_label FROM anomalies WHERE dataset = ? AND state = 'firing'",
     )
     .bind(dataset)
@@ -43,7 +56,10 @@ pub async fn firing_incidents(
     .await?;
     Ok(rows
         .into_iter()
-        .map(|(id, label)| (id, String::from_utf8_lossy(&label).into_owned()))
+        .map(|row| FiringIncident {
+            id: row.id,
+            label: String::from_utf8_lossy(&row.event_label).into_owned(),
+        })
         .collect())
 }
 

@@ -84,6 +84,13 @@ impl Filters {
     }
 }
 
+/// A label of a dataset whose values are measurements (prices).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LevelLabel {
+    pub dataset: String,
+    pub label: String,
+}
+
 /// What the page shows, gathered by the handler; [`render`] turns it into HTML.
 #[derive(Debug)]
 pub struct Page {
@@ -98,7 +105,7 @@ pub struct Page {
     pub filters: Filters,
     pub known: Vec<SeriesKey>,
     /// Which labels are levels (prices), per dataset: their charts default to the level.
-    pub levels: Vec<(String, String)>,
+    pub levels: Vec<LevelLabel>,
     pub chosen: Option<SeriesKey>,
     pub metric: Option<String>,
 }
@@ -147,7 +154,12 @@ pub async fn dashboard(
         .datasets
         .list()
         .iter()
-        .flat_map(|d| d.levels.iter().map(|l| (d.name.clone(), l.clone())))
+        .flat_map(|d| {
+            d.levels.iter().map(|label| LevelLabel {
+                dataset: d.name.clone(),
+                label: label.clone(),
+            })
+        })
         .collect();
     let user = Analyst::of(&req);
     // The same table the middleware enforces decides what the page offers.

@@ -99,7 +99,7 @@ fn series_attributes(page: &Page, s: &SeriesKey) -> String {
     let level = page
         .levels
         .iter()
-        .any(|(dataset, label)| *dataset == s.dataset && *label == s.label);
+        .any(|level| level.dataset == s.dataset && level.label == s.label);
     format!(
         r#"data-dataset="{}" data-label="{}" data-entity="{}" data-kind="{}""#,
         escape(&s.dataset),

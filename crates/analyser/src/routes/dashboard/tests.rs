@@ -56,7 +56,10 @@ fn page(incidents: Vec<Anomaly>) -> Page {
             label: "visit".into(),
             entity_id: 1,
         }],
-        levels: vec![("shop".into(), "price".into())],
+        levels: vec![LevelLabel {
+            dataset: "shop".into(),
+            label: "price".into(),
+        }],
         chosen: None,
         metric: None,
     }
