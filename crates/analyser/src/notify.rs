@@ -14,6 +14,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use protocol::IncidentState;
 use secrecy::{ExposeSecret, SecretString};
 use sqlx::MySqlPool;
 use tokio::sync::Notify;
@@ -91,7 +92,7 @@ impl Notifier {
 
     async fn send_pending(&self) -> anyhow::Result<()> {
         for alarm in store::alarms_to_notify(&self.pool, 100).await? {
-            let resolved = alarm.state == "resolved";
+            let resolved = alarm.state == IncidentState::Resolved;
             let text = message(&alarm);
             let mut delay = Duration::from_millis(500);
             let mut attempt = 1;
@@ -157,8 +158,8 @@ pub fn message(alarm: &protocol::Anomaly) -> String {
         })
         .collect();
     let signals = slack_escape(&signals.join("; "));
-    match (alarm.state.as_str(), alarm.resolved_at) {
-        ("resolved", Some(at)) => format!(
+    match (alarm.state, alarm.resolved_at) {
+        (IncidentState::Resolved, Some(at)) => format!(
             "Pulse alarm #{} resolved: {series} is back to normal since {} UTC (it fired from {start} UTC: {signals})",
             alarm.id,
             at.format("%H:%M")

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use chrono::{DateTime, NaiveDateTime, Utc};
-use protocol::{Report, ReportOutlier, ReportResult};
+use protocol::{Report, ReportOutlier, ReportResult, Severity};
 use serde::Serialize;
 use sqlx::MySqlPool;
 
@@ -57,7 +57,7 @@ pub async fn compute(
             metric: format!("{} ({})", anomaly.label, metrics.join(", ")),
             attribute: anomaly.entity_id.to_string(),
         };
-        if anomaly.severity == "alarm" {
+        if anomaly.severity == Severity::Alarm {
             result.alarms.push(outlier);
         } else {
             result.warnings.push(outlier);
@@ -65,7 +65,7 @@ pub async fn compute(
     }
     Ok(Report {
         site_id: dataset.name.clone(),
-        method: dataset.method.as_str().to_owned(),
+        method: dataset.method,
         check_time_start,
         check_time_end: Utc::now(),
         time_ago: humantime::format_duration(dataset.time_ago()).to_string(),
@@ -285,10 +285,14 @@ pub async fn digest_due(
         .collect();
     let (silenced, mut loud): (Vec<_>, Vec<_>) =
         anomalies.into_iter().partition(|a| a.silenced_by.is_some());
-    let alarms = loud.iter().filter(|a| a.severity == "alarm").count();
+    let alarms = loud
+        .iter()
+        .filter(|a| a.severity == Severity::Alarm)
+        .count();
+    // Alarms first, then the farthest from what was expected.
     loud.sort_by(|a, b| {
-        (b.severity == "alarm")
-            .cmp(&(a.severity == "alarm"))
+        b.severity
+            .cmp(&a.severity)
             .then(b.deviation.abs().total_cmp(&a.deviation.abs()))
     });
     let warnings = loud.len() - alarms;

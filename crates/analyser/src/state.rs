@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
+use protocol::Severity;
 use sqlx::MySqlPool;
 use tokio::sync::Notify;
 
@@ -54,8 +55,15 @@ pub struct StateCache {
     pages: Mutex<HashMap<String, CachedPage>>,
 }
 
-/// (version it was computed at, when, the JSON of `data`).
-type CachedPage = (u64, Instant, Arc<str>);
+/// One cached answer.
+#[derive(Debug)]
+struct CachedPage {
+    /// The cache's version when its query began.
+    version: u64,
+    computed_at: Instant,
+    /// The JSON of `data`.
+    json: Arc<str>,
+}
 
 impl StateCache {
     pub const MAX_AGE: Duration = Duration::from_secs(1);
@@ -70,8 +78,8 @@ impl StateCache {
         let pages = self.pages.lock().unwrap_or_else(|e| e.into_inner());
         pages
             .get(key)
-            .filter(|(v, at, _)| *v == version && at.elapsed() < Self::MAX_AGE)
-            .map(|(_, _, json)| json.clone())
+            .filter(|page| page.version == version && page.computed_at.elapsed() < Self::MAX_AGE)
+            .map(|page| page.json.clone())
     }
 
     /// Stores an answer computed at `version` (read before the query ran, so an answer
@@ -81,7 +89,14 @@ impl StateCache {
         if pages.len() >= Self::MAX_ENTRIES {
             pages.clear();
         }
-        pages.insert(key, (version, Instant::now(), json));
+        pages.insert(
+            key,
+            CachedPage {
+                version,
+                computed_at: Instant::now(),
+                json,
+            },
+        );
     }
 
     pub fn version(&self) -> u64 {
@@ -100,9 +115,9 @@ impl AppState {
             Ok(outcome) => {
                 metrics::counter!("analyser_pull_rows_total").increment(outcome.rows);
                 metrics::counter!("analyser_late_rows_total").increment(outcome.late_rows);
-                metrics::counter!("analyser_anomalies_total", "severity" => "warning")
+                metrics::counter!("analyser_anomalies_total", "severity" => Severity::Warning.as_str())
                     .increment(outcome.new_warnings);
-                metrics::counter!("analyser_anomalies_total", "severity" => "alarm")
+                metrics::counter!("analyser_anomalies_total", "severity" => Severity::Alarm.as_str())
                     .increment(outcome.new_alarms);
             }
             Err(error) => {

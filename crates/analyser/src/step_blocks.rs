@@ -24,8 +24,22 @@ pub fn block_of(step: i64) -> i64 {
     step.div_euclid(BLOCK_SECONDS) * BLOCK_SECONDS
 }
 
-/// Totals to append: (label, entity, step start, totals).
-pub type NewTotals = (Arc<str>, i64, i64, ExactTotals);
+/// One series' totals of one step, to append.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewTotals {
+    pub label: Arc<str>,
+    pub entity_id: i64,
+    /// The step's start, in unix seconds.
+    pub step_start: i64,
+    pub totals: ExactTotals,
+}
+
+/// One record of a block: a step's totals as one commit wrote them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct StepRecord {
+    step_start: i64,
+    totals: ExactTotals,
+}
 
 /// Appends one step's record to a block's text.
 fn push_record(text: &mut String, offset: i64, t: &ExactTotals) {
@@ -36,8 +50,8 @@ fn bad(what: &str) -> sqlx::Error {
     sqlx::Error::Decode(format!("step block: {what}").into())
 }
 
-/// The records of a block, each (step start, totals), in the order they were written.
-fn records(block_start: i64, text: &[u8]) -> Result<Vec<(i64, ExactTotals)>, sqlx::Error> {
+/// The records of a block, in the order they were written.
+fn records(block_start: i64, text: &[u8]) -> Result<Vec<StepRecord>, sqlx::Error> {
     let text = std::str::from_utf8(text).map_err(|_| bad("not text"))?;
     let mut out = Vec::with_capacity(text.len() / 12);
     for record in text.split(';').filter(|r| !r.is_empty()) {
@@ -48,15 +62,15 @@ fn records(block_start: i64, text: &[u8]) -> Result<Vec<(i64, ExactTotals)>, sql
         let events: u64 = next()?.parse().map_err(|_| bad("events"))?;
         let min: i64 = next()?.parse().map_err(|_| bad("min"))?;
         let max: i64 = next()?.parse().map_err(|_| bad("max"))?;
-        out.push((
-            block_start + offset,
-            ExactTotals {
+        out.push(StepRecord {
+            step_start: block_start + offset,
+            totals: ExactTotals {
                 sum,
                 events,
                 min,
                 max,
             },
-        ));
+        });
     }
     Ok(out)
 }
@@ -69,10 +83,12 @@ pub async fn append(
     totals: &[NewTotals],
 ) -> Result<(), sqlx::Error> {
     let mut blocks: BTreeMap<(&str, i64, i64), String> = BTreeMap::new();
-    for (label, entity_id, step, t) in totals {
-        let block = block_of(*step);
-        let text = blocks.entry((&**label, *entity_id, block)).or_default();
-        push_record(text, step - block, t);
+    for new in totals {
+        let block = block_of(new.step_start);
+        let text = blocks
+            .entry((&*new.label, new.entity_id, block))
+            .or_default();
+        push_record(text, new.step_start - block, &new.totals);
     }
     let rows: Vec<_> = blocks.into_iter().collect();
     // 5 placeholders a row: 1 000 rows stay far below MySQL's 65 535. Multi-row statements
@@ -111,14 +127,18 @@ fn totals_of(
 ) -> Result<Vec<StoredTotals>, sqlx::Error> {
     let mut by_step: BTreeMap<(i64, Vec<u8>, i64), ExactTotals> = BTreeMap::new();
     for block in blocks {
-        for (step, t) in records(seconds(block.block_start), &block.steps)? {
-            if step < from || step >= to {
+        for record in records(seconds(block.block_start), &block.steps)? {
+            if record.step_start < from || record.step_start >= to {
                 continue;
             }
             by_step
-                .entry((step, block.event_label.clone(), block.entity_id))
-                .and_modify(|sum| sum.merge(&t))
-                .or_insert(t);
+                .entry((
+                    record.step_start,
+                    block.event_label.clone(),
+                    block.entity_id,
+                ))
+                .and_modify(|sum| sum.merge(&record.totals))
+                .or_insert(record.totals);
         }
     }
     Ok(by_step
@@ -179,7 +199,12 @@ pub async fn regroup(
         .await?;
     let totals: Vec<NewTotals> = regrouped
         .into_iter()
-        .map(|((label, entity_id, step_start), t)| (label, entity_id, step_start, t))
+        .map(|((label, entity_id, step_start), totals)| NewTotals {
+            label,
+            entity_id,
+            step_start,
+            totals,
+        })
         .collect();
     append(conn, dataset, &totals).await?;
     Ok(steps.len() as u64)
@@ -291,7 +316,16 @@ mod tests {
         let block = 1_700_000_000 / 3_600 * 3_600;
         assert_eq!(
             records(block, text.as_bytes()).unwrap(),
-            vec![(block, wide), (block + 3_540, small)]
+            vec![
+                StepRecord {
+                    step_start: block,
+                    totals: wide
+                },
+                StepRecord {
+                    step_start: block + 3_540,
+                    totals: small
+                }
+            ]
         );
     }
 

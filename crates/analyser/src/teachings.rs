@@ -13,7 +13,7 @@ use chrono::{DateTime, Utc};
 use sqlx::MySqlConnection;
 
 use crate::judge::teaching::{capped, taught_by, Lesson, Teaching};
-use crate::judge::{Change, Metric, Severity};
+use crate::judge::{Change, Severity};
 use crate::store::{self, date};
 
 /// Records that the anomaly `id` was dismissed as expected by `user`: its series is taught
@@ -73,29 +73,27 @@ async fn in_force(
     )
     .fetch_all(conn)
     .await?;
-    Ok(rows
-        .into_iter()
+    rows.into_iter()
         .map(|row| {
             let anomaly_id = row.anomaly_id;
-            let signals: Vec<protocol::Signal> = row
-                .signals
-                .as_deref()
-                .and_then(|json| serde_json::from_str(json).ok())
-                .unwrap_or_default();
-            Teaching {
+            let signals: Vec<protocol::Signal> = match row.signals.as_deref() {
+                None => Vec::new(),
+                Some(json) => serde_json::from_str(json).map_err(|e| {
+                    sqlx::Error::Decode(format!("anomaly {anomaly_id}: signals: {e}").into())
+                })?,
+            };
+            Ok(Teaching {
                 anomaly_id,
                 lessons: signals
                     .iter()
-                    .filter_map(|s| {
-                        Some(Lesson {
-                            metric: Metric::parse(&s.metric)?,
-                            deviation: s.deviation,
-                        })
+                    .map(|s| Lesson {
+                        metric: s.metric,
+                        deviation: s.deviation,
                     })
                     .collect(),
-            }
+            })
         })
-        .collect())
+        .collect()
 }
 
 /// What recording a change did.

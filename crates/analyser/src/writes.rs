@@ -12,8 +12,13 @@ use crate::store::{self, ExactTotals};
 /// few hundred KiB however many series there are.
 const SNAPSHOT_CHUNK: usize = 64;
 
-/// (label, entity, step start).
-type SeriesStep = (Arc<str>, i64, i64);
+/// One step of one series: what totals are held by.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) struct SeriesStep {
+    pub label: Arc<str>,
+    pub entity_id: i64,
+    pub step_start: i64,
+}
 
 /// What a pull read and has not committed yet: per dataset, the exact totals by (series,
 /// step) and whether its clock moved; the export rows it covers.
@@ -41,7 +46,11 @@ impl Unflushed {
         t: &ExactTotals,
     ) {
         self.totals[dataset]
-            .entry((label, entity_id, step))
+            .entry(SeriesStep {
+                label,
+                entity_id,
+                step_start: step,
+            })
             .and_modify(|sum| sum.merge(t))
             .or_insert(*t);
     }
@@ -75,7 +84,7 @@ pub(crate) async fn save_snapshot(
                 .encode_changed(key)
                 .map_err(|source| PullError::Snapshot {
                     dataset: model.name.clone(),
-                    series: format!("{}/{}", key.0, key.1),
+                    series: format!("{}/{}", key.label, key.entity_id),
                     source,
                 })?;
             states.extend(state);

@@ -8,6 +8,12 @@ use chrono::{DateTime, Utc};
 
 use serde::{Deserialize, Serialize};
 
+mod vocabulary;
+
+pub use vocabulary::{
+    words, Check, IncidentState, Method, Metric, Severity, Status, UnknownValue, VerdictReason,
+};
+
 /// One metric event as a client sends it to `POST /gather`.
 ///
 /// The gatherer parses the body with its own zero-copy reader; this owned form is for
@@ -160,12 +166,10 @@ pub struct GathererReadiness {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Signal {
-    /// `count`, `events`, `avg`, `min`, `max` or `population`.
-    pub metric: String,
-    /// The check: `three_sigma`, `last_point`, `auto`, `median_mad` (levels) or `population`.
-    pub method: String,
-    /// `warning` or `alarm`.
-    pub severity: String,
+    pub metric: Metric,
+    /// The check that fired.
+    pub method: Check,
+    pub severity: Severity,
     pub observed: f64,
     pub expected: f64,
     /// How far `observed` is from `expected`, in the check's own noise units; finite.
@@ -182,12 +186,10 @@ pub struct Anomaly {
     pub dataset: String,
     pub label: String,
     pub entity_id: i64,
-    /// `count`, `events`, `avg`, `min`, `max` or `population`.
-    pub metric: String,
-    /// `warning` or `alarm`.
-    pub severity: String,
-    /// The check that fired: `three_sigma`, `last_point`, `auto`, `median_mad`, `population`.
-    pub method: String,
+    pub metric: Metric,
+    pub severity: Severity,
+    /// The check that fired.
+    pub method: Check,
     pub period_start: DateTime<Utc>,
     pub period_end: DateTime<Utc>,
     pub observed: f64,
@@ -196,11 +198,11 @@ pub struct Anomaly {
     /// Every check that fired, strongest first.
     pub signals: Vec<Signal>,
     /// `firing` while its checks fire, `resolved` once the series is back to normal.
-    pub state: String,
+    pub state: IncidentState,
     /// When it resolved (the end of its period).
     pub resolved_at: Option<DateTime<Utc>>,
-    /// The analyst's verdict: `open`, `approved` or `dismissed`.
-    pub status: String,
+    /// The analyst's verdict.
+    pub status: Status,
     pub detected_at: DateTime<Utc>,
     pub decided_by: Option<String>,
     pub decided_at: Option<DateTime<Utc>>,
@@ -282,32 +284,10 @@ pub struct SeriesReply {
     pub entity_id: i64,
     pub time_step_seconds: u64,
     /// The charted metric: `count`, `events`, `avg`, `min` or `max`.
-    pub metric: String,
+    pub metric: Metric,
     /// What the values measure, for an axis: `events per 1m` (counts) or `value` (levels).
     pub unit: String,
     pub points: Vec<SeriesPoint>,
-}
-
-/// Why an analyst approves or dismisses an anomaly.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[serde(rename_all = "snake_case")]
-pub enum VerdictReason {
-    /// Only with `dismiss`: the series does this (a nightly batch job, a sale). It teaches
-    /// the series for `feedback_ttl`: a later anomaly of the same signal and direction, at
-    /// most about 1.5 times the deviation dismissed, is a warning at most and not notified.
-    Expected,
-    /// Only with `approve`: a real anomaly, kept out of what the series learns as normal.
-    Real,
-}
-
-impl VerdictReason {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            VerdictReason::Expected => "expected",
-            VerdictReason::Real => "real",
-        }
-    }
 }
 
 /// Body of approve / dismiss: an optional comment and an optional reason (`real` for an
@@ -352,7 +332,8 @@ pub struct ReportResult {
 pub struct Report {
     #[serde(rename = "siteId")]
     pub site_id: String,
-    pub method: String,
+    /// The detector the dataset's counts are judged by.
+    pub method: Method,
     #[serde(rename = "checkTimeStart")]
     pub check_time_start: DateTime<Utc>,
     #[serde(rename = "checkTimeEnd")]
@@ -405,7 +386,7 @@ mod tests {
         let at = DateTime::from_timestamp(0, 0).unwrap();
         let report = Report {
             site_id: "shop".into(),
-            method: "three_sigma".into(),
+            method: Method::ThreeSigma,
             check_time_start: at,
             check_time_end: at,
             time_ago: "30m".into(),

@@ -4,24 +4,9 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-/// Which detector judges a dataset's count series.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum Method {
-    ThreeSigma,
-    LastPoint,
-    Auto,
-}
-
-impl Method {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Method::ThreeSigma => "three_sigma",
-            Method::LastPoint => "last_point",
-            Method::Auto => "auto",
-        }
-    }
-}
+/// Which detector judges a dataset's count series: the wire vocabulary, so the config
+/// file, the datasets API and reports spell it alike.
+pub use protocol::Method;
 
 /// One dataset of the product brief: which series, at which step, judged how. Durations
 /// are humantime text (`"90s"`, `"1m"`, `"7days"`).

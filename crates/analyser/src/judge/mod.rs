@@ -29,11 +29,34 @@ pub use vocabulary::{Check, Metric, Severity};
 use crate::clock::DatasetClock;
 use crate::configuration::DatasetSettings;
 
-/// A series: one (label, entity) of a dataset.
-pub type SeriesKey = (Arc<str>, i64);
+/// A series: one (label, entity) of a dataset; ordered by label, then entity.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SeriesKey {
+    pub label: Arc<str>,
+    pub entity_id: i64,
+}
 
-/// A series' encoded detector state, as a snapshot stores it: (label, entity, state).
-pub type SeriesState = (Arc<str>, i64, Vec<u8>);
+/// A series' encoded detector state, as a snapshot stores it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SeriesState {
+    pub series: SeriesKey,
+    pub state: Vec<u8>,
+}
+
+/// One series' totals of a step already judged, replayed on start.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReplayTotals {
+    pub label: String,
+    pub entity_id: i64,
+    pub totals: StepTotals,
+}
+
+/// A firing incident opened again by a replay, whose id the store holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unnumbered {
+    pub series: SeriesKey,
+    pub period_start: i64,
+}
 
 /// What judging a step changes in the anomaly table.
 #[derive(Debug, Clone, PartialEq)]
@@ -116,7 +139,10 @@ impl DatasetModel {
     }
 
     fn key(&mut self, label: &str, entity_id: i64) -> SeriesKey {
-        (self.label(label), entity_id)
+        SeriesKey {
+            label: self.label(label),
+            entity_id,
+        }
     }
 
     /// Adds an export row's totals to its step. Returns `true` for a late row: its step
@@ -161,20 +187,20 @@ impl DatasetModel {
         let mut members: HashMap<Arc<str>, Vec<Member>> = HashMap::new();
         let spread = self.params.population.spread;
         for (key, series) in self.series.iter_mut() {
-            if self.params.kind(&key.0) != Kind::Counter {
+            if self.params.kind(&key.label) != Kind::Counter {
                 continue;
             }
             let events = values.get(key).map_or(0, |t| t.events);
-            let total = label_events.get(&key.0).copied().unwrap_or(0);
+            let total = label_events.get(&key.label).copied().unwrap_or(0);
             let expected = series.expected_share(total - events, &self.params);
             let member = Member {
-                entity_id: key.1,
+                entity_id: key.entity_id,
                 events,
                 expected,
                 excess_before: f64::from(series.excess),
             };
             series.excess = expected.map_or(0.0, |e| excess(events as f64, e, spread) as f32);
-            members.entry(key.0.clone()).or_default().push(member);
+            members.entry(key.label.clone()).or_default().push(member);
         }
         let mut found = HashMap::new();
         for (label, members) in members {
@@ -182,7 +208,11 @@ impl DatasetModel {
             let outliers = population_outliers(&members, total, &self.params.population);
             if population_judged(&members, total, &self.params.population) {
                 for m in members.iter().filter(|m| m.expected.is_some()) {
-                    found.insert((label.clone(), m.entity_id), None);
+                    let key = SeriesKey {
+                        label: label.clone(),
+                        entity_id: m.entity_id,
+                    };
+                    found.insert(key, None);
                 }
             }
             for outlier in outliers {
@@ -192,7 +222,10 @@ impl DatasetModel {
                     Verdict::None => continue,
                 };
                 found.insert(
-                    (label.clone(), outlier.entity_id),
+                    SeriesKey {
+                        label: label.clone(),
+                        entity_id: outlier.entity_id,
+                    },
                     Some(Signal {
                         metric: Metric::Population,
                         method: Check::Population,
@@ -213,23 +246,23 @@ impl DatasetModel {
         let values = self.pending.remove(&step).unwrap_or_default();
         for key in values.keys() {
             if !self.series.contains_key(key) {
-                let kind = self.params.kind(&key.0);
+                let kind = self.params.kind(&key.label);
                 self.series
                     .insert(key.clone(), Series::new(&self.params, kind, step));
             }
         }
         let mut label_events: HashMap<Arc<str>, u64> = HashMap::new();
-        for ((label, _), totals) in &values {
-            *label_events.entry(label.clone()).or_default() += totals.events;
+        for (key, totals) in &values {
+            *label_events.entry(key.label.clone()).or_default() += totals.events;
         }
         let mut population = self.population(&values, &label_events);
         let end = step + self.params.rules.step;
         let mut changes = Vec::new();
         for (key, series) in self.series.iter_mut() {
             let x = values.get(key).copied().unwrap_or(ZERO);
-            let label_total = label_events.get(&key.0).copied().unwrap_or(0);
+            let label_total = label_events.get(&key.label).copied().unwrap_or(0);
             let transition = series.judge(
-                self.params.kind(&key.0),
+                self.params.kind(&key.label),
                 step,
                 end,
                 &x,
@@ -240,8 +273,8 @@ impl DatasetModel {
             let change = match transition {
                 Transition::Quiet | Transition::Pending => None,
                 Transition::Opened => series.incidents.live.as_deref().map(|i| Change::Open {
-                    label: key.0.clone(),
-                    entity_id: key.1,
+                    label: key.label.clone(),
+                    entity_id: key.entity_id,
                     incident: i.clone(),
                 }),
                 Transition::Grew => series.incidents.live.as_deref().map(|i| Change::Update {
@@ -293,14 +326,16 @@ impl DatasetModel {
         }
     }
 
-    /// The firing incidents whose id is not known (opened while replaying): (label,
-    /// entity, period start).
-    pub fn incidents_without_id(&self) -> Vec<(Arc<str>, i64, i64)> {
+    /// The firing incidents whose id is not known (opened while replaying).
+    pub fn incidents_without_id(&self) -> Vec<Unnumbered> {
         self.series
             .iter()
             .filter_map(|(key, s)| {
                 let live = s.incidents.live.as_deref()?;
-                (live.id == 0).then(|| (key.0.clone(), key.1, live.start))
+                (live.id == 0).then(|| Unnumbered {
+                    series: key.clone(),
+                    period_start: live.start,
+                })
             })
             .collect()
     }
@@ -324,10 +359,13 @@ impl DatasetModel {
 
     /// Replays a judged step from stored totals (on start): the series learn it again and
     /// their incidents follow, but nothing is reported.
-    pub fn replay_step(&mut self, step: i64, values: &[(String, i64, StepTotals)]) {
-        for (label, entity_id, totals) in values {
-            let key = self.key(label, *entity_id);
-            self.pending.entry(step).or_default().insert(key, *totals);
+    pub fn replay_step(&mut self, step: i64, values: &[ReplayTotals]) {
+        for value in values {
+            let key = self.key(&value.label, value.entity_id);
+            self.pending
+                .entry(step)
+                .or_default()
+                .insert(key, value.totals);
         }
         let judged_until = self.clock.judged_until;
         let judged = self.judged_series_steps;
@@ -358,7 +396,10 @@ impl DatasetModel {
             return Ok(None);
         }
         series.snapshot_hash = hash;
-        Ok(Some((key.0.clone(), key.1, state)))
+        Ok(Some(SeriesState {
+            series: key.clone(),
+            state,
+        }))
     }
 
     /// The series forgotten since the last snapshot that a snapshot may hold.

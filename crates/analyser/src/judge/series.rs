@@ -250,7 +250,7 @@ impl Series {
                     if let Some(severity) = severity(j.verdict) {
                         findings.push(finding(
                             metric,
-                            Check::of(params.method),
+                            Check::from(params.method),
                             severity,
                             value,
                             j.mean,

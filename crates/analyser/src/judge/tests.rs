@@ -336,7 +336,7 @@ fn a_snapshot_writes_only_the_series_that_changed_and_drops_the_forgotten() {
         keys.sort();
         keys.iter()
             .filter(|k| model.encode_changed(k).unwrap().is_some())
-            .map(|k| k.1)
+            .map(|k| k.entity_id)
             .collect()
     };
     model.add_row(VISIT, 1, t0 + 1, &one);
@@ -367,7 +367,7 @@ fn a_snapshot_writes_only_the_series_that_changed_and_drops_the_forgotten() {
         model.judge_step(t);
     }
     assert_eq!(changed(&mut model), vec![1]);
-    let forgotten: Vec<i64> = model.take_forgotten().iter().map(|k| k.1).collect();
+    let forgotten: Vec<i64> = model.take_forgotten().iter().map(|k| k.entity_id).collect();
     assert_eq!(forgotten, vec![2]);
     assert!(model.take_forgotten().is_empty());
 }

@@ -295,7 +295,12 @@ impl Engine {
         for (i, model) in self.models.iter().enumerate() {
             let totals: Vec<step_blocks::NewTotals> = unflushed.totals[i]
                 .drain()
-                .map(|((label, entity, step), t)| (label, entity, step, t))
+                .map(|(key, totals)| step_blocks::NewTotals {
+                    label: key.label,
+                    entity_id: key.entity_id,
+                    step_start: key.step_start,
+                    totals,
+                })
                 .collect();
             step_blocks::append(&mut *conn, &model.name, &totals).await?;
             if std::mem::take(&mut unflushed.clock_moved[i]) {

@@ -6,7 +6,7 @@ use std::time::Instant;
 use chrono::Utc;
 use detect::level::StepTotals;
 
-use crate::judge::{Change, DatasetModel};
+use crate::judge::{Change, DatasetModel, ReplayTotals, Unnumbered};
 use crate::step_blocks;
 use crate::store::{self};
 
@@ -17,7 +17,8 @@ impl Engine {
     /// windows of step totals (replayed into the detectors) and the anomalies that may
     /// still grow.
     pub(super) async fn rebuild(&mut self, shard_key: &str) -> Result<(), PullError> {
-        (self.cursor, self.generation) = store::claim_cursor(&self.pool, shard_key).await?;
+        let claimed = store::claim_cursor(&self.pool, shard_key).await?;
+        (self.cursor, self.generation) = (claimed.iterator, claimed.generation);
         let datasets = crate::datasets::load(&self.pool).await?;
         self.datasets.replace(datasets.clone());
         let mut models = Vec::with_capacity(datasets.len());
@@ -30,14 +31,15 @@ impl Engine {
                 // was; without one, the last windows of totals warm the detectors up.
                 let mut replay_from = None;
                 if let Some(snapshot_until) = clock.snapshot_until {
-                    for (label, entity_id, state) in
+                    for snapshot in
                         store::load_snapshots(&self.pool, &settings.name, shard_key).await?
                     {
+                        let label = snapshot.label();
                         model
-                            .restore_series(&label, entity_id, &state)
+                            .restore_series(&label, snapshot.entity_id, &snapshot.state)
                             .map_err(|source| PullError::Snapshot {
                                 dataset: settings.name.clone(),
-                                series: format!("{label}/{entity_id}"),
+                                series: format!("{label}/{}", snapshot.entity_id),
                                 source,
                             })?;
                     }
@@ -47,7 +49,7 @@ impl Engine {
                     judged_until - REPLAY_WINDOWS * model.params.window_steps as i64 * step,
                 );
                 let stored = step_blocks::load_since(&self.pool, &settings.name, from).await?;
-                let mut by_step: BTreeMap<i64, Vec<(String, i64, StepTotals)>> = BTreeMap::new();
+                let mut by_step: BTreeMap<i64, Vec<ReplayTotals>> = BTreeMap::new();
                 for row in stored {
                     if !self.shard.owns(&row.label) {
                         continue;
@@ -61,11 +63,14 @@ impl Engine {
                     if row.step_start >= judged_until {
                         model.add_row(&row.label, row.entity_id, row.step_start, &totals);
                     } else {
-                        by_step.entry(row.step_start).or_default().push((
-                            row.label,
-                            row.entity_id,
-                            totals,
-                        ));
+                        by_step
+                            .entry(row.step_start)
+                            .or_default()
+                            .push(ReplayTotals {
+                                label: row.label,
+                                entity_id: row.entity_id,
+                                totals,
+                            });
                     }
                 }
                 if let Some(first) = replay_from.or_else(|| by_step.keys().next().copied()) {
@@ -78,29 +83,34 @@ impl Engine {
                 // Incidents a replay opened again are the store's: take their ids. One
                 // the store does not know (no snapshot to replay from) is forgotten, and a
                 // firing one the model no longer follows is resolved where judging stands.
-                for (label, entity_id, start) in model.incidents_without_id() {
+                for Unnumbered {
+                    series,
+                    period_start,
+                } in model.incidents_without_id()
+                {
+                    let (label, entity_id) = (&*series.label, series.entity_id);
                     match store::firing_incident_id(
                         &self.pool,
                         &settings.name,
-                        &label,
+                        label,
                         entity_id,
-                        start,
+                        period_start,
                     )
                     .await?
                     {
-                        Some(id) => model.assign_id(&label, entity_id, id),
-                        None => model.forget_incident(&label, entity_id),
+                        Some(id) => model.assign_id(label, entity_id, id),
+                        None => model.forget_incident(label, entity_id),
                     }
                 }
                 let following = model.firing_ids();
                 let mut tx = self.pool.begin().await?;
-                for (id, label) in store::firing_incidents(&self.pool, &settings.name).await? {
-                    if self.shard.owns(&label) && !following.contains(&id) {
+                for firing in store::firing_incidents(&self.pool, &settings.name).await? {
+                    if self.shard.owns(&firing.label) && !following.contains(&firing.id) {
                         store::apply_change(
                             &mut tx,
                             &settings.name,
                             &Change::Resolve {
-                                id,
+                                id: firing.id,
                                 resolved_at: judged_until,
                             },
                             Utc::now(),

@@ -4,7 +4,7 @@
 //! other verdict on the anomaly withdraws what it taught.
 
 use actix_web::{post, web, HttpRequest, HttpResponse};
-use protocol::{Verdict, VerdictReason};
+use protocol::{Status, Verdict, VerdictReason};
 use sqlx::Acquire;
 
 use super::{Analyst, ApiError};
@@ -19,10 +19,10 @@ enum Decision {
 }
 
 impl Decision {
-    fn status(self) -> &'static str {
+    fn status(self) -> Status {
         match self {
-            Decision::Approve => "approved",
-            Decision::Dismiss => "dismissed",
+            Decision::Approve => Status::Approved,
+            Decision::Dismiss => Status::Dismissed,
         }
     }
 

@@ -73,6 +73,7 @@ impl ResponseError for ApiError {
             ApiError::CrossOrigin(_) | ApiError::Forbidden { .. } => StatusCode::FORBIDDEN,
             ApiError::Pull(PullError::Busy(_) | PullError::Superseded(_)) => StatusCode::CONFLICT,
             ApiError::Pull(PullError::Gatherer(_)) => StatusCode::BAD_GATEWAY,
+            ApiError::Database(e) if unreadable(e) => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::Pull(PullError::Database(_)) | ApiError::Database(_) => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
@@ -85,6 +86,10 @@ impl ResponseError for ApiError {
         let reply = match self {
             ApiError::BadParameter { parameter, .. } => {
                 ErrorReply::for_parameter(parameter, self.to_string())
+            }
+            ApiError::Database(e) if unreadable(e) => {
+                tracing::error!(error = %e, "a stored record could not be read");
+                ErrorReply::new("a stored record could not be read")
             }
             ApiError::Database(e) | ApiError::Pull(PullError::Database(e)) => {
                 tracing::error!(error = %e, "database error");
@@ -117,6 +122,15 @@ impl ResponseError for ApiError {
         }
         response.json(reply)
     }
+}
+
+/// A row the database answered with but that does not parse (a word outside its
+/// vocabulary, malformed JSON): the analyser's fault, not an outage.
+fn unreadable(error: &sqlx::Error) -> bool {
+    matches!(
+        error,
+        sqlx::Error::Decode(_) | sqlx::Error::ColumnDecode { .. }
+    )
 }
 
 /// A `403` for a request beyond the user's role: the error, and the role it needs.

@@ -192,7 +192,7 @@ pub async fn series(
         label,
         entity_id,
         time_step_seconds: step as u64,
-        metric: metric.as_str().to_owned(),
+        metric,
         unit,
         points,
     }))
@@ -203,14 +203,13 @@ fn chart_metric(judging: &Params, label: &str, asked: Option<&str>) -> Result<Me
     match asked {
         None if judging.is_level(label) => Ok(Metric::Avg),
         None => Ok(Metric::Count),
-        Some("count") => Ok(Metric::Count),
-        Some("events") => Ok(Metric::Events),
-        Some("avg") => Ok(Metric::Avg),
-        Some("min") => Ok(Metric::Min),
-        Some("max") => Ok(Metric::Max),
-        Some(other) => Err(ApiError::bad(
-            "metric",
-            format!("{other:?}: expected count, events, avg, min or max"),
-        )),
+        // A population share is a finding about peers, not a step total: no chart of it.
+        Some(text) => match text.parse() {
+            Ok(Metric::Population) | Err(_) => Err(ApiError::bad(
+                "metric",
+                format!("{text:?}: expected count, events, avg, min or max"),
+            )),
+            Ok(metric) => Ok(metric),
+        },
     }
 }

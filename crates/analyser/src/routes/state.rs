@@ -33,24 +33,9 @@ impl StateParams {
                     ApiError::bad("entity_id", format!("{text:?} is not an integer"))
                 })?),
             };
-        if let Some(severity) = &self.severity {
-            if !["warning", "alarm"].contains(&severity.as_str()) {
-                return Err(ApiError::bad("severity", "expected warning or alarm"));
-            }
-        }
-        if let Some(status) = &self.status {
-            if !["open", "approved", "dismissed"].contains(&status.as_str()) {
-                return Err(ApiError::bad(
-                    "status",
-                    "expected open, approved or dismissed",
-                ));
-            }
-        }
-        if let Some(incident_state) = &self.state {
-            if !["firing", "resolved"].contains(&incident_state.as_str()) {
-                return Err(ApiError::bad("state", "expected firing or resolved"));
-            }
-        }
+        let severity = vocabulary("severity", self.severity.as_deref())?;
+        let status = vocabulary("status", self.status.as_deref())?;
+        let incident_state = vocabulary("state", self.state.as_deref())?;
         let limit = match &self.limit {
             None => 100,
             Some(text) => match text.parse::<u32>() {
@@ -67,9 +52,9 @@ impl StateParams {
             dataset: self.dataset.clone(),
             label: self.label.clone(),
             entity_id,
-            severity: self.severity.clone(),
-            status: self.status.clone(),
-            state: self.state.clone(),
+            severity,
+            status,
+            state: incident_state,
             since: self
                 .since
                 .as_deref()
@@ -79,6 +64,23 @@ impl StateParams {
             limit,
         })
     }
+}
+
+/// A filter's value, parsed into its vocabulary; a word outside it is a 400 naming the
+/// parameter and the words it takes.
+fn vocabulary<T>(parameter: &'static str, text: Option<&str>) -> Result<Option<T>, ApiError>
+where
+    T: std::str::FromStr<Err = protocol::UnknownValue>,
+{
+    text.map(|text| {
+        text.parse().map_err(|e: protocol::UnknownValue| {
+            ApiError::bad(
+                parameter,
+                format!("expected {}", protocol::words(e.expected)),
+            )
+        })
+    })
+    .transpose()
 }
 
 /// Where the analyser stands: the `meta` of `/api/v1/state` and the dashboard's header.

@@ -1,6 +1,7 @@
 //! The routes' reads of anomalies, and an analyst's decision on one.
 
 use chrono::{DateTime, NaiveDateTime, Utc};
+use protocol::{Check, IncidentState, Metric, Severity, Status, VerdictReason};
 use sqlx::{MySql, MySqlConnection, MySqlPool, QueryBuilder};
 
 /// Filters of `/api/v1/state`.
@@ -9,10 +10,9 @@ pub struct AnomalyFilter {
     pub dataset: Option<String>,
     pub label: Option<String>,
     pub entity_id: Option<i64>,
-    pub severity: Option<String>,
-    pub status: Option<String>,
-    /// `firing` or `resolved`.
-    pub state: Option<String>,
+    pub severity: Option<Severity>,
+    pub status: Option<Status>,
+    pub state: Option<IncidentState>,
     /// Anomalies that ended at or after this.
     pub since: Option<DateTime<Utc>>,
     /// Anomalies that started before this (reports).
@@ -20,6 +20,8 @@ pub struct AnomalyFilter {
     pub limit: u32,
 }
 
+/// A row of `anomalies`. The vocabulary columns are parsed by [`anomaly`]: a stored word
+/// outside it is a decode error of the whole read, never a row silently left out.
 #[derive(Debug, sqlx::FromRow)]
 pub(super) struct AnomalyRecord {
     pub(super) id: u64,
@@ -54,38 +56,49 @@ pub(super) const ANOMALY_COLUMNS: &str =
      observed, expected, deviation, signals, state, resolved_at, status, detected_at, decided_by, \
      decided_at, comment, silenced_by, reason, taught_by";
 
-pub(super) fn anomaly(r: AnomalyRecord) -> protocol::Anomaly {
-    protocol::Anomaly {
+/// The wire form of a stored anomaly; its signals and reason must parse too.
+pub(super) fn anomaly(r: AnomalyRecord) -> Result<protocol::Anomaly, sqlx::Error> {
+    let unreadable = |column: &str, error: &dyn std::fmt::Display| {
+        sqlx::Error::Decode(format!("anomaly {}: {column}: {error}", r.id).into())
+    };
+    let signals: Vec<protocol::Signal> = match r.signals.as_deref() {
+        None => Vec::new(),
+        Some(json) => serde_json::from_str(json).map_err(|e| unreadable("signals", &e))?,
+    };
+    let reason: Option<VerdictReason> = match r.reason.as_deref() {
+        None => None,
+        Some(text) => Some(text.parse().map_err(|e| unreadable("reason", &e))?),
+    };
+    let metric: Metric = r.metric.parse().map_err(|e| unreadable("metric", &e))?;
+    let severity: Severity = r.severity.parse().map_err(|e| unreadable("severity", &e))?;
+    let method: Check = r.method.parse().map_err(|e| unreadable("method", &e))?;
+    let state: IncidentState = r.state.parse().map_err(|e| unreadable("state", &e))?;
+    let status: Status = r.status.parse().map_err(|e| unreadable("status", &e))?;
+    Ok(protocol::Anomaly {
         id: r.id,
         dataset: String::from_utf8_lossy(&r.dataset).into_owned(),
         label: String::from_utf8_lossy(&r.event_label).into_owned(),
         entity_id: r.entity_id,
-        metric: r.metric,
-        severity: r.severity,
-        method: r.method,
+        metric,
+        severity,
+        method,
         period_start: r.period_start.and_utc(),
         period_end: r.period_end.and_utc(),
         observed: r.observed,
         expected: r.expected,
         deviation: r.deviation,
-        signals: r
-            .signals
-            .as_deref()
-            .and_then(|json| serde_json::from_str(json).ok())
-            .unwrap_or_default(),
-        state: r.state,
+        signals,
+        state,
         resolved_at: r.resolved_at.map(|d| d.and_utc()),
-        status: r.status,
+        status,
         detected_at: r.detected_at.and_utc(),
         decided_by: r.decided_by,
         decided_at: r.decided_at.map(|d| d.and_utc()),
         comment: r.comment,
         silenced_by: r.silenced_by,
-        reason: r.reason.as_deref().and_then(|reason| {
-            serde_json::from_value(serde_json::Value::String(reason.to_owned())).ok()
-        }),
+        reason,
         taught_by: r.taught_by,
-    }
+    })
 }
 
 /// Anomalies matching the filter, newest first.
@@ -107,14 +120,16 @@ pub async fn anomalies(
     if let Some(entity_id) = filter.entity_id {
         select.push(" AND entity_id = ").push_bind(entity_id);
     }
-    if let Some(severity) = &filter.severity {
-        select.push(" AND severity = ").push_bind(severity);
+    if let Some(severity) = filter.severity {
+        select.push(" AND severity = ").push_bind(severity.as_str());
     }
-    if let Some(status) = &filter.status {
-        select.push(" AND status = ").push_bind(status);
+    if let Some(status) = filter.status {
+        select.push(" AND status = ").push_bind(status.as_str());
     }
-    if let Some(incident_state) = &filter.state {
-        select.push(" AND state = ").push_bind(incident_state);
+    if let Some(incident_state) = filter.state {
+        select
+            .push(" AND state = ")
+            .push_bind(incident_state.as_str());
     }
     if let Some(since) = filter.since {
         select
@@ -130,7 +145,7 @@ pub async fn anomalies(
         .push(" ORDER BY id DESC LIMIT ")
         .push_bind(filter.limit);
     let records: Vec<AnomalyRecord> = select.build_query_as().fetch_all(pool).await?;
-    Ok(records.into_iter().map(anomaly).collect())
+    records.into_iter().map(anomaly).collect()
 }
 
 pub async fn anomaly_by_id(
@@ -146,7 +161,7 @@ pub async fn anomaly_by_id(
     )
     .fetch_optional(pool)
     .await?;
-    Ok(record.map(anomaly))
+    record.map(anomaly).transpose()
 }
 
 /// Records an analyst's verdict, in the caller's transaction; false when there is no
@@ -154,8 +169,8 @@ pub async fn anomaly_by_id(
 pub async fn decide(
     conn: &mut MySqlConnection,
     id: u64,
-    status: &str,
-    reason: Option<protocol::VerdictReason>,
+    status: Status,
+    reason: Option<VerdictReason>,
     user: &str,
     comment: Option<&str>,
 ) -> Result<bool, sqlx::Error> {
@@ -168,8 +183,8 @@ pub async fn decide(
     sqlx::query!(
         "UPDATE anomalies SET status = ?, reason = ?, decided_by = ?, decided_at = NOW(3), \
          comment = ? WHERE id = ?",
-        status,
-        reason.map(protocol::VerdictReason::as_str),
+        status.as_str(),
+        reason.map(VerdictReason::as_str),
         user,
         comment,
         id

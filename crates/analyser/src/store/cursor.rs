@@ -7,21 +7,30 @@ use crate::clock::DatasetClock;
 
 use super::{date, seconds};
 
-/// The shard's cursor row, created at iterator 0 if missing: (iterator, generation).
-pub async fn claim_cursor(pool: &MySqlPool, shard: &str) -> Result<(u64, u64), sqlx::Error> {
+/// A shard's cursor row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CursorRow {
+    /// The export iterator committed so far.
+    pub iterator: u64,
+    /// Moved on by every commit of a pull; a pull that finds it moved was superseded.
+    pub generation: u64,
+}
+
+/// The shard's cursor row, created at iterator 0 if missing.
+pub async fn claim_cursor(pool: &MySqlPool, shard: &str) -> Result<CursorRow, sqlx::Error> {
     sqlx::query!(
         "INSERT IGNORE INTO cursors (shard, iterator) VALUES (?, 0)",
         shard
     )
     .execute(pool)
     .await?;
-    let row = sqlx::query!(
+    sqlx::query_as!(
+        CursorRow,
         "SELECT iterator, generation FROM cursors WHERE shard = ?",
         shard
     )
     .fetch_one(pool)
-    .await?;
-    Ok((row.iterator, row.generation))
+    .await
 }
 
 /// The shard's generation, as committed.

@@ -30,11 +30,18 @@ pub async fn firing_incident_id(
     .await
 }
 
-/// The firing incidents of a dataset: (id, label).
+/// A firing incident, by id, and the label of its series.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FiringIncident {
+    pub id: u64,
+    pub label: String,
+}
+
+/// The firing incidents of a dataset.
 pub async fn firing_incidents(
     pool: &MySqlPool,
     dataset: &str,
-) -> Result<Vec<(u64, String)>, sqlx::Error> {
+) -> Result<Vec<FiringIncident>, sqlx::Error> {
     let rows = sqlx::query!(
         "SELECT id, event_label FROM anomalies WHERE dataset = ? AND state = 'firing'",
         dataset
@@ -43,11 +50,9 @@ pub async fn firing_incidents(
     .await?;
     Ok(rows
         .into_iter()
-        .map(|row| {
-            (
-                row.id,
-                String::from_utf8_lossy(&row.event_label).into_owned(),
-            )
+        .map(|row| FiringIncident {
+            id: row.id,
+            label: String::from_utf8_lossy(&row.event_label).into_owned(),
         })
         .collect())
 }
@@ -66,9 +71,9 @@ fn signals_json(incident: &Incident) -> String {
     let wire: Vec<protocol::Signal> = signals
         .into_iter()
         .map(|s| protocol::Signal {
-            metric: s.metric.as_str().to_owned(),
-            method: s.method.as_str().to_owned(),
-            severity: s.severity.as_str().to_owned(),
+            metric: s.metric,
+            method: s.method,
+            severity: s.severity,
             observed: s.observed,
             expected: s.expected,
             deviation: s.deviation,
@@ -165,7 +170,7 @@ pub async fn alarms_to_notify(
     )
     .fetch_all(pool)
     .await?;
-    Ok(records.into_iter().map(anomaly).collect())
+    records.into_iter().map(anomaly).collect()
 }
 
 /// Marks an alarm as posted; `resolved` when the message also told its resolution.

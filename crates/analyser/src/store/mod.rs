@@ -15,11 +15,15 @@ use chrono::{DateTime, NaiveDateTime};
 pub use anomalies::{anomalies, anomaly_by_id, decide, AnomalyFilter};
 pub use cursor::{
     advance_generation, claim_cursor, load_clock, load_generation, save_clock, save_cursor,
+    CursorRow,
 };
 pub use incidents::{
     alarms_to_notify, apply_change, firing_incident_id, firing_incidents, mark_notified,
+    FiringIncident,
 };
-pub use snapshots::{clear_snapshots, delete_snapshots, load_snapshots, save_snapshots};
+pub use snapshots::{
+    clear_snapshots, delete_snapshots, load_snapshots, save_snapshots, StoredSnapshot,
+};
 
 pub fn date(seconds: i64) -> NaiveDateTime {
     DateTime::from_timestamp(seconds, 0)

@@ -18,12 +18,12 @@ pub async fn save_snapshots(
         let mut insert = QueryBuilder::<MySql>::new(
             "INSERT INTO series_snapshots (dataset, shard, event_label, entity_id, state) ",
         );
-        insert.push_values(chunk, |mut row, (label, entity_id, state)| {
+        insert.push_values(chunk, |mut row, snapshot| {
             row.push_bind(dataset)
                 .push_bind(shard)
-                .push_bind(&**label)
-                .push_bind(*entity_id)
-                .push_bind(state.as_slice());
+                .push_bind(&*snapshot.series.label)
+                .push_bind(snapshot.series.entity_id)
+                .push_bind(snapshot.state.as_slice());
         });
         insert.push(" ON DUPLICATE KEY UPDATE state = VALUES(state)");
         insert.build().execute(&mut *conn).await?;
@@ -38,13 +38,13 @@ pub async fn delete_snapshots(
     shard: &str,
     series: &[crate::judge::SeriesKey],
 ) -> Result<(), sqlx::Error> {
-    for (label, entity_id) in series {
+    for key in series {
         sqlx::query!(
             "DELETE FROM series_snapshots WHERE dataset = ? AND shard = ? AND event_label = ? AND entity_id = ?",
             dataset,
             shard,
-            &**label,
-            entity_id
+            &*key.label,
+            key.entity_id
         )
         .execute(&mut *conn)
         .await?;
@@ -68,28 +68,34 @@ pub async fn clear_snapshots(
     Ok(())
 }
 
-/// A dataset shard's series snapshots: (label, entity, encoded state).
+/// One series' stored snapshot.
+#[derive(Debug)]
+pub struct StoredSnapshot {
+    /// The binary-collated label comes as bytes; [`StoredSnapshot::label`] reads it.
+    event_label: Vec<u8>,
+    pub entity_id: i64,
+    /// The encoded detector state.
+    pub state: Vec<u8>,
+}
+
+impl StoredSnapshot {
+    pub fn label(&self) -> std::borrow::Cow<'_, str> {
+        String::from_utf8_lossy(&self.event_label)
+    }
+}
+
+/// A dataset shard's series snapshots.
 pub async fn load_snapshots(
     pool: &MySqlPool,
     dataset: &str,
     shard: &str,
-) -> Result<Vec<(String, i64, Vec<u8>)>, sqlx::Error> {
-    // The label's binary collation reads back as bytes.
-    let rows = sqlx::query!(
+) -> Result<Vec<StoredSnapshot>, sqlx::Error> {
+    sqlx::query_as!(
+        StoredSnapshot,
         "SELECT event_label, entity_id, state FROM series_snapshots WHERE dataset = ? AND shard = ?",
         dataset,
         shard
     )
     .fetch_all(pool)
-    .await?;
-    Ok(rows
-        .into_iter()
-        .map(|row| {
-            (
-                String::from_utf8_lossy(&row.event_label).into_owned(),
-                row.entity_id,
-                row.state,
-            )
-        })
-        .collect())
+    .await
 }

@@ -10,7 +10,8 @@ use sqlx::MySqlPool;
 
 use super::*;
 use crate::clock::DatasetClock;
-use crate::judge::{Change, Check, Incident, Metric, Severity, Signal};
+use crate::judge::{Change, Check, Incident, Metric, SeriesKey, SeriesState, Severity, Signal};
+use protocol::{IncidentState, Status};
 
 async fn migrated() -> (TestDb, MySqlPool) {
     let db = TestDb::new("pulse_test_a");
@@ -63,7 +64,7 @@ async fn open(pool: &MySqlPool, dataset: &str, label: &str, severity: Severity) 
 #[tokio::test]
 async fn a_claimed_cursor_starts_at_zero_and_resumes_where_it_was_saved() {
     let (_db, pool) = migrated().await;
-    assert_eq!(claim_cursor(&pool, "0/1").await.unwrap(), (0, 0));
+    assert_eq!(claim_cursor(&pool, "0/1").await.unwrap(), cursor(0, 0));
     assert_eq!(load_generation(&pool, "1/2").await.unwrap(), None);
 
     let mut conn = pool.acquire().await.unwrap();
@@ -71,7 +72,7 @@ async fn a_claimed_cursor_starts_at_zero_and_resumes_where_it_was_saved() {
     save_cursor(&mut conn, "0/1", 57, 5).await.unwrap();
     drop(conn);
 
-    assert_eq!(claim_cursor(&pool, "0/1").await.unwrap(), (57, 0));
+    assert_eq!(claim_cursor(&pool, "0/1").await.unwrap(), cursor(57, 0));
     let rows_seen = sqlx::query_scalar!("SELECT rows_seen FROM cursors WHERE shard = '0/1'")
         .fetch_one(&pool)
         .await
@@ -93,7 +94,7 @@ async fn advancing_from_a_stale_generation_returns_false_and_moves_nothing() {
     );
     assert_eq!(load_generation(&pool, "0/1").await.unwrap(), Some(1));
     assert!(advance_generation(&mut conn, "0/1", 1).await.unwrap());
-    assert_eq!(claim_cursor(&pool, "0/1").await.unwrap(), (0, 2));
+    assert_eq!(claim_cursor(&pool, "0/1").await.unwrap(), cursor(0, 2));
 }
 
 #[tokio::test]
@@ -127,7 +128,28 @@ async fn a_saved_clock_reads_back_and_a_missing_one_is_empty() {
     assert_eq!(load_clock(&pool, "shop", "0/1").await.unwrap(), later);
 }
 
-fn sorted(mut rows: Vec<(String, i64, Vec<u8>)>) -> Vec<(String, i64, Vec<u8>)> {
+fn cursor(iterator: u64, generation: u64) -> CursorRow {
+    CursorRow {
+        iterator,
+        generation,
+    }
+}
+
+fn state(label: &str, entity_id: i64, state: Vec<u8>) -> SeriesState {
+    SeriesState {
+        series: SeriesKey {
+            label: label.into(),
+            entity_id,
+        },
+        state,
+    }
+}
+
+fn sorted(rows: Vec<StoredSnapshot>) -> Vec<(String, i64, Vec<u8>)> {
+    let mut rows: Vec<_> = rows
+        .into_iter()
+        .map(|r| (r.label().into_owned(), r.entity_id, r.state))
+        .collect();
     rows.sort();
     rows
 }
@@ -137,9 +159,9 @@ async fn snapshots_round_trip_are_replaced_and_deleted_per_series() {
     let (_db, pool) = migrated().await;
     let mut conn = pool.acquire().await.unwrap();
     let states = vec![
-        ("visit".into(), 1, vec![1, 2, 3]),
-        ("visit".into(), 2, vec![4]),
-        ("café".into(), 1, vec![0; 5_000]),
+        state("visit", 1, vec![1, 2, 3]),
+        state("visit", 2, vec![4]),
+        state("café", 1, vec![0; 5_000]),
     ];
     save_snapshots(&mut conn, "shop", "0/1", &states)
         .await
@@ -156,12 +178,17 @@ async fn snapshots_round_trip_are_replaced_and_deleted_per_series() {
         ]
     );
 
-    save_snapshots(&mut conn, "shop", "0/1", &[("visit".into(), 2, vec![9, 9])])
+    save_snapshots(&mut conn, "shop", "0/1", &[state("visit", 2, vec![9, 9])])
         .await
         .unwrap();
-    delete_snapshots(&mut conn, "shop", "0/1", &[("café".into(), 1)])
-        .await
-        .unwrap();
+    delete_snapshots(
+        &mut conn,
+        "shop",
+        "0/1",
+        &[state("café", 1, Vec::new()).series],
+    )
+    .await
+    .unwrap();
     assert_eq!(
         sorted(load_snapshots(&pool, "shop", "0/1").await.unwrap()),
         vec![
@@ -215,7 +242,10 @@ async fn an_opened_incident_grows_and_resolves_as_one_anomaly() {
     );
     assert_eq!(
         firing_incidents(&pool, "shop").await.unwrap(),
-        vec![(id, "visit".to_owned())]
+        vec![FiringIncident {
+            id,
+            label: "visit".to_owned()
+        }]
     );
 
     let grown = incident(
@@ -243,7 +273,7 @@ async fn an_opened_incident_grows_and_resolves_as_one_anomaly() {
     );
     assert_eq!(updated.deviation, 9.0);
     assert_eq!(updated.signals.len(), 2, "{:?}", updated.signals);
-    assert_eq!(updated.signals[0].metric, "count", "strongest first");
+    assert_eq!(updated.signals[0].metric, Metric::Count, "strongest first");
 
     let resolve = Change::Resolve {
         id,
@@ -253,7 +283,7 @@ async fn an_opened_incident_grows_and_resolves_as_one_anomaly() {
         .await
         .unwrap();
     let resolved = anomaly_by_id(&pool, id).await.unwrap().unwrap();
-    assert_eq!(resolved.state, "resolved");
+    assert_eq!(resolved.state, IncidentState::Resolved);
     assert_eq!(resolved.resolved_at.map(|t| t.timestamp()), Some(T0 + 240));
     assert!(firing_incidents(&pool, "shop").await.unwrap().is_empty());
     assert_eq!(
@@ -286,7 +316,7 @@ async fn a_verdict_is_recorded_and_a_missing_anomaly_is_reported() {
     let decided = decide(
         &mut conn,
         id,
-        "dismissed",
+        Status::Dismissed,
         Some(protocol::VerdictReason::Expected),
         "ana",
         Some("nightly batch"),
@@ -295,15 +325,17 @@ async fn a_verdict_is_recorded_and_a_missing_anomaly_is_reported() {
     .unwrap();
     assert!(decided);
     let anomaly = anomaly_by_id(&pool, id).await.unwrap().unwrap();
-    assert_eq!(anomaly.status, "dismissed");
+    assert_eq!(anomaly.status, Status::Dismissed);
     assert_eq!(anomaly.decided_by.as_deref(), Some("ana"));
     assert_eq!(anomaly.comment.as_deref(), Some("nightly batch"));
     assert_eq!(anomaly.reason, Some(protocol::VerdictReason::Expected));
     assert!(anomaly.decided_at.is_some());
 
-    assert!(!decide(&mut conn, id + 1, "approved", None, "ana", None)
-        .await
-        .unwrap());
+    assert!(
+        !decide(&mut conn, id + 1, Status::Approved, None, "ana", None)
+            .await
+            .unwrap()
+    );
     assert!(anomaly_by_id(&pool, id + 1).await.unwrap().is_none());
 }
 
@@ -360,7 +392,7 @@ async fn anomalies_match_every_filter_given_newest_first() {
         vec![cart, visit]
     );
     let alarms = AnomalyFilter {
-        severity: Some("alarm".to_owned()),
+        severity: Some(Severity::Alarm),
         label: Some("visit".to_owned()),
         ..shop.clone()
     };

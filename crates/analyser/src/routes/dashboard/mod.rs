@@ -15,7 +15,7 @@ mod tests;
 
 use actix_web::http::header;
 use actix_web::{get, web, HttpRequest, HttpResponse};
-use protocol::{Anomaly, StateMeta};
+use protocol::{Anomaly, IncidentState, Severity, StateMeta, Status, UnknownValue};
 use serde::Deserialize;
 
 pub use render::{escape, render};
@@ -47,41 +47,48 @@ pub struct PageParams {
 /// The table's filters, as chosen.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Filters {
-    pub severity: Option<String>,
-    pub state: Option<String>,
+    pub severity: Option<Severity>,
+    pub state: Option<IncidentState>,
     /// `None` = every verdict.
-    pub status: Option<String>,
+    pub status: Option<Status>,
 }
 
-/// A filter's value, if one of `allowed`; empty is no filter.
-fn pick(
-    name: &'static str,
-    value: &Option<String>,
-    allowed: &[&str],
-) -> Result<Option<String>, ApiError> {
+/// A filter's value, parsed into its vocabulary; empty is no filter.
+fn pick<T>(name: &'static str, value: &Option<String>) -> Result<Option<T>, ApiError>
+where
+    T: std::str::FromStr<Err = UnknownValue>,
+{
     match value.as_deref() {
         None | Some("") => Ok(None),
-        Some(v) if allowed.contains(&v) => Ok(Some(v.to_owned())),
-        Some(v) => Err(ApiError::bad(
-            name,
-            format!("{v:?}: expected one of {}", allowed.join(", ")),
-        )),
+        Some(v) => v.parse().map(Some).map_err(|e: UnknownValue| {
+            ApiError::bad(
+                name,
+                format!("{v:?}: expected one of {}", e.expected.join(", ")),
+            )
+        }),
     }
 }
 
 impl Filters {
     fn from_params(params: &PageParams) -> Result<Self, ApiError> {
         let status = match params.status.as_deref() {
-            None | Some("") => Some("open".to_owned()),
+            None | Some("") => Some(Status::Open),
             Some("any") => None,
-            _ => pick("status", &params.status, &["open", "approved", "dismissed"])?,
+            _ => pick("status", &params.status)?,
         };
         Ok(Filters {
-            severity: pick("severity", &params.severity, &["alarm", "warning"])?,
-            state: pick("state", &params.state, &["firing", "resolved"])?,
+            severity: pick("severity", &params.severity)?,
+            state: pick("state", &params.state)?,
             status,
         })
     }
+}
+
+/// A label of a dataset whose values are measurements (prices).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LevelLabel {
+    pub dataset: String,
+    pub label: String,
 }
 
 /// What the page shows, gathered by the handler; [`render`] turns it into HTML.
@@ -98,7 +105,7 @@ pub struct Page {
     pub filters: Filters,
     pub known: Vec<SeriesKey>,
     /// Which labels are levels (prices), per dataset: their charts default to the level.
-    pub levels: Vec<(String, String)>,
+    pub levels: Vec<LevelLabel>,
     pub chosen: Option<SeriesKey>,
     pub metric: Option<String>,
 }
@@ -124,9 +131,9 @@ pub async fn dashboard(
     let incidents = store::anomalies(
         &state.pool,
         &AnomalyFilter {
-            severity: filters.severity.clone(),
-            state: filters.state.clone(),
-            status: filters.status.clone(),
+            severity: filters.severity,
+            state: filters.state,
+            status: filters.status,
             limit: LISTED,
             ..AnomalyFilter::default()
         },
@@ -147,7 +154,12 @@ pub async fn dashboard(
         .datasets
         .list()
         .iter()
-        .flat_map(|d| d.levels.iter().map(|l| (d.name.clone(), l.clone())))
+        .flat_map(|d| {
+            d.levels.iter().map(|label| LevelLabel {
+                dataset: d.name.clone(),
+                label: label.clone(),
+            })
+        })
         .collect();
     let user = Analyst::of(&req);
     // The same table the middleware enforces decides what the page offers.

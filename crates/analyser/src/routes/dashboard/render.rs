@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write;
 
 use chrono::{DateTime, Utc};
-use protocol::Anomaly;
+use protocol::{Anomaly, Check, IncidentState, Metric, Severity, Status};
 
 use super::{Filters, Page};
 use crate::present::{change, number};
@@ -81,11 +81,7 @@ fn series_of(a: &Anomaly) -> SeriesKey {
 fn table_order(incidents: &[Anomaly]) -> Vec<&Anomaly> {
     let mut rows: Vec<&Anomaly> = incidents.iter().collect();
     rows.sort_by(|a, b| {
-        (b.severity == "alarm", b.period_start, b.id).cmp(&(
-            a.severity == "alarm",
-            a.period_start,
-            a.id,
-        ))
+        (b.severity, b.period_start, b.id).cmp(&(a.severity, a.period_start, a.id))
     });
     rows
 }
@@ -103,7 +99,7 @@ fn series_attributes(page: &Page, s: &SeriesKey) -> String {
     let level = page
         .levels
         .iter()
-        .any(|(dataset, label)| *dataset == s.dataset && *label == s.label);
+        .any(|level| level.dataset == s.dataset && level.label == s.label);
     format!(
         r#"data-dataset="{}" data-label="{}" data-entity="{}" data-kind="{}""#,
         escape(&s.dataset),
@@ -123,13 +119,28 @@ fn series_name(s: &SeriesKey) -> String {
 }
 
 /// One signal in words: "count 600, 10.2× expected", the raw figures in its tooltip.
-fn signal_text(metric: &str, observed: f64, expected: f64, deviation: f64, method: &str) -> String {
+/// The vocabularies' words are plain lowercase ASCII: they need no escaping.
+fn signal_text(
+    metric: Metric,
+    observed: f64,
+    expected: f64,
+    deviation: f64,
+    method: Check,
+) -> String {
     format!(
         r#"<span class="signal" title="{metric} by {method}: observed {observed}, expected {expected}, deviation {deviation:.2} noise units">{metric} {shown} <em>{change}</em></span>"#,
-        metric = escape(metric),
-        method = escape(method),
         shown = number(observed),
         change = escape(&change(observed, expected)),
+    )
+}
+
+/// An `<option>` of a filter's vocabulary, selected when it is the filter's value.
+fn choice<T: Copy + PartialEq + std::fmt::Display>(value: T, chosen: Option<T>) -> String {
+    let word = value.to_string();
+    option(
+        &word,
+        &word,
+        (chosen == Some(value)).then_some(word.as_str()),
     )
 }
 
@@ -158,7 +169,7 @@ pub fn render(page: &Page) -> String {
         table_order(&page.incidents)
             .into_iter()
             .find(|a| series_of(a) == *chosen)
-            .map(|a| a.metric.clone())
+            .map(|a| a.metric.to_string())
             .filter(|m| m != "population")
     });
     // `write!` into a String cannot fail.
@@ -260,25 +271,24 @@ pub fn render(page: &Page) -> String {
 "#,
         metric = escape(metric.as_deref().unwrap_or("")),
         listed = page.incidents.len(),
-        sev_any = option("", "any", page.filters.severity.as_deref().or(Some(""))),
-        sev_alarm = option("alarm", "alarm", page.filters.severity.as_deref()),
-        sev_warning = option("warning", "warning", page.filters.severity.as_deref()),
-        state_any = option("", "any", page.filters.state.as_deref().or(Some(""))),
-        state_firing = option("firing", "firing", page.filters.state.as_deref()),
-        state_resolved = option("resolved", "resolved", page.filters.state.as_deref()),
-        status_open = option("open", "open", page.filters.status.as_deref()),
-        status_approved = option("approved", "approved", page.filters.status.as_deref()),
-        status_dismissed = option("dismissed", "dismissed", page.filters.status.as_deref()),
-        status_any = option("any", "any", page.filters.status.as_deref().or(Some("any"))),
+        sev_any = option("", "any", page.filters.severity.is_none().then_some("")),
+        sev_alarm = choice(Severity::Alarm, page.filters.severity),
+        sev_warning = choice(Severity::Warning, page.filters.severity),
+        state_any = option("", "any", page.filters.state.is_none().then_some("")),
+        state_firing = choice(IncidentState::Firing, page.filters.state),
+        state_resolved = choice(IncidentState::Resolved, page.filters.state),
+        status_open = choice(Status::Open, page.filters.status),
+        status_approved = choice(Status::Approved, page.filters.status),
+        status_dismissed = choice(Status::Dismissed, page.filters.status),
+        status_any = option("any", "any", page.filters.status.is_none().then_some("any")),
     );
     if page.incidents.is_empty() {
-        let none = if page.filters == Filters::default()
-            || page.filters.status.as_deref() == Some("open")
-        {
-            "Nothing waits for a verdict."
-        } else {
-            "No incident matches these filters."
-        };
+        let none =
+            if page.filters == Filters::default() || page.filters.status == Some(Status::Open) {
+                "Nothing waits for a verdict."
+            } else {
+                "No incident matches these filters."
+            };
         let _ = writeln!(html, "  <p class=\"status-line\">{none}</p>");
     } else {
         html.push_str(
@@ -289,24 +299,20 @@ pub fn render(page: &Page) -> String {
         );
         for a in table_order(&page.incidents) {
             let series = series_of(a);
-            let severity = if a.severity == "alarm" {
-                "alarm"
-            } else {
-                "warning"
-            };
-            let firing = a.state == "firing";
+            let severity = a.severity.as_str();
+            let firing = a.state == IncidentState::Firing;
             let signals: Vec<String> = if a.signals.is_empty() {
                 vec![signal_text(
-                    &a.metric,
+                    a.metric,
                     a.observed,
                     a.expected,
                     a.deviation,
-                    &a.method,
+                    a.method,
                 )]
             } else {
                 a.signals
                     .iter()
-                    .map(|s| signal_text(&s.metric, s.observed, s.expected, s.deviation, &s.method))
+                    .map(|s| signal_text(s.metric, s.observed, s.expected, s.deviation, s.method))
                     .collect()
             };
             let end = if firing {
@@ -315,7 +321,7 @@ pub fn render(page: &Page) -> String {
                 a.period_end.format("%H:%M").to_string()
             };
             let mut actions = String::new();
-            if a.status == "open" && page.can_decide {
+            if a.status == Status::Open && page.can_decide {
                 actions.push_str(
                     r#"<button type="button" class="approve">Approve</button> <button type="button" class="dismiss">Dismiss</button> <button type="button" class="expected" title="dismiss as expected: this series may do this again">Expected</button>"#,
                 );
@@ -326,10 +332,8 @@ pub fn render(page: &Page) -> String {
                 );
             }
             let verdict = match &a.decided_by {
-                Some(by) if a.status != "open" => {
-                    format!("{} by {}", escape(&a.status), escape(by))
-                }
-                _ => escape(&a.status),
+                Some(by) if a.status != Status::Open => format!("{} by {}", a.status, escape(by)),
+                _ => a.status.to_string(),
             };
             let _ = write!(
                 html,
@@ -347,11 +351,11 @@ pub fn render(page: &Page) -> String {
                     r#" <span class="silenced" title="found inside silence #{silence}: not notified">silenced #{silence}</span>"#
                 )),
                 attributes = series_attributes(page, &series),
-                metric = escape(&a.metric),
+                metric = a.metric,
                 start_ts = a.period_start.timestamp(),
                 end_ts = a.period_end.timestamp(),
                 state_class = if firing { " firing" } else { "" },
-                state = escape(&a.state),
+                state = a.state,
                 name = series_name(&series),
                 signals = signals.join(" · "),
                 start = minute(a.period_start),

@@ -1,29 +1,29 @@
 //! The dashboard page's rendering: escaping, order, filters, roles.
 
 use chrono::DateTime;
-use protocol::Anomaly;
+use protocol::{Anomaly, Check, IncidentState, Metric, Severity, Status};
 
 use super::*;
 
-fn anomaly(id: u64, label: &str, entity_id: i64, severity: &str) -> Anomaly {
+fn anomaly(id: u64, label: &str, entity_id: i64, severity: Severity) -> Anomaly {
     let t = DateTime::from_timestamp(1_790_000_000, 0).unwrap();
     Anomaly {
         id,
         dataset: "shop".into(),
         label: label.into(),
         entity_id,
-        metric: "count".into(),
-        severity: severity.into(),
-        method: "auto".into(),
+        metric: Metric::Count,
+        severity,
+        method: Check::Auto,
         period_start: t,
         period_end: t + chrono::Duration::minutes(3),
         observed: 600.0,
         expected: 60.5,
         deviation: 69.14,
         signals: Vec::new(),
-        state: "firing".into(),
+        state: IncidentState::Firing,
         resolved_at: None,
-        status: "open".into(),
+        status: Status::Open,
         detected_at: t,
         decided_by: None,
         decided_at: None,
@@ -48,7 +48,7 @@ fn page(incidents: Vec<Anomaly>) -> Page {
         },
         incidents,
         filters: Filters {
-            status: Some("open".into()),
+            status: Some(Status::Open),
             ..Filters::default()
         },
         known: vec![SeriesKey {
@@ -56,7 +56,10 @@ fn page(incidents: Vec<Anomaly>) -> Page {
             label: "visit".into(),
             entity_id: 1,
         }],
-        levels: vec![("shop".into(), "price".into())],
+        levels: vec![LevelLabel {
+            dataset: "shop".into(),
+            label: "price".into(),
+        }],
         chosen: None,
         metric: None,
     }
@@ -68,7 +71,7 @@ fn labels_from_bots_cannot_inject_markup() {
         1,
         r#"<script>alert("x")</script>"#,
         2,
-        "alarm",
+        Severity::Alarm,
     )]));
     assert!(!html.contains("<script>alert"), "{html}");
     assert!(html.contains("&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;"));
@@ -77,8 +80,8 @@ fn labels_from_bots_cannot_inject_markup() {
 #[test]
 fn alarms_come_first_and_the_newest_alarm_is_charted_first() {
     let html = render(&page(vec![
-        anomaly(9, "checkout", 4, "warning"),
-        anomaly(8, "checkout", 3, "alarm"),
+        anomaly(9, "checkout", 4, Severity::Warning),
+        anomaly(8, "checkout", 3, Severity::Alarm),
     ]));
     let selected = html
         .lines()
@@ -97,11 +100,11 @@ fn alarms_come_first_and_the_newest_alarm_is_charted_first() {
 
 #[test]
 fn signals_read_as_words_with_the_raw_figures_in_a_tooltip() {
-    let mut flood = anomaly(8, "checkout", 3, "alarm");
+    let mut flood = anomaly(8, "checkout", 3, Severity::Alarm);
     flood.signals = vec![protocol::Signal {
-        metric: "count".into(),
-        method: "auto".into(),
-        severity: "alarm".into(),
+        metric: Metric::Count,
+        method: Check::Auto,
+        severity: Severity::Alarm,
         observed: 612.0,
         expected: 60.0,
         deviation: 71.25,
@@ -127,8 +130,8 @@ fn filters_are_checked_and_kept_in_the_form() {
     assert_eq!(
         filters,
         Filters {
-            severity: Some("alarm".into()),
-            state: Some("firing".into()),
+            severity: Some(Severity::Alarm),
+            state: Some(IncidentState::Firing),
             status: None,
         }
     );
@@ -158,9 +161,9 @@ fn an_empty_analyser_says_so() {
 
 #[test]
 fn a_viewer_sees_no_verdict_buttons_and_a_silenced_incident_says_so() {
-    let mut silenced = anomaly(3, "checkout", 3, "alarm");
+    let mut silenced = anomaly(3, "checkout", 3, Severity::Alarm);
     silenced.silenced_by = Some(12);
-    let mut viewer = page(vec![anomaly(4, "checkout", 5, "alarm"), silenced]);
+    let mut viewer = page(vec![anomaly(4, "checkout", 5, Severity::Alarm), silenced]);
     let html = render(&viewer);
     assert!(html.contains(r#"class="approve""#), "an analyst decides");
     assert!(html.contains(">silenced #12</span>"), "{html}");
