@@ -35,7 +35,7 @@ pub(crate) fn seconds(date: NaiveDateTime) -> i64 {
 /// Aligned to 8 bytes, not the 16 of an `i128`: 40 bytes instead of 48, for the model
 /// holds one per series and step until the step is judged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[repr(packed(8))]
+#[repr(C, packed(8))]
 pub struct ExactTotals {
     pub sum: i128,
     pub events: u64,
@@ -45,7 +45,7 @@ pub struct ExactTotals {
 
 impl ExactTotals {
     pub fn merge(&mut self, other: &ExactTotals) {
-        self.sum = self.sum + other.sum;
+        self.sum += other.sum;
         self.events += other.events;
         self.min = self.min.min(other.min);
         self.max = self.max.max(other.max);
