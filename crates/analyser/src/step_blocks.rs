@@ -43,7 +43,14 @@ struct StepRecord {
 
 /// Appends one step's record to a block's text.
 fn push_record(text: &mut String, offset: i64, t: &ExactTotals) {
-    let _ = write!(text, "{offset},{},{},{},{};", t.sum, t.events, t.min, t.max);
+    let _ = write!(
+        text,
+        "{offset},{},{},{},{};",
+        { t.sum },
+        t.events,
+        t.min,
+        t.max
+    );
 }
 
 fn bad(what: &str) -> sqlx::Error {

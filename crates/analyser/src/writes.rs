@@ -1,29 +1,18 @@
-//! What a pull writes besides the cursor: the step totals read since the last commit,
-//! held until they are written together, and the detector snapshots.
-
-use std::collections::HashMap;
-use std::sync::Arc;
+//! What a pull writes besides the step totals (the model holds those until they are
+//! committed) and the cursor: which clocks moved since the last commit, and the detector
+//! snapshots.
 
 use crate::judge::DatasetModel;
 use crate::pull::PullError;
-use crate::store::{self, ExactTotals};
+use crate::store;
 
 /// Series encoded and written per statement of a snapshot: the states in flight stay a
 /// few hundred KiB however many series there are.
 const SNAPSHOT_CHUNK: usize = 64;
 
-/// One step of one series: what totals are held by.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub(crate) struct SeriesStep {
-    pub label: Arc<str>,
-    pub entity_id: i64,
-    pub step_start: i64,
-}
-
-/// What a pull read and has not committed yet: per dataset, the exact totals by (series,
-/// step) and whether its clock moved; the export rows it covers.
+/// What a pull read and has not committed yet besides the totals the models hold: per
+/// dataset, whether its clock moved; the export rows read.
 pub(crate) struct Unflushed {
-    pub totals: Vec<HashMap<SeriesStep, ExactTotals>>,
     pub clock_moved: Vec<bool>,
     pub rows: u64,
 }
@@ -31,33 +20,9 @@ pub(crate) struct Unflushed {
 impl Unflushed {
     pub fn new(datasets: usize) -> Self {
         Unflushed {
-            totals: vec![HashMap::new(); datasets],
             clock_moved: vec![false; datasets],
             rows: 0,
         }
-    }
-
-    pub fn add(
-        &mut self,
-        dataset: usize,
-        label: Arc<str>,
-        entity_id: i64,
-        step: i64,
-        t: &ExactTotals,
-    ) {
-        self.totals[dataset]
-            .entry(SeriesStep {
-                label,
-                entity_id,
-                step_start: step,
-            })
-            .and_modify(|sum| sum.merge(t))
-            .or_insert(*t);
-    }
-
-    /// (series, step) entries held.
-    pub fn len(&self) -> usize {
-        self.totals.iter().map(HashMap::len).sum()
     }
 }
 

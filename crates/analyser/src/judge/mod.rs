@@ -1,8 +1,11 @@
 //! Pure: a dataset's series, their step totals, and the judging of complete steps.
 //!
-//! Rows of the export arrive as deltas; [`DatasetModel::add_row`] sums them into the step
-//! they fall in. When the dataset's clock completes a step, [`DatasetModel::judge_step`]
-//! judges every known series at that step (a series without rows is a zero): the
+//! Rows of the export arrive as deltas; [`DatasetModel::add_row`] sums them, exactly, into
+//! the step they fall in: this is the one place rows are summed. What was summed since the
+//! last commit is what the store appends ([`DatasetModel::take_unflushed`]); the steps not
+//! judged yet keep their totals until then. When the dataset's clock completes a step,
+//! [`DatasetModel::judge_step`] judges every known series at that step on the float view
+//! of its totals (a series without rows is a zero): the
 //! population check per counter label (each entity against its own usual share), then each
 //! series' own checks (`series.rs`), whose findings grow, open or resolve the series'
 //! incident (`incident.rs`). What changed comes back as [`Change`]s for the store. No
@@ -14,6 +17,7 @@ mod series;
 pub mod teaching;
 mod vocabulary;
 
+use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
@@ -28,6 +32,8 @@ pub use vocabulary::{Check, Metric, Severity};
 
 use crate::clock::DatasetClock;
 use crate::configuration::DatasetSettings;
+use crate::step_blocks::NewTotals;
+use crate::store::ExactTotals;
 
 /// A series: one (label, entity) of a dataset; ordered by label, then entity.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -48,7 +54,7 @@ pub struct SeriesState {
 pub struct ReplayTotals {
     pub label: String,
     pub entity_id: i64,
-    pub totals: StepTotals,
+    pub totals: ExactTotals,
 }
 
 /// A firing incident opened again by a replay, whose id the store holds.
@@ -57,6 +63,9 @@ pub struct Unnumbered {
     pub series: SeriesKey,
     pub period_start: i64,
 }
+
+/// Exact totals by step start, then series.
+type StepSums = BTreeMap<i64, HashMap<SeriesKey, ExactTotals>>;
 
 /// What judging a step changes in the anomaly table.
 #[derive(Debug, Clone, PartialEq)]
@@ -104,8 +113,11 @@ pub struct DatasetModel {
     pub clock: DatasetClock,
     labels: HashSet<Arc<str>>,
     series: HashMap<SeriesKey, Series>,
-    /// Totals of steps not judged yet, by step start.
-    pending: BTreeMap<i64, HashMap<SeriesKey, StepTotals>>,
+    /// Totals of steps not judged yet that the store holds too.
+    pending: StepSums,
+    /// Totals summed since the last commit, of any step (late rows for judged steps too):
+    /// what the store has not got yet. Flushed into `pending` (or, late, into the history).
+    unflushed: StepSums,
     /// Series-steps judged since this model was built.
     pub judged_series_steps: u64,
     /// Series forgotten (`series_ttl`) since the last snapshot: their stored state goes.
@@ -121,6 +133,7 @@ impl DatasetModel {
             labels: HashSet::new(),
             series: HashMap::new(),
             pending: BTreeMap::new(),
+            unflushed: BTreeMap::new(),
             judged_series_steps: 0,
             forgotten: Vec::new(),
         }
@@ -145,35 +158,81 @@ impl DatasetModel {
         }
     }
 
-    /// Adds an export row's totals to its step. Returns `true` for a late row: its step
-    /// was judged already, so it is added to the history but not judged again.
+    /// Adds an export row's totals to its step, until the next
+    /// [`DatasetModel::take_unflushed`]. Returns `true` for a late row: its step was judged
+    /// already, so it goes to the history (and the store) but is not judged again.
     pub fn add_row(
         &mut self,
         label: &str,
         entity_id: i64,
         event_date: i64,
-        delta: &StepTotals,
+        delta: &ExactTotals,
     ) -> bool {
         let step = self.params.rules.step_of(event_date);
         let key = self.key(label, entity_id);
-        match self.clock.judged_until {
-            Some(judged_until) if step < judged_until => {
-                if let Some(series) = self.series.get_mut(&key) {
-                    series.add_late(step, delta);
+        self.unflushed
+            .entry(step)
+            .or_default()
+            .entry(key)
+            .and_modify(|t| t.merge(delta))
+            .or_insert(*delta);
+        self.is_judged(step)
+    }
+
+    fn is_judged(&self, step: i64) -> bool {
+        self.clock.judged_until.is_some_and(|until| step < until)
+    }
+
+    /// Adds totals the store holds already (read back on a rebuild) to a step not judged.
+    pub fn add_stored(&mut self, label: &str, entity_id: i64, step: i64, t: &ExactTotals) {
+        let key = self.key(label, entity_id);
+        self.pending
+            .entry(step)
+            .or_default()
+            .entry(key)
+            .and_modify(|sum| sum.merge(t))
+            .or_insert(*t);
+    }
+
+    /// The totals summed since the last call, for the store to append: (label, entity, step
+    /// start, totals). From then on the model counts them as stored: a step not judged
+    /// keeps them until it is, a judged one has them added to its history. Should the
+    /// store's commit fail, the model is ahead of the store and must be rebuilt.
+    pub fn take_unflushed(&mut self) -> Vec<NewTotals> {
+        let mut out = Vec::with_capacity(self.unflushed_len());
+        for (step, sums) in std::mem::take(&mut self.unflushed) {
+            out.extend(sums.iter().map(|(key, t)| NewTotals {
+                label: key.label.clone(),
+                entity_id: key.entity_id,
+                step_start: step,
+                totals: *t,
+            }));
+            if self.is_judged(step) {
+                for (key, t) in &sums {
+                    if let Some(series) = self.series.get_mut(key) {
+                        series.add_late(step, &t.as_step_totals());
+                    }
                 }
-                true
+                continue;
             }
-            _ => {
-                let totals = self
-                    .pending
-                    .entry(step)
-                    .or_default()
-                    .entry(key)
-                    .or_insert(ZERO);
-                merge(totals, delta);
-                false
+            match self.pending.entry(step) {
+                Entry::Vacant(vacant) => {
+                    vacant.insert(sums);
+                }
+                Entry::Occupied(mut held) => {
+                    let held = held.get_mut();
+                    for (key, t) in sums {
+                        held.entry(key).and_modify(|sum| sum.merge(&t)).or_insert(t);
+                    }
+                }
             }
         }
+        out
+    }
+
+    /// (series, step) totals summed since the last [`DatasetModel::take_unflushed`].
+    pub fn unflushed_len(&self) -> usize {
+        self.unflushed.values().map(HashMap::len).sum()
     }
 
     /// The population check of every counter label at this step: each entity's events
@@ -181,7 +240,7 @@ impl DatasetModel {
     /// for the next step.
     fn population(
         &mut self,
-        values: &HashMap<SeriesKey, StepTotals>,
+        values: &HashMap<SeriesKey, ExactTotals>,
         label_events: &HashMap<Arc<str>, u64>,
     ) -> HashMap<SeriesKey, Option<Signal>> {
         let mut members: HashMap<Arc<str>, Vec<Member>> = HashMap::new();
@@ -240,7 +299,8 @@ impl DatasetModel {
         found
     }
 
-    /// Judges the step starting at `step` (the clock said it is complete) and marks it
+    /// Judges the step starting at `step` (the clock said it is complete) on the totals
+    /// taken by [`DatasetModel::take_unflushed`] (the pull commits them first), and marks it
     /// judged. Returns the incident changes, in (label, entity) order.
     pub fn judge_step(&mut self, step: i64) -> Vec<Change> {
         let values = self.pending.remove(&step).unwrap_or_default();
@@ -259,7 +319,7 @@ impl DatasetModel {
         let end = step + self.params.rules.step;
         let mut changes = Vec::new();
         for (key, series) in self.series.iter_mut() {
-            let x = values.get(key).copied().unwrap_or(ZERO);
+            let x = values.get(key).map_or(ZERO, ExactTotals::as_step_totals);
             let label_total = label_events.get(&key.label).copied().unwrap_or(0);
             let transition = series.judge(
                 self.params.kind(&key.label),
@@ -422,9 +482,9 @@ impl DatasetModel {
         Ok(())
     }
 
-    /// Series-steps summed but not judged yet.
+    /// Series-steps held in memory: summed and not judged yet, or not committed yet.
     pub fn pending_len(&self) -> usize {
-        self.pending.values().map(HashMap::len).sum()
+        self.pending.values().map(HashMap::len).sum::<usize>() + self.unflushed_len()
     }
 
     /// Number of series the dataset knows.

@@ -12,6 +12,14 @@ use super::series::Kind;
 use crate::clock::ClockRules;
 use crate::configuration::{DatasetSettings, Method};
 
+/// Stored step totals replayed into the detectors by a rebuild without a snapshot, in
+/// baseline windows.
+const REPLAY_WINDOWS: i64 = 4;
+/// Step totals are kept for this many baseline windows of judged time (charts, restarts).
+const KEEP_WINDOWS: i64 = 8;
+/// Detector state is snapshotted at least every this many baseline windows of judged time.
+const SNAPSHOT_WINDOWS: i64 = 4;
+
 /// A dataset's settings in the form the judging needs.
 #[derive(Debug, Clone)]
 pub struct Params {
@@ -94,8 +102,116 @@ impl Params {
         }
     }
 
+    /// The baseline window, in seconds.
+    pub fn window_seconds(&self) -> i64 {
+        self.window_steps as i64 * self.rules.step
+    }
+
+    /// Where a rebuild without a snapshot starts replaying the stored totals into the
+    /// detectors, judging having reached `judged_until`.
+    pub fn replay_from(&self, judged_until: i64) -> i64 {
+        judged_until - REPLAY_WINDOWS * self.window_seconds()
+    }
+
+    /// The first step whose totals must be kept: a few windows of judged time, and never
+    /// those a restart replays from the last snapshot (taken at `snapshot_until`).
+    pub fn keep_from(&self, judged_until: i64, snapshot_until: Option<i64>) -> i64 {
+        let keep = judged_until - KEEP_WINDOWS * self.window_seconds();
+        snapshot_until.map_or(keep, |snapshot| snapshot.min(keep))
+    }
+
+    /// Whether the detector state is due a snapshot, judging having reached
+    /// `judged_until`: at least every few windows of judged time (retention keeps the
+    /// totals since), and every window once `a_minute_ago` the last one was taken. During a
+    /// catch-up (`caught_up` false) the minute rule waits for its end: a snapshot of every
+    /// series each minute of a long backlog would be most of what is written.
+    pub fn snapshot_due(
+        &self,
+        judged_until: i64,
+        snapshot_until: Option<i64>,
+        a_minute_ago: bool,
+        caught_up: bool,
+    ) -> bool {
+        let since = snapshot_until.map_or(i64::MAX, |s| judged_until.saturating_sub(s));
+        let window = self.window_seconds();
+        since >= SNAPSHOT_WINDOWS * window || (since >= window && a_minute_ago && caught_up)
+    }
+
     /// Rate of the exponential means of an entity's share: a memory of about one window.
     pub(super) fn share_rate(&self) -> f64 {
         2.0 / (self.window_steps as f64 + 1.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    /// Steps of a minute, a baseline window of 30 minutes.
+    fn params() -> Params {
+        Params::from_settings(&DatasetSettings {
+            time_step: Duration::from_secs(60),
+            time_ago: Some(Duration::from_secs(1_800)),
+            ..DatasetSettings::all("shop")
+        })
+    }
+
+    const JUDGED: i64 = 1_790_035_200;
+    const WINDOW: i64 = 1_800;
+
+    #[test]
+    fn the_window_is_its_steps_times_the_step() {
+        assert_eq!(params().window_seconds(), WINDOW);
+    }
+
+    #[test]
+    fn a_rebuild_without_a_snapshot_replays_four_windows() {
+        assert_eq!(params().replay_from(JUDGED), JUDGED - 4 * WINDOW);
+    }
+
+    #[test]
+    fn totals_are_kept_eight_windows_and_never_those_since_the_snapshot() {
+        let p = params();
+        assert_eq!(p.keep_from(JUDGED, None), JUDGED - 8 * WINDOW);
+        assert_eq!(
+            p.keep_from(JUDGED, Some(JUDGED - WINDOW)),
+            JUDGED - 8 * WINDOW
+        );
+        let old = JUDGED - 9 * WINDOW;
+        assert_eq!(p.keep_from(JUDGED, Some(old)), old);
+    }
+
+    #[test]
+    fn a_first_snapshot_is_due_at_once() {
+        assert!(params().snapshot_due(JUDGED, None, false, false));
+    }
+
+    #[test]
+    fn a_snapshot_is_due_every_four_windows_of_judged_time_even_mid_catch_up() {
+        let p = params();
+        assert!(p.snapshot_due(JUDGED, Some(JUDGED - 4 * WINDOW), false, false));
+        assert!(!p.snapshot_due(JUDGED, Some(JUDGED - 4 * WINDOW + 60), false, false));
+    }
+
+    #[test]
+    fn a_snapshot_is_due_every_window_after_a_minute_once_caught_up() {
+        let p = params();
+        let last = Some(JUDGED - WINDOW);
+        assert!(p.snapshot_due(JUDGED, last, true, true));
+        assert!(
+            !p.snapshot_due(JUDGED, last, false, true),
+            "within the minute"
+        );
+        assert!(
+            !p.snapshot_due(JUDGED, last, true, false),
+            "during a catch-up"
+        );
+        let recent = Some(JUDGED - WINDOW + 60);
+        assert!(
+            !p.snapshot_due(JUDGED, recent, true, true),
+            "within a window"
+        );
     }
 }

@@ -167,6 +167,12 @@ impl Series {
         }
     }
 
+    /// The totals of the steps the history window holds, oldest first.
+    #[cfg(test)]
+    pub fn history_totals(&self) -> Vec<StepTotals> {
+        self.history.iter().map(|s| s.totals).collect()
+    }
+
     /// The checks of `[step, end)` with totals `x`; `label_events` is the label's events in
     /// the step, `population` the population check's outcome for this series (`None`: not
     /// judged; `Some(None)`: judged normal).
@@ -299,7 +305,7 @@ impl Series {
             findings.extend(population);
         }
 
-        let settle_after = params.window_steps as i64 * params.rules.step;
+        let settle_after = params.window_seconds();
         let has_traffic = x.events > 0;
         let transition = self
             .incidents

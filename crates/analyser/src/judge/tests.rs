@@ -36,6 +36,16 @@ struct Record {
     resolved_at: Option<i64>,
 }
 
+/// The export's exact totals of a synthetic step (its values are whole numbers).
+fn exact(t: &StepTotals) -> ExactTotals {
+    ExactTotals {
+        sum: t.sum as i128,
+        events: t.events,
+        min: t.min as i64,
+        max: t.max as i64,
+    }
+}
+
 /// Runs `steps` steps of `traffic` through a model, assigning ids as the store would.
 /// Returns the records and the series-steps judged.
 fn run(traffic: &mut ShopTraffic, settings: &DatasetSettings, steps: u64) -> (Vec<Record>, u64) {
@@ -45,8 +55,9 @@ fn run(traffic: &mut ShopTraffic, settings: &DatasetSettings, steps: u64) -> (Ve
     for step in 0..steps {
         let t = traffic.step_start(step);
         for s in traffic.step(step) {
-            model.add_row(s.label, s.entity, t + 1, &s.totals);
+            model.add_row(s.label, s.entity, t + 1, &exact(&s.totals));
         }
+        model.take_unflushed();
         for change in model.judge_step(t) {
             match change {
                 Change::Open {
@@ -325,11 +336,11 @@ fn a_snapshot_writes_only_the_series_that_changed_and_drops_the_forgotten() {
     let mut model = DatasetModel::new(&settings, DatasetClock::default());
     let t0 = DAY0;
     model.clock.judged_until = Some(t0);
-    let one = StepTotals {
-        sum: 5.0,
+    let one = ExactTotals {
+        sum: 5,
         events: 5,
-        min: 1.0,
-        max: 1.0,
+        min: 1,
+        max: 1,
     };
     let changed = |model: &mut DatasetModel| -> Vec<i64> {
         let mut keys = model.series_keys();
@@ -341,6 +352,7 @@ fn a_snapshot_writes_only_the_series_that_changed_and_drops_the_forgotten() {
     };
     model.add_row(VISIT, 1, t0 + 1, &one);
     model.add_row(VISIT, 2, t0 + 1, &one);
+    model.take_unflushed();
     model.judge_step(t0);
     assert_eq!(
         changed(&mut model),
@@ -364,10 +376,92 @@ fn a_snapshot_writes_only_the_series_that_changed_and_drops_the_forgotten() {
     for step in 1..=4 {
         let t = t0 + step * 60;
         model.add_row(VISIT, 1, t + 1, &one);
+        model.take_unflushed();
         model.judge_step(t);
     }
     assert_eq!(changed(&mut model), vec![1]);
     let forgotten: Vec<i64> = model.take_forgotten().iter().map(|k| k.entity_id).collect();
     assert_eq!(forgotten, vec![2]);
     assert!(model.take_forgotten().is_empty());
+}
+
+/// Rows are summed once, exactly: the store gets what was summed since its last commit,
+/// the judging the whole step, in the float view of its exact totals.
+#[test]
+fn rows_are_summed_once_exactly_into_what_the_store_gets_and_what_is_judged() {
+    let mut model = DatasetModel::new(&shop_settings(60), DatasetClock::default());
+    let t0 = DAY0;
+    model.clock.judged_until = Some(t0);
+    // Beyond i64 together, and beyond f64's exact integers.
+    let big = ExactTotals {
+        sum: i128::from(i64::MAX),
+        events: 1,
+        min: i64::MAX,
+        max: i64::MAX,
+    };
+    let small = ExactTotals {
+        sum: 3,
+        events: 2,
+        min: 1,
+        max: 2,
+    };
+    assert!(!model.add_row(VISIT, 1, t0 + 1, &big));
+    assert!(!model.add_row(VISIT, 1, t0 + 59, &big));
+    assert_eq!(model.unflushed_len(), 1);
+    let first = model.take_unflushed();
+    let sum = 2 * i128::from(i64::MAX);
+    assert_eq!(first.len(), 1);
+    assert_eq!(
+        (
+            first[0].step_start,
+            first[0].totals.sum,
+            first[0].totals.events
+        ),
+        (t0, sum, 2)
+    );
+    assert!(model.take_unflushed().is_empty(), "taken once");
+    // Rows of the same step after a commit: the store gets only them.
+    model.add_row(VISIT, 1, t0 + 30, &small);
+    let second = model.take_unflushed();
+    assert_eq!((second[0].totals.sum, second[0].totals.events), (3, 2));
+    assert_eq!((second[0].totals.min, second[0].totals.max), (1, 2));
+    assert_eq!(model.pending_len(), 1);
+    model.judge_step(t0);
+    assert_eq!(model.pending_len(), 0);
+    let history = &model.series[&SeriesKey {
+        label: Arc::from(VISIT),
+        entity_id: 1,
+    }]
+        .history_totals();
+    assert_eq!(history.len(), 1);
+    assert_eq!(history[0].sum, (sum + 3) as f64);
+    assert_eq!((history[0].events, history[0].min), (4, 1.0));
+}
+
+/// A late row (its step judged) goes to the store and the history, and is not judged.
+#[test]
+fn a_late_row_is_stored_and_learnt_but_not_judged_again() {
+    let mut model = DatasetModel::new(&shop_settings(60), DatasetClock::default());
+    let t0 = DAY0;
+    model.clock.judged_until = Some(t0);
+    let one = ExactTotals {
+        sum: 5,
+        events: 5,
+        min: 1,
+        max: 1,
+    };
+    model.add_row(VISIT, 1, t0 + 1, &one);
+    model.take_unflushed();
+    model.judge_step(t0);
+    assert!(model.add_row(VISIT, 1, t0 + 2, &one), "late");
+    let stored = model.take_unflushed();
+    assert_eq!(stored.len(), 1);
+    assert_eq!((stored[0].step_start, stored[0].totals.events), (t0, 5));
+    assert_eq!(model.pending_len(), 0, "nothing waits to be judged");
+    let history = model.series[&SeriesKey {
+        label: Arc::from(VISIT),
+        entity_id: 1,
+    }]
+        .history_totals();
+    assert_eq!((history[0].sum, history[0].events), (10.0, 10));
 }

@@ -24,7 +24,6 @@ mod rebuild;
 use std::time::Instant;
 
 use chrono::{DateTime, Utc};
-use detect::level::StepTotals;
 use sqlx::{Acquire, MySqlPool};
 
 use crate::configuration::ShardSettings;
@@ -37,12 +36,6 @@ use crate::store::{self, ExactTotals};
 use crate::teachings;
 use crate::writes::{save_snapshot, Unflushed};
 
-/// Steps of stored history replayed into the detectors on start, in baseline windows.
-const REPLAY_WINDOWS: i64 = 4;
-/// Step totals are kept for this many baseline windows (charts, restarts).
-const KEEP_WINDOWS: i64 = 8;
-/// Detector state is snapshotted at least every this many baseline windows of judged time.
-const SNAPSHOT_WINDOWS: i64 = 4;
 /// During a long catch-up, judge at least every this many pages.
 const JUDGE_EVERY_PAGES: u64 = 200;
 /// During a long catch-up, judge once the unjudged series-steps held exceed this many
@@ -108,6 +101,26 @@ pub struct Engine {
     last_prune: Option<Instant>,
     /// When each dataset's detector state was last snapshotted (wall time).
     last_snapshot: Vec<Option<Instant>>,
+    /// Test-only: see [`abort_after_page`].
+    abort_after_page: Option<u64>,
+}
+
+/// The variable of [`abort_after_page`].
+pub const ABORT_AFTER_PAGE: &str = "PULSE_TEST_ABORT_AFTER_PAGE";
+
+/// Test-only, and only in a debug build: with `PULSE_TEST_ABORT_AFTER_PAGE=k`, the process
+/// stops the way SIGKILL would stop it (no destructor runs, the server rolls back what is
+/// not committed) once a pull has handled its k-th page (and committed it if a commit was
+/// due), so that a test interrupts a pull at a point it chooses. A release build ignores it.
+fn abort_after_page() -> Option<u64> {
+    #[cfg(debug_assertions)]
+    {
+        std::env::var(ABORT_AFTER_PAGE).ok()?.parse().ok()
+    }
+    #[cfg(not(debug_assertions))]
+    {
+        None
+    }
 }
 
 impl Engine {
@@ -130,6 +143,7 @@ impl Engine {
             loaded: false,
             last_prune: None,
             last_snapshot: Vec::new(),
+            abort_after_page: abort_after_page(),
         }
     }
 
@@ -218,13 +232,7 @@ impl Engine {
                     continue;
                 }
                 let date = row.event_date.timestamp();
-                let delta = StepTotals {
-                    sum: row.event_counter as f64,
-                    events: u64::from(row.events),
-                    min: row.min_value as f64,
-                    max: row.max_value as f64,
-                };
-                let row_exact = ExactTotals {
+                let delta = ExactTotals {
                     sum: i128::from(row.event_counter),
                     events: u64::from(row.events),
                     min: row.min_value,
@@ -237,8 +245,6 @@ impl Engine {
                     if model.add_row(&row.label, row.entity_id, date, &delta) {
                         outcome.late_rows += 1;
                     }
-                    let step = model.params.rules.step_of(date);
-                    unflushed.add(i, model.label(&row.label), row.entity_id, step, &row_exact);
                     seen[i] =
                         Some(seen[i].map_or((date, date), |(lo, hi)| (lo.min(date), hi.max(date))));
                 }
@@ -265,12 +271,17 @@ impl Engine {
             let judge_now = !page.has_more
                 || pages_read.is_multiple_of(JUDGE_EVERY_PAGES)
                 || pending > steps_held + PENDING_FLOOR;
-            if judge_now || unflushed.len() > steps_held + FLUSH_FLOOR {
+            let unflushed_len: usize = self.models.iter().map(DatasetModel::unflushed_len).sum();
+            if judge_now || unflushed_len > steps_held + FLUSH_FLOOR {
                 self.flush(shard_key, &mut unflushed).await?;
             }
             if judge_now {
                 self.judge(shard_key, now, !page.has_more, &mut outcome)
                     .await?;
+            }
+            if self.abort_after_page == Some(pages_read) {
+                tracing::warn!(pages_read, "{ABORT_AFTER_PAGE}: aborting the process");
+                std::process::abort();
             }
             if !page.has_more {
                 break;
@@ -292,16 +303,8 @@ impl Engine {
         if !store::advance_generation(&mut *conn, shard_key, self.generation).await? {
             return Err(PullError::Superseded(shard_key.to_owned()));
         }
-        for (i, model) in self.models.iter().enumerate() {
-            let totals: Vec<step_blocks::NewTotals> = unflushed.totals[i]
-                .drain()
-                .map(|(key, totals)| step_blocks::NewTotals {
-                    label: key.label,
-                    entity_id: key.entity_id,
-                    step_start: key.step_start,
-                    totals,
-                })
-                .collect();
+        for (i, model) in self.models.iter_mut().enumerate() {
+            let totals = model.take_unflushed();
             step_blocks::append(&mut *conn, &model.name, &totals).await?;
             if std::mem::take(&mut unflushed.clock_moved[i]) {
                 store::save_clock(&mut *conn, &model.name, shard_key, &model.clock).await?;
@@ -365,21 +368,18 @@ impl Engine {
                 }
             }
             if let (Some(judged_until), true) = (model.clock.judged_until, model.clock != before) {
-                let window = model.params.window_steps as i64 * model.params.rules.step;
-                let since = judged_until - model.clock.snapshot_until.unwrap_or(i64::MIN / 2);
                 let a_minute_ago = self
                     .last_snapshot
                     .get(i)
                     .copied()
                     .flatten()
                     .is_none_or(|t| t.elapsed().as_secs() >= 60);
-                // At least every SNAPSHOT_WINDOWS windows of judged time (retention keeps the
-                // totals since), and every window once a minute has passed.
-                // During a catch-up, the minute rule waits for its end: a snapshot of every
-                // series each minute of a long backlog would be most of what is written.
-                if since >= SNAPSHOT_WINDOWS * window
-                    || (since >= window && a_minute_ago && caught_up)
-                {
+                if model.params.snapshot_due(
+                    judged_until,
+                    model.clock.snapshot_until,
+                    a_minute_ago,
+                    caught_up,
+                ) {
                     save_snapshot(&mut *conn, model, shard_key).await?;
                     model.clock.snapshot_until = Some(judged_until);
                     if let Some(slot) = self.last_snapshot.get_mut(i) {

@@ -4,13 +4,12 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 
 use chrono::Utc;
-use detect::level::StepTotals;
 
 use crate::judge::{Change, DatasetModel, ReplayTotals, Unnumbered};
 use crate::step_blocks;
-use crate::store::{self};
+use crate::store;
 
-use super::{Engine, PullError, KEEP_WINDOWS, REPLAY_WINDOWS};
+use super::{Engine, PullError};
 
 impl Engine {
     /// Rebuilds the in-memory model from what is committed: cursor, clocks, the last
@@ -45,23 +44,15 @@ impl Engine {
                     }
                     replay_from = Some(snapshot_until);
                 }
-                let from = replay_from.unwrap_or(
-                    judged_until - REPLAY_WINDOWS * model.params.window_steps as i64 * step,
-                );
+                let from = replay_from.unwrap_or(model.params.replay_from(judged_until));
                 let stored = step_blocks::load_since(&self.pool, &settings.name, from).await?;
                 let mut by_step: BTreeMap<i64, Vec<ReplayTotals>> = BTreeMap::new();
                 for row in stored {
                     if !self.shard.owns(&row.label) {
                         continue;
                     }
-                    let totals = StepTotals {
-                        sum: row.totals.sum as f64,
-                        events: row.totals.events,
-                        min: row.totals.min as f64,
-                        max: row.totals.max as f64,
-                    };
                     if row.step_start >= judged_until {
-                        model.add_row(&row.label, row.entity_id, row.step_start, &totals);
+                        model.add_stored(&row.label, row.entity_id, row.step_start, &row.totals);
                     } else {
                         by_step
                             .entry(row.step_start)
@@ -69,7 +60,7 @@ impl Engine {
                             .push(ReplayTotals {
                                 label: row.label,
                                 entity_id: row.entity_id,
-                                totals,
+                                totals: row.totals,
                             });
                     }
                 }
@@ -141,15 +132,9 @@ impl Engine {
         self.last_prune = Some(Instant::now());
         for model in &self.models {
             if let Some(judged_until) = model.clock.judged_until {
-                let keep =
-                    KEEP_WINDOWS * model.params.window_steps as i64 * model.params.rules.step;
-                // Never the totals a restart replays from the snapshot.
                 let before = model
-                    .clock
-                    .snapshot_until
-                    .map_or(judged_until - keep, |snapshot| {
-                        snapshot.min(judged_until - keep)
-                    });
+                    .params
+                    .keep_from(judged_until, model.clock.snapshot_until);
                 step_blocks::prune(&self.pool, &model.name, before).await?;
             }
         }

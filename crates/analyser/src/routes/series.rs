@@ -7,8 +7,6 @@ use chrono::Utc;
 use protocol::{SeriesPoint, SeriesReply};
 use serde::Deserialize;
 
-use detect::level::StepTotals;
-
 use super::{parse_time, pick_dataset, ApiError};
 use crate::expected::{self, ChartStep};
 use crate::judge::{Metric, Params};
@@ -81,7 +79,7 @@ pub async fn series(
     let step = judging.rules.step;
     let metric = chart_metric(&judging, &label, params.metric.as_deref())?;
     let from_step = judging.rules.step_of(from.timestamp());
-    let warm_from = from_step - WARM_UP_WINDOWS * judging.window_steps as i64 * step;
+    let warm_from = from_step - WARM_UP_WINDOWS * judging.window_seconds();
     let rows = step_blocks::series_totals(
         &state.pool,
         &dataset.name,
@@ -147,12 +145,7 @@ pub async fn series(
         .iter()
         .map(|&(start, t)| ChartStep {
             start,
-            totals: StepTotals {
-                sum: t.sum as f64,
-                events: t.events,
-                min: t.min as f64,
-                max: t.max as f64,
-            },
+            totals: t.as_step_totals(),
             held: held(start),
         })
         .collect();

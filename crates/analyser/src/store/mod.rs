@@ -11,6 +11,7 @@ mod snapshots;
 mod tests;
 
 use chrono::{DateTime, NaiveDateTime};
+use detect::level::StepTotals;
 
 pub use anomalies::{anomalies, anomaly_by_id, decide, AnomalyFilter};
 pub use cursor::{
@@ -36,7 +37,11 @@ pub(crate) fn seconds(date: NaiveDateTime) -> i64 {
 }
 
 /// Exact totals of one (dataset, series, step), as stored: the sum may exceed i64.
+///
+/// Aligned to 8 bytes, not the 16 of an `i128`: 40 bytes instead of 48, for the model
+/// holds one per series and step until the step is judged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(C, packed(8))]
 pub struct ExactTotals {
     pub sum: i128,
     pub events: u64,
@@ -50,6 +55,16 @@ impl ExactTotals {
         self.events += other.events;
         self.min = self.min.min(other.min);
         self.max = self.max.max(other.max);
+    }
+
+    /// The float view the detectors and charts judge (exact below 2^53).
+    pub fn as_step_totals(&self) -> StepTotals {
+        StepTotals {
+            sum: self.sum as f64,
+            events: self.events,
+            min: self.min as f64,
+            max: self.max as f64,
+        }
     }
 }
 

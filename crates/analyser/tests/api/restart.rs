@@ -1,12 +1,15 @@
-//! A pull killed with SIGKILL in the middle resumes from its cursor: the anomalies at the
-//! end are exactly those of a run that was never interrupted.
+//! A pull stopped in the middle, the way SIGKILL stops it, resumes from its cursor: the
+//! anomalies at the end are exactly those of a run that was never interrupted. Where it
+//! stops is chosen, not raced: a debug build aborts after the page that
+//! `PULSE_TEST_ABORT_AFTER_PAGE` names.
 
-use std::time::Duration;
+use std::os::unix::process::ExitStatusExt;
 
 use analyser::configuration::Method;
+use analyser::pull::ABORT_AFTER_PAGE;
 use sqlx::MySqlPool;
 
-use crate::helpers::{analyser_settings, poll_until, shop, Analyser, Gatherer, TestDb};
+use crate::helpers::{analyser_settings, shop, Analyser, Gatherer, TestDb};
 use crate::scenarios::{flood, ANOMALY_AT};
 
 /// A stored detector state that cannot be decoded stops the rebuild with a snapshot error,
@@ -73,6 +76,9 @@ async fn anomalies(pool: &MySqlPool) -> Vec<Found> {
     .unwrap()
 }
 
+/// SIGABRT, what `std::process::abort` raises.
+const SIGABRT: i32 = 6;
+
 fn pull_command(config: &std::path::Path) -> tokio::process::Command {
     let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_analyser"));
     command
@@ -97,10 +103,16 @@ async fn a_pull_killed_mid_way_resumes_auto_detectors_exactly() {
     killed_and_resumed_equals_uninterrupted(Method::Auto, "auto").await;
 }
 
+/// The page after which the pull of the last part stops. That part is 80 steps of 6
+/// series, a row each: 24 pages of 20 rows, committed every 6 pages (once more than 3 steps
+/// of every series and 100 are held) and judged at the end. After page 9, pages 1 to 6 are
+/// committed, 7 to 9 read and lost, and nothing of the part is judged.
+const STOP_AFTER_PAGE: u64 = 9;
+
 async fn killed_and_resumed_equals_uninterrupted(method: Method, method_name: &str) {
     // The traffic in three parts by time: the resumed run pulls the first fully (a
     // snapshot is taken), then the second (judged, but less than a window: no snapshot),
-    // then the third, killed mid-way. The resume must restore the snapshot and replay.
+    // then the third, stopped mid-way. The resume must restore the snapshot and replay.
     let (start, events) = flood();
     let ts = |e: &serde_json::Value| e["ts"].as_i64().unwrap();
     let first_end = start + (ANOMALY_AT - 60) * 60;
@@ -159,22 +171,12 @@ async fn killed_and_resumed_equals_uninterrupted(method: Method, method_name: &s
         .fetch_one(&pool)
         .await
         .unwrap();
-    let mut killed = pull_command(&config).spawn().unwrap();
-    // Kill it once some pages of the last part have committed, long before the end.
-    poll_until(
-        Duration::from_secs(60),
-        "the first pages to commit",
-        || async {
-            let cursor: u64 = sqlx::query_scalar("SELECT iterator FROM cursors")
-                .fetch_one(&pool)
-                .await
-                .ok()?;
-            (cursor > before).then_some(())
-        },
-    )
-    .await;
-    killed.start_kill().unwrap();
-    killed.wait().await.unwrap();
+    let stopped = pull_command(&config)
+        .env(ABORT_AFTER_PAGE, STOP_AFTER_PAGE.to_string())
+        .status()
+        .await
+        .unwrap();
+    assert_eq!(stopped.signal(), Some(SIGABRT), "{stopped:?}");
 
     // The reference: one uninterrupted pull of everything; both runs must agree to the
     // last figure.
@@ -190,8 +192,8 @@ async fn killed_and_resumed_equals_uninterrupted(method: Method, method_name: &s
         .as_u64()
         .unwrap();
     assert!(
-        cursor < total,
-        "the pull finished before it was killed ({cursor} of {total})"
+        before < cursor && cursor < total,
+        "the stopped pull must have committed part of the last part: {before} < {cursor} < {total}"
     );
 
     assert!(pull_command(&config).status().await.unwrap().success());
