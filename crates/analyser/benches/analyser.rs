@@ -17,7 +17,10 @@
 //!    (smallest) run (targets: rows/s at the largest ≥ 0.7× the smallest and ≥ 150 000
 //!    throughout, ≤ 4 KB per series). The history is written straight into the gatherer's
 //!    `events_count` (its ingest would take longer than the pull being measured), then
-//!    read back through the gatherer's export like any pull.
+//!    read back through the gatherer's export like any pull. `BENCH_ANALYSER_INCIDENTS=2`
+//!    gives 2 % of the entities four times their traffic for ten steps from the 40th: an
+//!    incident storm (each one opened, grown for nine steps, then resolved), to measure
+//!    what recording incidents costs.
 //!
 //! `cargo bench -p analyser --bench analyser` or `scripts/bench.sh analyser`;
 //! `BENCH_ANALYSER_PARTS=series` runs the series axis alone.
@@ -201,13 +204,20 @@ struct SeriesRun {
     /// Deltas of [`COUNTERS`] over the pull.
     counters: Vec<f64>,
     snapshot_bytes: f64,
+    /// Incidents the pull opened.
+    incidents: u64,
 }
 
 const SERIES_STEPS: i64 = 60;
 
 /// `series` series (half `visit`, half `checkout`), one row per series and step for 60
 /// one-minute steps ending an hour ago, pulled until caught up.
-async fn series_run(server: &str, series: i64, page_size: u32) -> anyhow::Result<SeriesRun> {
+async fn series_run(
+    server: &str,
+    series: i64,
+    incidents_percent: i64,
+    page_size: u32,
+) -> anyhow::Result<SeriesRun> {
     let gatherer = start_gatherer(server, true).await?;
     let gatherer_pool = MySqlPool::connect(&format!("{server}/{GATHERER_DB}")).await?;
     let now = chrono::Utc::now().timestamp();
@@ -221,7 +231,8 @@ async fn series_run(server: &str, series: i64, page_size: u32) -> anyhow::Result
             .map(|i| {
                 let (step, s) = (i / series, i % series);
                 let entity = s / 2;
-                let count = 40 + (entity * 7 + step * 13) % 11;
+                let storm = (40..50).contains(&step) && (entity % 100) < incidents_percent;
+                let count = (40 + (entity * 7 + step * 13) % 11) * if storm { 4 } else { 1 };
                 Delta {
                     bucket: aggregator.bucket_of((first_step + step * 60 + 10) * 1000),
                     label: labels[(s % 2) as usize].clone(),
@@ -287,6 +298,7 @@ async fn series_run(server: &str, series: i64, page_size: u32) -> anyhow::Result
             .map(|(a, b)| a - b)
             .collect(),
         snapshot_bytes: snapshot_bytes.unwrap_or(0.0),
+        incidents: outcome.new_anomalies,
     })
 }
 
@@ -318,16 +330,16 @@ fn print_series_axis(runs: &[SeriesRun]) {
     }
     println!();
     println!(
-        "| series | pages | statements per page | inserts per page | updates per page | commits per page | rows written per export row (Handler_write + Handler_update) | InnoDB rows inserted + updated per export row | bytes sent to MySQL per row | InnoDB bytes written per row | buffer pool misses (disk reads) per page | snapshot bytes per series |"
+        "| series | pages | statements per page | inserts per page | updates per page | commits per page | rows written per export row (Handler_write + Handler_update) | InnoDB rows inserted + updated per export row | bytes sent to MySQL per row | InnoDB bytes written per row | buffer pool misses (disk reads) per page | snapshot bytes per series | incidents opened |"
     );
     println!(
-        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
     );
     for r in runs {
         let pages = r.pages as f64;
         let rows = r.rows as f64;
         println!(
-            "| {} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {:.3} | {:.3} | {:.0} | {:.0} | {:.1} | {:.0} |",
+            "| {} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {:.3} | {:.3} | {:.0} | {:.0} | {:.1} | {:.0} | {} |",
             r.series,
             r.pages,
             r.counters[0] / pages,
@@ -340,6 +352,7 @@ fn print_series_axis(runs: &[SeriesRun]) {
             r.counters[7] / rows,
             r.counters[11] / pages,
             r.snapshot_bytes / r.series as f64,
+            r.incidents,
         );
     }
 }
@@ -354,10 +367,14 @@ async fn main() -> anyhow::Result<()> {
         .split(',')
         .filter_map(|s| s.trim().parse().ok())
         .collect();
+    let incidents_percent: i64 = std::env::var("BENCH_ANALYSER_INCIDENTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
     if parts == "series" {
         let mut runs = Vec::new();
         for &series in &axis {
-            runs.push(series_run(&server, series, 10_000).await?);
+            runs.push(series_run(&server, series, incidents_percent, 10_000).await?);
             print_series_axis(&runs[runs.len() - 1..]);
         }
         print_series_axis(&runs);
@@ -556,7 +573,7 @@ async fn main() -> anyhow::Result<()> {
     // 4. The series axis.
     let mut runs = Vec::new();
     for &series in &axis {
-        runs.push(series_run(&server, series, 10_000).await?);
+        runs.push(series_run(&server, series, incidents_percent, 10_000).await?);
     }
     print_series_axis(&runs);
     drop_databases(&server).await

@@ -3,10 +3,9 @@
 use std::collections::BTreeMap;
 use std::time::Instant;
 
-use chrono::Utc;
 use detect::level::StepTotals;
 
-use crate::judge::{Change, DatasetModel};
+use crate::judge::DatasetModel;
 use crate::step_blocks;
 use crate::store::{self};
 
@@ -93,21 +92,14 @@ impl Engine {
                     }
                 }
                 let following = model.firing_ids();
+                let stray: Vec<(i64, u64)> = store::firing_incidents(&self.pool, &settings.name)
+                    .await?
+                    .into_iter()
+                    .filter(|(id, label)| self.shard.owns(label) && !following.contains(id))
+                    .map(|(id, _)| (judged_until, id))
+                    .collect();
                 let mut tx = self.pool.begin().await?;
-                for (id, label) in store::firing_incidents(&self.pool, &settings.name).await? {
-                    if self.shard.owns(&label) && !following.contains(&id) {
-                        store::apply_change(
-                            &mut tx,
-                            &settings.name,
-                            &Change::Resolve {
-                                id,
-                                resolved_at: judged_until,
-                            },
-                            Utc::now(),
-                        )
-                        .await?;
-                    }
-                }
+                store::resolve_incidents(&mut tx, &stray).await?;
                 tx.commit().await?;
             }
             models.push(model);

@@ -15,7 +15,8 @@ pub use cursor::{
     advance_generation, claim_cursor, load_clock, load_generation, save_clock, save_cursor,
 };
 pub use incidents::{
-    alarms_to_notify, apply_change, firing_incident_id, firing_incidents, mark_notified,
+    alarms_to_notify, firing_incident_id, firing_incidents, grow_incidents, mark_notified,
+    open_incident, resolve_incidents, Grown,
 };
 pub use snapshots::{clear_snapshots, delete_snapshots, load_snapshots, save_snapshots};
 
