@@ -3,7 +3,10 @@
 
 use analyser::judge::{Check, Incident, Metric, Severity, Signal};
 use analyser::store::{self, Grown};
+use std::time::Duration;
+
 use chrono::Utc;
+use secrecy::SecretString;
 use sqlx::MySqlConnection;
 
 use crate::helpers::TestDb;
@@ -64,11 +67,14 @@ async fn rows(conn: &mut MySqlConnection) -> Vec<Row> {
 #[tokio::test]
 async fn a_step_growing_and_resolving_hundreds_of_incidents_writes_every_row_in_a_few_statements() {
     let db = TestDb::new("pulse_test_a");
-    let pool = db.pool().await;
-    sqlx::migrate!("../../migrations/analyser")
-        .run(&pool)
-        .await
-        .unwrap();
+    let pool = service::db::connect(
+        &SecretString::from(db.url.clone()),
+        2,
+        Duration::from_secs(30),
+        sqlx::migrate!("../../migrations/analyser"),
+    )
+    .await
+    .unwrap();
     let mut conn = pool.acquire().await.unwrap();
     let now = Utc::now();
     let mut opened = Vec::new();
