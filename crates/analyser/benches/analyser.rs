@@ -17,7 +17,10 @@
 //!    (smallest) run (targets: rows/s at the largest ≥ 0.7× the smallest and ≥ 150 000
 //!    throughout, ≤ 4 KB per series). The history is written straight into the gatherer's
 //!    `events_count` (its ingest would take longer than the pull being measured), then
-//!    read back through the gatherer's export like any pull.
+//!    read back through the gatherer's export like any pull. `BENCH_ANALYSER_INCIDENTS=2`
+//!    gives 2 % of the entities four times their traffic for ten steps from the 40th: an
+//!    incident storm (each one opened, grown for nine steps, then resolved), to measure
+//!    what recording incidents costs.
 //!
 //!    `BENCH_ANALYSER_STEPS` sets the steps (60), `1000000:6` in the list those of one
 //!    size; `BENCH_ANALYSER_BUDGET=600` stops each
@@ -240,12 +243,24 @@ struct SeriesRun {
     /// Deltas of [`COUNTERS`] over the pull.
     counters: Vec<f64>,
     snapshot_bytes: f64,
+    /// Incidents the pull opened.
+    incidents: u64,
 }
 
 /// The count of series `s` (half `visit`, half `checkout`) at step `step`: 40 to 50,
-/// cycling with the entity and the step.
+/// cycling with the entity and the step; four times that for steps 40 to 49 of the
+/// `BENCH_ANALYSER_INCIDENTS` percent of the entities in an incident storm.
 fn series_count(s: i64, step: i64) -> i64 {
-    40 + ((s / 2) * 7 + step * 13) % 11
+    static STORM_PERCENT: std::sync::OnceLock<i64> = std::sync::OnceLock::new();
+    let storm_percent = *STORM_PERCENT.get_or_init(|| {
+        std::env::var("BENCH_ANALYSER_INCIDENTS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    });
+    let entity = s / 2;
+    let storm = (40..50).contains(&step) && entity % 100 < storm_percent;
+    (40 + (entity * 7 + step * 13) % 11) * if storm { 4 } else { 1 }
 }
 
 fn series_delta(
@@ -318,6 +333,8 @@ struct Pulled {
     /// the gatherer had served by then.
     complete: bool,
     read: u64,
+    /// Incidents the pull opened (0 when stopped at the budget: its outcome is unknown).
+    incidents: u64,
 }
 
 /// Export rows the gatherers of this process have served so far (their Prometheus counter).
@@ -351,8 +368,9 @@ async fn budgeted_pull(
     loop {
         tokio::select! {
             outcome = &mut pull => {
-                let rows = outcome?.rows;
-                return Ok(Pulled { rows, seconds: started.elapsed().as_secs_f64(), complete: true, read: rows });
+                let outcome = outcome?;
+                let rows = outcome.rows;
+                return Ok(Pulled { rows, seconds: started.elapsed().as_secs_f64(), complete: true, read: rows, incidents: outcome.new_anomalies });
             }
             _ = tick.tick() => {
                 let Some(budget) = budget else { continue };
@@ -365,7 +383,7 @@ async fn budgeted_pull(
                 rows = rows.max(committed.unwrap_or(0));
                 if started.elapsed() >= budget {
                     let read = rows_served().saturating_sub(served);
-                    return Ok(Pulled { rows, seconds: started.elapsed().as_secs_f64(), complete: false, read });
+                    return Ok(Pulled { rows, seconds: started.elapsed().as_secs_f64(), complete: false, read, incidents: 0 });
                 }
             }
         }
@@ -449,6 +467,7 @@ async fn series_run(
             .map(|(a, b)| a - b)
             .collect(),
         snapshot_bytes: snapshot_bytes.unwrap_or(0.0),
+        incidents: pulled.incidents,
     })
 }
 
@@ -493,16 +512,16 @@ fn print_series_axis(runs: &[SeriesRun]) {
     }
     println!();
     println!(
-        "| series | pages | statements per page | inserts per page | updates per page | commits per page | rows written per export row (Handler_write + Handler_update) | InnoDB rows inserted + updated per export row | bytes sent to MySQL per row | InnoDB bytes written per row | buffer pool misses (disk reads) per page | snapshot bytes per series |"
+        "| series | pages | statements per page | inserts per page | updates per page | commits per page | rows written per export row (Handler_write + Handler_update) | InnoDB rows inserted + updated per export row | bytes sent to MySQL per row | InnoDB bytes written per row | buffer pool misses (disk reads) per page | snapshot bytes per series | incidents opened |"
     );
     println!(
-        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
     );
     for r in runs {
         let pages = r.pages as f64;
         let rows = r.read as f64;
         println!(
-            "| {} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {:.3} | {:.3} | {:.0} | {:.0} | {:.1} | {:.0} |",
+            "| {} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {:.3} | {:.3} | {:.0} | {:.0} | {:.1} | {:.0} | {} |",
             r.series,
             r.pages,
             r.counters[0] / pages,
@@ -515,6 +534,7 @@ fn print_series_axis(runs: &[SeriesRun]) {
             r.counters[7] / rows,
             r.counters[11] / pages,
             r.snapshot_bytes / r.series as f64,
+            r.incidents,
         );
     }
 }

@@ -9,12 +9,11 @@
 //! the same transaction, so no reader (the webhook task included) ever sees an alarm that
 //! a teaching capped.
 
-use chrono::{DateTime, Utc};
 use sqlx::MySqlConnection;
 
 use crate::judge::teaching::{capped, taught_by, Lesson, Teaching};
-use crate::judge::{Change, Severity};
-use crate::store::{self, date};
+use crate::judge::{Incident, Severity};
+use crate::store::{date, seconds};
 
 /// Records that the anomaly `id` was dismissed as expected by `user`: its series is taught
 /// for `ttl` from the anomaly's start. Replaces an earlier teaching of the same anomaly.
@@ -50,146 +49,117 @@ pub async fn withdraw(conn: &mut MySqlConnection, id: u64) -> Result<(), sqlx::E
     Ok(())
 }
 
-/// The teachings in force for a series' incident starting at `at` (unix seconds), newest
-/// first, the incident's own teaching (if it was dismissed while firing) left out.
-async fn in_force(
+/// One stored teaching, as [`in_force_from`] reads it.
+#[derive(Debug, Clone)]
+struct Stored {
+    label: Vec<u8>,
+    entity_id: i64,
+    /// Unix seconds.
+    taught_from: i64,
+    expires_at: i64,
+    teaching: Teaching,
+}
+
+/// The teachings of a dataset that may cover the incidents of one judged step, read once
+/// for all of them (not once per incident).
+#[derive(Debug, Clone, Default)]
+pub struct InForce(Vec<Stored>);
+
+/// The teachings of a dataset still in force for an incident starting at `from` (unix
+/// seconds) or later, newest first.
+pub async fn in_force_from(
     conn: &mut MySqlConnection,
     dataset: &str,
-    label: &str,
-    entity_id: i64,
-    at: i64,
-    incident_id: u64,
-) -> Result<Vec<Teaching>, sqlx::Error> {
+    from: i64,
+) -> Result<InForce, sqlx::Error> {
     let rows = sqlx::query!(
-        "SELECT t.anomaly_id, a.signals FROM teachings t JOIN anomalies a ON a.id = t.anomaly_id \
-         WHERE t.dataset = ? AND t.event_label = ? AND t.entity_id = ? AND t.expires_at > ? \
-         AND t.taught_from <= ? AND t.anomaly_id <> ? ORDER BY t.anomaly_id DESC",
+        "SELECT t.anomaly_id, t.event_label, t.entity_id, t.taught_from, t.expires_at, a.signals \
+         FROM teachings t JOIN anomalies a ON a.id = t.anomaly_id \
+         WHERE t.dataset = ? AND t.expires_at > ? ORDER BY t.anomaly_id DESC",
         dataset,
-        label,
-        entity_id,
-        date(at),
-        date(at),
-        incident_id
+        date(from)
     )
     .fetch_all(conn)
     .await?;
-    rows.into_iter()
+    let stored = rows
+        .into_iter()
         .map(|row| {
-            let anomaly_id = row.anomaly_id;
-            let signals: Vec<protocol::Signal> = match row.signals.as_deref() {
-                None => Vec::new(),
-                Some(json) => serde_json::from_str(json).map_err(|e| {
-                    sqlx::Error::Decode(format!("anomaly {anomaly_id}: signals: {e}").into())
-                })?,
-            };
-            Ok(Teaching {
-                anomaly_id,
-                lessons: signals
-                    .iter()
-                    .map(|s| Lesson {
-                        metric: s.metric,
-                        deviation: s.deviation,
-                    })
-                    .collect(),
+            Ok(Stored {
+                label: row.event_label,
+                entity_id: row.entity_id,
+                taught_from: seconds(row.taught_from),
+                expires_at: seconds(row.expires_at),
+                teaching: teaching(row.anomaly_id, row.signals.as_deref())?,
             })
         })
-        .collect()
+        .collect::<Result<_, sqlx::Error>>()?;
+    Ok(InForce(stored))
 }
 
-/// What recording a change did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Recorded {
-    /// The id of a new incident.
-    pub id: Option<u64>,
-    /// The severity recorded for an opened or grown incident (a warning when taught).
-    pub severity: Option<Severity>,
-}
-
-/// Records one change of a judged step ([`store::apply_change`]), an opened or grown
-/// incident capped at a warning, with `taught_by`, when a teaching in force covers it.
-/// An incident that grows beyond what was taught is an alarm again, `taught_by` cleared.
-pub async fn apply_change(
-    conn: &mut MySqlConnection,
-    dataset: &str,
-    change: &Change,
-    detected_at: DateTime<Utc>,
-) -> Result<Recorded, sqlx::Error> {
-    let (series, incident) = match change {
-        Change::Open {
-            label,
-            entity_id,
-            incident,
-        } => (Some((label.to_string(), *entity_id)), incident),
-        Change::Update { incident } => {
-            let series = sqlx::query!(
-                "SELECT event_label, entity_id FROM anomalies WHERE id = ?",
-                incident.id
-            )
-            .fetch_optional(&mut *conn)
-            .await?
-            .map(|row| {
-                (
-                    String::from_utf8_lossy(&row.event_label).into_owned(),
-                    row.entity_id,
-                )
-            });
-            (series, incident)
-        }
-        Change::Resolve { .. } => {
-            let id = store::apply_change(conn, dataset, change, detected_at).await?;
-            return Ok(Recorded { id, severity: None });
-        }
-    };
-    let teachings = match &series {
-        Some((label, entity_id)) => {
-            in_force(
-                &mut *conn,
-                dataset,
-                label,
-                *entity_id,
-                incident.start,
-                incident.id,
-            )
-            .await?
-        }
+/// A stored teaching's lessons: the dismissed anomaly's signals, which must parse.
+fn teaching(anomaly_id: u64, signals: Option<&str>) -> Result<Teaching, sqlx::Error> {
+    let signals: Vec<protocol::Signal> = match signals {
         None => Vec::new(),
+        Some(json) => serde_json::from_str(json).map_err(|e| {
+            sqlx::Error::Decode(format!("anomaly {anomaly_id}: signals: {e}").into())
+        })?,
     };
-    let taught = taught_by(incident, &teachings);
-    let capped_change = taught.map(|_| match change {
-        Change::Open {
-            label, entity_id, ..
-        } => Change::Open {
-            label: label.clone(),
-            entity_id: *entity_id,
-            incident: capped(incident),
-        },
-        _ => Change::Update {
-            incident: capped(incident),
-        },
-    });
-    let id = store::apply_change(
-        &mut *conn,
-        dataset,
-        capped_change.as_ref().unwrap_or(change),
-        detected_at,
-    )
-    .await?;
-    // A grown incident may have outgrown its teaching: the mark follows every update.
-    if taught.is_some() || matches!(change, Change::Update { .. }) {
-        sqlx::query!(
-            "UPDATE anomalies SET taught_by = ? WHERE id = ?",
-            taught,
-            id.unwrap_or(incident.id)
-        )
-        .execute(&mut *conn)
-        .await?;
-    }
-    let severity = match taught {
-        Some(_) => Severity::Warning,
-        None => incident.severity(),
-    };
-    Ok(Recorded {
-        id,
-        severity: Some(severity),
+    Ok(Teaching {
+        anomaly_id,
+        lessons: signals
+            .iter()
+            .map(|s| Lesson {
+                metric: s.metric,
+                deviation: s.deviation,
+            })
+            .collect(),
     })
+}
+
+/// An opened or grown incident as it is recorded.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Recorded {
+    /// Capped at a warning when a teaching covers it.
+    pub incident: Incident,
+    /// The teaching that capped it: `None` also for an incident that grew beyond what was
+    /// taught (an alarm again).
+    pub taught_by: Option<u64>,
+    pub severity: Severity,
+}
+
+impl InForce {
+    /// The teachings in force for a series' incident, newest first, the incident's own
+    /// teaching (if it was dismissed while firing) left out.
+    fn for_incident(&self, label: &str, entity_id: i64, incident: &Incident) -> Vec<Teaching> {
+        let at = incident.start;
+        self.0
+            .iter()
+            .filter(|t| {
+                t.label == label.as_bytes()
+                    && t.entity_id == entity_id
+                    && t.expires_at > at
+                    && t.taught_from <= at
+                    && t.teaching.anomaly_id != incident.id
+            })
+            .map(|t| t.teaching.clone())
+            .collect()
+    }
+
+    /// How an opened or grown incident of a series is recorded: capped at a warning, with
+    /// `taught_by`, when a teaching in force covers it.
+    pub fn record(&self, label: &str, entity_id: i64, incident: &Incident) -> Recorded {
+        let teachings = self.for_incident(label, entity_id, incident);
+        match taught_by(incident, &teachings) {
+            Some(id) => Recorded {
+                incident: capped(incident),
+                taught_by: Some(id),
+                severity: Severity::Warning,
+            },
+            None => Recorded {
+                incident: incident.clone(),
+                taught_by: None,
+                severity: incident.severity(),
+            },
+        }
+    }
 }

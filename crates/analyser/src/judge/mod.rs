@@ -77,8 +77,12 @@ pub enum Change {
         entity_id: i64,
         incident: Incident,
     },
-    /// A firing incident covers one more step; its signals may have changed.
-    Update { incident: Incident },
+    /// A firing incident of a series covers one more step; its signals may have changed.
+    Update {
+        label: Arc<str>,
+        entity_id: i64,
+        incident: Incident,
+    },
     /// A firing incident ended at `resolved_at` (the start of the step that was normal).
     Resolve { id: u64, resolved_at: i64 },
 }
@@ -338,6 +342,8 @@ impl DatasetModel {
                     incident: i.clone(),
                 }),
                 Transition::Grew => series.incidents.live.as_deref().map(|i| Change::Update {
+                    label: key.label.clone(),
+                    entity_id: key.entity_id,
                     incident: i.clone(),
                 }),
                 Transition::Resolved { id } | Transition::Settled { id } => Some(Change::Resolve {

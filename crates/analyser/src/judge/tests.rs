@@ -80,7 +80,7 @@ fn run(traffic: &mut ShopTraffic, settings: &DatasetSettings, steps: u64) -> (Ve
                         },
                     );
                 }
-                Change::Update { incident } => {
+                Change::Update { incident, .. } => {
                     let record = records
                         .get_mut(&incident.id)
                         .expect("an update of a known id");

@@ -29,12 +29,10 @@ use sqlx::{Acquire, MySqlPool};
 use crate::configuration::ShardSettings;
 use crate::datasets::Datasets;
 use crate::gatherer_client::{ClientError, GathererClient};
-use crate::judge::{Change, DatasetModel, Severity};
-use crate::silences;
+use crate::judge::{DatasetModel, Severity};
 use crate::step_blocks;
 use crate::store::{self, ExactTotals};
-use crate::teachings;
-use crate::writes::{save_snapshot, Unflushed};
+use crate::writes::{record_step, save_snapshot, Unflushed};
 
 /// During a long catch-up, judge at least every this many pages.
 const JUDGE_EVERY_PAGES: u64 = 200;
@@ -337,33 +335,12 @@ impl Engine {
             while let Some(step) = model.clock.next_complete_step(now_ms, &model.params.rules) {
                 let changes = model.judge_step(step);
                 outcome.judged_steps += 1;
-                for change in &changes {
-                    let recorded =
-                        teachings::apply_change(&mut *conn, &model.name, change, now).await?;
-                    if let (
-                        Some(id),
-                        Change::Open {
-                            label,
-                            entity_id,
-                            incident,
-                        },
-                    ) = (recorded.id, change)
-                    {
-                        model.assign_id(label, *entity_id, id);
-                        silences::mark_if_silenced(
-                            &mut *conn,
-                            &model.name,
-                            label,
-                            *entity_id,
-                            incident.start,
-                            id,
-                        )
-                        .await?;
-                        outcome.new_anomalies += 1;
-                        match recorded.severity.unwrap_or(incident.severity()) {
-                            Severity::Warning => outcome.new_warnings += 1,
-                            Severity::Alarm => outcome.new_alarms += 1,
-                        }
+                for opened in record_step(&mut *conn, &model.name, &changes, now).await? {
+                    model.assign_id(&opened.label, opened.entity_id, opened.id);
+                    outcome.new_anomalies += 1;
+                    match opened.severity {
+                        Severity::Warning => outcome.new_warnings += 1,
+                        Severity::Alarm => outcome.new_alarms += 1,
                     }
                 }
             }

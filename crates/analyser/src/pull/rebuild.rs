@@ -3,9 +3,7 @@
 use std::collections::BTreeMap;
 use std::time::Instant;
 
-use chrono::Utc;
-
-use crate::judge::{Change, DatasetModel, ReplayTotals, Unnumbered};
+use crate::judge::{DatasetModel, ReplayTotals, Unnumbered};
 use crate::step_blocks;
 use crate::store;
 
@@ -94,21 +92,14 @@ impl Engine {
                     }
                 }
                 let following = model.firing_ids();
+                let stray: Vec<(i64, u64)> = store::firing_incidents(&self.pool, &settings.name)
+                    .await?
+                    .into_iter()
+                    .filter(|f| self.shard.owns(&f.label) && !following.contains(&f.id))
+                    .map(|f| (judged_until, f.id))
+                    .collect();
                 let mut tx = self.pool.begin().await?;
-                for firing in store::firing_incidents(&self.pool, &settings.name).await? {
-                    if self.shard.owns(&firing.label) && !following.contains(&firing.id) {
-                        store::apply_change(
-                            &mut tx,
-                            &settings.name,
-                            &Change::Resolve {
-                                id: firing.id,
-                                resolved_at: judged_until,
-                            },
-                            Utc::now(),
-                        )
-                        .await?;
-                    }
-                }
+                store::resolve_incidents(&mut tx, &stray).await?;
                 tx.commit().await?;
             }
             models.push(model);

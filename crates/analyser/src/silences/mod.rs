@@ -298,50 +298,44 @@ pub async fn end(pool: &MySqlPool, id: u64, user: &str) -> Result<Option<Silence
     by_id(pool, id).await
 }
 
-/// Marks a newly recorded anomaly with the first silence (lowest id) it is inside, in the
-/// transaction that recorded it; returns that silence's id.
-pub async fn mark_if_silenced(
+/// The silences of a dataset that may cover an anomaly starting between `from` and `to`
+/// (unix seconds), lowest id first: read once for the incidents a judged step opens.
+pub async fn in_force_between(
     conn: &mut MySqlConnection,
     dataset: &str,
-    label: &str,
-    entity_id: i64,
-    at: i64,
-    anomaly_id: u64,
-) -> Result<Option<u64>, sqlx::Error> {
-    let Some(at) = DateTime::from_timestamp(at, 0) else {
-        return Ok(None);
+    from: i64,
+    to: i64,
+) -> Result<Vec<Silence>, sqlx::Error> {
+    let (Some(from), Some(to)) = (
+        DateTime::from_timestamp(from, 0),
+        DateTime::from_timestamp(to, 0),
+    ) else {
+        return Ok(Vec::new());
     };
     let records = sqlx::query_as!(
         SilenceRecord,
         "SELECT id, dataset, event_label, entity_id, starts_at, ends_at, weekly_days, weekly_from, \
          weekly_to, time_zone, comment, created_by, created_at, ended_at, ended_by FROM silences \
-         WHERE dataset = ? AND starts_at <= ? AND (ends_at IS NULL OR ends_at > ?) \
-         AND (event_label IS NULL OR event_label = ?) AND (entity_id IS NULL OR entity_id = ?) \
-         ORDER BY id",
+         WHERE dataset = ? AND starts_at <= ? AND (ends_at IS NULL OR ends_at > ?) ORDER BY id",
         dataset,
-        at.naive_utc(),
-        at.naive_utc(),
-        label,
-        entity_id
+        to.naive_utc(),
+        from.naive_utc()
     )
-    .fetch_all(&mut *conn)
+    .fetch_all(conn)
     .await?;
     let now = Utc::now();
-    let Some(silence) = records
-        .into_iter()
-        .map(|r| silence(r, now))
+    Ok(records.into_iter().map(|r| silence(r, now)).collect())
+}
+
+/// The first silence (lowest id) of `silences` that an anomaly of the series starting at
+/// `at` (unix seconds) is inside: what it is recorded with, in the transaction that
+/// records it.
+pub fn first_covering(silences: &[Silence], label: &str, entity_id: i64, at: i64) -> Option<u64> {
+    let at = DateTime::from_timestamp(at, 0)?;
+    silences
+        .iter()
         .find(|s| s.covers(label, entity_id, at))
-    else {
-        return Ok(None);
-    };
-    sqlx::query!(
-        "UPDATE anomalies SET silenced_by = ? WHERE id = ?",
-        silence.id,
-        anomaly_id
-    )
-    .execute(&mut *conn)
-    .await?;
-    Ok(Some(silence.id))
+        .map(|s| s.id)
 }
 
 #[cfg(test)]

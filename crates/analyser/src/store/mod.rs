@@ -19,8 +19,8 @@ pub use cursor::{
     CursorRow,
 };
 pub use incidents::{
-    alarms_to_notify, apply_change, firing_incident_id, firing_incidents, mark_notified,
-    FiringIncident,
+    alarms_to_notify, firing_incident_id, firing_incidents, grow_incidents, mark_notified,
+    open_incident, resolve_incidents, FiringIncident, Grown,
 };
 pub use snapshots::{
     clear_snapshots, delete_snapshots, load_snapshots, save_snapshots, StoredSnapshot,

@@ -10,7 +10,7 @@ use sqlx::MySqlPool;
 
 use super::*;
 use crate::clock::DatasetClock;
-use crate::judge::{Change, Check, Incident, Metric, SeriesKey, SeriesState, Severity, Signal};
+use crate::judge::{Check, Incident, Metric, SeriesKey, SeriesState, Severity, Signal};
 use protocol::{IncidentState, Status};
 
 async fn migrated() -> (TestDb, MySqlPool) {
@@ -49,16 +49,20 @@ fn incident(id: u64, start: i64, end: i64, signals: Vec<Signal>) -> Incident {
 const T0: i64 = 1_700_000_400;
 
 async fn open(pool: &MySqlPool, dataset: &str, label: &str, severity: Severity) -> u64 {
-    let change = Change::Open {
-        label: label.into(),
-        entity_id: 7,
-        incident: incident(0, T0, T0 + 60, vec![signal(Metric::Count, severity, 5.0)]),
-    };
+    let opened = incident(0, T0, T0 + 60, vec![signal(Metric::Count, severity, 5.0)]);
     let mut conn = pool.acquire().await.unwrap();
-    apply_change(&mut conn, dataset, &change, Utc::now())
-        .await
-        .unwrap()
-        .expect("an opened incident has an id")
+    open_incident(
+        &mut conn,
+        dataset,
+        label,
+        7,
+        &opened,
+        None,
+        None,
+        Utc::now(),
+    )
+    .await
+    .unwrap()
 }
 
 #[tokio::test]
@@ -258,13 +262,15 @@ async fn an_opened_incident_grows_and_resolves_as_one_anomaly() {
         ],
     );
     let mut conn = pool.acquire().await.unwrap();
-    let update = Change::Update { incident: grown };
-    assert_eq!(
-        apply_change(&mut conn, "shop", &update, Utc::now())
-            .await
-            .unwrap(),
-        None
-    );
+    let update = Grown {
+        label: "visit",
+        entity_id: 7,
+        incident: &grown,
+        taught_by: None,
+    };
+    grow_incidents(&mut conn, "shop", &[update], Utc::now())
+        .await
+        .unwrap();
     let updated = anomaly_by_id(&pool, id).await.unwrap().unwrap();
     assert_eq!(updated.period_end.timestamp(), T0 + 180);
     assert_eq!(
@@ -275,11 +281,7 @@ async fn an_opened_incident_grows_and_resolves_as_one_anomaly() {
     assert_eq!(updated.signals.len(), 2, "{:?}", updated.signals);
     assert_eq!(updated.signals[0].metric, Metric::Count, "strongest first");
 
-    let resolve = Change::Resolve {
-        id,
-        resolved_at: T0 + 240,
-    };
-    apply_change(&mut conn, "shop", &resolve, Utc::now())
+    resolve_incidents(&mut conn, &[(T0 + 240, id)])
         .await
         .unwrap();
     let resolved = anomaly_by_id(&pool, id).await.unwrap().unwrap();
@@ -293,11 +295,7 @@ async fn an_opened_incident_grows_and_resolves_as_one_anomaly() {
         None
     );
 
-    let again = Change::Resolve {
-        id,
-        resolved_at: T0 + 600,
-    };
-    apply_change(&mut conn, "shop", &again, Utc::now())
+    resolve_incidents(&mut conn, &[(T0 + 600, id)])
         .await
         .unwrap();
     let still = anomaly_by_id(&pool, id).await.unwrap().unwrap();
@@ -353,11 +351,7 @@ async fn an_alarm_is_notified_once_and_once_more_when_it_resolves() {
     assert!(alarms_to_notify(&pool, 10).await.unwrap().is_empty());
 
     let mut conn = pool.acquire().await.unwrap();
-    let resolve = Change::Resolve {
-        id: alarm,
-        resolved_at: T0 + 120,
-    };
-    apply_change(&mut conn, "shop", &resolve, Utc::now())
+    resolve_incidents(&mut conn, &[(T0 + 120, alarm)])
         .await
         .unwrap();
     assert_eq!(ids(alarms_to_notify(&pool, 10).await.unwrap()), vec![alarm]);

@@ -9,6 +9,7 @@ mod dashboard;
 mod datasets;
 mod galera;
 mod helpers;
+mod incidents;
 mod notify;
 mod reports;
 mod restart;
