@@ -8,6 +8,7 @@
 //! incident (`incident.rs`). What changed comes back as [`Change`]s for the store. No
 //! clock, no database: time comes in as arguments.
 
+mod history;
 mod incident;
 mod params;
 mod series;
@@ -352,7 +353,7 @@ impl DatasetModel {
         let Some(series) = self.series.get_mut(key) else {
             return Ok(None);
         };
-        let state = postcard::to_allocvec(&*series)?;
+        let state = postcard::to_extend(&*series, SNAPSHOT_FORMAT.to_vec())?;
         let hash = state_hash(&state);
         if hash == series.snapshot_hash {
             return Ok(None);
@@ -367,18 +368,38 @@ impl DatasetModel {
     }
 
     /// Restores one series from a snapshot (on start, before replaying the steps since).
+    /// A state of another format than [`SNAPSHOT_FORMAT`] is refused (the model is then
+    /// built from stored totals instead).
     pub fn restore_series(
         &mut self,
         label: &str,
         entity_id: i64,
         state: &[u8],
     ) -> Result<(), postcard::Error> {
-        let mut series: Series = postcard::from_bytes(state)?;
+        let encoded = state
+            .strip_prefix(&SNAPSHOT_FORMAT)
+            .ok_or(postcard::Error::DeserializeBadEncoding)?;
+        let (mut series, rest): (Series, _) = postcard::take_from_bytes(encoded)?;
+        if !rest.is_empty() {
+            return Err(postcard::Error::DeserializeBadEncoding);
+        }
         series.share_config(&self.params.auto);
         series.snapshot_hash = state_hash(state);
         let key = self.key(label, entity_id);
         self.series.insert(key, series);
         Ok(())
+    }
+
+    /// Bytes the model holds for its series: the map's slots (key, series, control byte,
+    /// empty ones too) and what each series holds beyond its slot.
+    pub fn series_bytes(&self) -> usize {
+        let slot = std::mem::size_of::<(SeriesKey, Series)>() + 1;
+        self.series.capacity() * slot
+            + self
+                .series
+                .values()
+                .map(|s| s.state_bytes() - std::mem::size_of::<Series>())
+                .sum::<usize>()
     }
 
     /// Series-steps summed but not judged yet.
@@ -391,6 +412,11 @@ impl DatasetModel {
         self.series.len()
     }
 }
+
+/// The first bytes of every encoded series state, naming its format: a state of an older
+/// one (without them, or another version) is not decoded. The next version whenever
+/// `Series` or a detector changes shape.
+pub const SNAPSHOT_FORMAT: [u8; 2] = [0xF5, 2];
 
 /// A snapshot state's hash, never 0 (0 stands for "not stored").
 fn state_hash(state: &[u8]) -> u64 {

@@ -356,9 +356,15 @@ fn a_snapshot_writes_only_the_series_that_changed_and_drops_the_forgotten() {
     let mut keys = model.series_keys();
     keys.sort();
     let stored = model.series[&keys[0]].clone();
-    let bytes = postcard::to_allocvec(&stored).unwrap();
+    let bytes = postcard::to_extend(&stored, SNAPSHOT_FORMAT.to_vec()).unwrap();
     model.restore_series(VISIT, 1, &bytes).unwrap();
     assert_eq!(changed(&mut model), Vec::<i64>::new());
+    // A state of another format (an older analyser's) is refused, not misread.
+    let older = postcard::to_allocvec(&stored).unwrap();
+    assert!(model.restore_series(VISIT, 1, &older).is_err());
+    let mut newer = bytes.clone();
+    newer[1] += 1;
+    assert!(model.restore_series(VISIT, 1, &newer).is_err());
     // Entity 1 goes on, entity 2 stops: after the ttl it is forgotten, and its stored
     // state must go.
     for step in 1..=4 {
@@ -370,4 +376,35 @@ fn a_snapshot_writes_only_the_series_that_changed_and_drops_the_forgotten() {
     let forgotten: Vec<i64> = model.take_forgotten().iter().map(|k| k.1).collect();
     assert_eq!(forgotten, vec![2]);
     assert!(model.take_forgotten().is_empty());
+}
+
+#[test]
+fn a_counter_series_holds_at_most_2_400_bytes_with_its_detector_and_window() {
+    let settings = shop_settings(60);
+    let mut traffic = ShopTraffic::new(3, 12, 60, DAY0 + 6 * 3600);
+    let mut model = DatasetModel::new(&settings, DatasetClock::default());
+    model.clock.judged_until = Some(traffic.step_start(0));
+    for step in 0..180 {
+        let t = traffic.step_start(step);
+        for s in traffic.step(step) {
+            model.add_row(s.label, s.entity, t + 1, &s.totals);
+        }
+        model.judge_step(t);
+    }
+    let mut sizes: Vec<(SeriesKey, usize)> = model
+        .series
+        .iter()
+        .filter(|(key, s)| {
+            let calm = s.incidents.live.is_none() && s.incidents.pending().is_none();
+            model.params.kind(&key.0) == Kind::Counter && calm
+        })
+        .map(|(key, s)| (key.clone(), s.state_bytes()))
+        .collect();
+    sizes.sort();
+    let per_series = model.series_bytes() / model.series_count();
+    println!("{per_series} bytes a series with its slot in the map; counters: {sizes:?}");
+    assert!(sizes.len() >= 12, "{sizes:?}");
+    for (key, bytes) in sizes {
+        assert!(bytes <= 2_400, "{key:?}: {bytes} bytes");
+    }
 }

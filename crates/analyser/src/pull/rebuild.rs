@@ -6,6 +6,7 @@ use std::time::Instant;
 use chrono::Utc;
 use detect::level::StepTotals;
 
+use crate::clock::DatasetClock;
 use crate::judge::{Change, DatasetModel};
 use crate::step_blocks;
 use crate::store::{self};
@@ -29,19 +30,33 @@ impl Engine {
                 // From a snapshot, replaying the steps since gives exactly the state that
                 // was; without one, the last windows of totals warm the detectors up.
                 let mut replay_from = None;
+                // A snapshot that cannot be read (another format) is as good as none: the
+                // dataset warms up from its totals, and its next snapshot replaces it whole.
                 if let Some(snapshot_until) = clock.snapshot_until {
-                    for (label, entity_id, state) in
-                        store::load_snapshots(&self.pool, &settings.name, shard_key).await?
-                    {
+                    let snapshots =
+                        store::load_snapshots(&self.pool, &settings.name, shard_key).await?;
+                    let restored = snapshots.iter().try_for_each(|(label, entity_id, state)| {
                         model
-                            .restore_series(&label, entity_id, &state)
-                            .map_err(|source| PullError::Snapshot {
-                                dataset: settings.name.clone(),
-                                series: format!("{label}/{entity_id}"),
-                                source,
-                            })?;
+                            .restore_series(label, *entity_id, state)
+                            .map_err(|error| (format!("{label}/{entity_id}"), error))
+                    });
+                    match restored {
+                        Ok(()) => replay_from = Some(snapshot_until),
+                        Err((series, error)) => {
+                            tracing::warn!(
+                                dataset = %settings.name,
+                                %series,
+                                %error,
+                                "a series snapshot cannot be read (an older format): the \
+                                 dataset is rebuilt from its stored totals"
+                            );
+                            let unsnapped = DatasetClock {
+                                snapshot_until: None,
+                                ..clock
+                            };
+                            model = DatasetModel::new(settings, unsnapped);
+                        }
                     }
-                    replay_from = Some(snapshot_until);
                 }
                 let from = replay_from.unwrap_or(
                     judged_until - REPLAY_WINDOWS * model.params.window_steps as i64 * step,
