@@ -52,7 +52,7 @@ impl Params {
                 ..LevelConfig::default()
             },
             // The analyser reads verdicts, never the benchmark's score: no contextual
-            // channel (1.1 KB a detector).
+            // channel (1 KB a detector).
             auto: SharedConfig::new(
                 AutoConfig::with_rates(d.auto_warning_rate, d.auto_alarm_rate).for_verdicts(),
             ),

@@ -124,7 +124,7 @@ impl AutoConfig {
     /// [`crate::Score`], not its `score`: the same configuration without the
     /// contextual channel, which feeds the score alone. The verdicts, expectations and
     /// deviations are those of `self`, step for step; each series saves the channel's
-    /// state (about 1.1 KB).
+    /// set of seen contexts (1 KB).
     pub fn for_verdicts(mut self) -> Self {
         self.tuning.context_weight = 0.0;
         self
