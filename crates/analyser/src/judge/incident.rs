@@ -133,6 +133,11 @@ pub struct Incidents {
 }
 
 impl Incidents {
+    /// Warnings waiting for confirmation, if any.
+    pub fn pending(&self) -> &Option<Box<Incident>> {
+        &self.pending
+    }
+
     /// Whether an incident, or warnings waiting for confirmation, cover the step before
     /// `step`: the series' checks then judge against what was normal before them.
     pub fn in_progress(&self, step: i64) -> bool {

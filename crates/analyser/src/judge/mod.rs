@@ -11,13 +11,14 @@
 //! incident (`incident.rs`). What changed comes back as [`Change`]s for the store. No
 //! clock, no database: time comes in as arguments.
 
+mod history;
 mod incident;
 mod params;
 mod series;
 pub mod teaching;
+mod totals;
 mod vocabulary;
 
-use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
@@ -32,7 +33,6 @@ pub use vocabulary::{Check, Metric, Severity};
 
 use crate::clock::DatasetClock;
 use crate::configuration::DatasetSettings;
-use crate::step_blocks::NewTotals;
 use crate::store::ExactTotals;
 
 /// A series: one (label, entity) of a dataset; ordered by label, then entity.
@@ -160,83 +160,6 @@ impl DatasetModel {
             label: self.label(label),
             entity_id,
         }
-    }
-
-    /// Adds an export row's totals to its step, until the next
-    /// [`DatasetModel::take_unflushed`]. Returns `true` for a late row: its step was judged
-    /// already, so it goes to the history (and the store) but is not judged again.
-    pub fn add_row(
-        &mut self,
-        label: &str,
-        entity_id: i64,
-        event_date: i64,
-        delta: &ExactTotals,
-    ) -> bool {
-        let step = self.params.rules.step_of(event_date);
-        let key = self.key(label, entity_id);
-        self.unflushed
-            .entry(step)
-            .or_default()
-            .entry(key)
-            .and_modify(|t| t.merge(delta))
-            .or_insert(*delta);
-        self.is_judged(step)
-    }
-
-    fn is_judged(&self, step: i64) -> bool {
-        self.clock.judged_until.is_some_and(|until| step < until)
-    }
-
-    /// Adds totals the store holds already (read back on a rebuild) to a step not judged.
-    pub fn add_stored(&mut self, label: &str, entity_id: i64, step: i64, t: &ExactTotals) {
-        let key = self.key(label, entity_id);
-        self.pending
-            .entry(step)
-            .or_default()
-            .entry(key)
-            .and_modify(|sum| sum.merge(t))
-            .or_insert(*t);
-    }
-
-    /// The totals summed since the last call, for the store to append: (label, entity, step
-    /// start, totals). From then on the model counts them as stored: a step not judged
-    /// keeps them until it is, a judged one has them added to its history. Should the
-    /// store's commit fail, the model is ahead of the store and must be rebuilt.
-    pub fn take_unflushed(&mut self) -> Vec<NewTotals> {
-        let mut out = Vec::with_capacity(self.unflushed_len());
-        for (step, sums) in std::mem::take(&mut self.unflushed) {
-            out.extend(sums.iter().map(|(key, t)| NewTotals {
-                label: key.label.clone(),
-                entity_id: key.entity_id,
-                step_start: step,
-                totals: *t,
-            }));
-            if self.is_judged(step) {
-                for (key, t) in &sums {
-                    if let Some(series) = self.series.get_mut(key) {
-                        series.add_late(step, &t.as_step_totals());
-                    }
-                }
-                continue;
-            }
-            match self.pending.entry(step) {
-                Entry::Vacant(vacant) => {
-                    vacant.insert(sums);
-                }
-                Entry::Occupied(mut held) => {
-                    let held = held.get_mut();
-                    for (key, t) in sums {
-                        held.entry(key).and_modify(|sum| sum.merge(&t)).or_insert(t);
-                    }
-                }
-            }
-        }
-        out
-    }
-
-    /// (series, step) totals summed since the last [`DatasetModel::take_unflushed`].
-    pub fn unflushed_len(&self) -> usize {
-        self.unflushed.values().map(HashMap::len).sum()
     }
 
     /// The population check of every counter label at this step: each entity's events
@@ -456,7 +379,7 @@ impl DatasetModel {
         let Some(series) = self.series.get_mut(key) else {
             return Ok(None);
         };
-        let state = postcard::to_allocvec(&*series)?;
+        let state = postcard::to_extend(&*series, SNAPSHOT_FORMAT.to_vec())?;
         let hash = state_hash(&state);
         if hash == series.snapshot_hash {
             return Ok(None);
@@ -474,18 +397,38 @@ impl DatasetModel {
     }
 
     /// Restores one series from a snapshot (on start, before replaying the steps since).
+    /// A state of another format than [`SNAPSHOT_FORMAT`] is refused (the model is then
+    /// built from stored totals instead).
     pub fn restore_series(
         &mut self,
         label: &str,
         entity_id: i64,
         state: &[u8],
     ) -> Result<(), postcard::Error> {
-        let mut series: Series = postcard::from_bytes(state)?;
+        let encoded = state
+            .strip_prefix(&SNAPSHOT_FORMAT)
+            .ok_or(postcard::Error::DeserializeBadEncoding)?;
+        let (mut series, rest): (Series, _) = postcard::take_from_bytes(encoded)?;
+        if !rest.is_empty() {
+            return Err(postcard::Error::DeserializeBadEncoding);
+        }
         series.share_config(&self.params.auto);
         series.snapshot_hash = state_hash(state);
         let key = self.key(label, entity_id);
         self.series.insert(key, series);
         Ok(())
+    }
+
+    /// Bytes the model holds for its series: the map's slots (key, series, control byte,
+    /// empty ones too) and what each series holds beyond its slot.
+    pub fn series_bytes(&self) -> usize {
+        let slot = std::mem::size_of::<(SeriesKey, Series)>() + 1;
+        self.series.capacity() * slot
+            + self
+                .series
+                .values()
+                .map(|s| s.state_bytes() - std::mem::size_of::<Series>())
+                .sum::<usize>()
     }
 
     /// Series-steps held in memory: summed and not judged yet, or not committed yet.
@@ -498,6 +441,11 @@ impl DatasetModel {
         self.series.len()
     }
 }
+
+/// The first bytes of every encoded series state, naming its format: a state of an older
+/// one (without them, or another version) is not decoded. The next version whenever
+/// `Series` or a detector changes shape.
+pub const SNAPSHOT_FORMAT: [u8; 2] = [0xF5, 2];
 
 /// A snapshot state's hash, never 0 (0 stands for "not stored").
 fn state_hash(state: &[u8]) -> u64 {

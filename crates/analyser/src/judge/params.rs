@@ -59,10 +59,11 @@ impl Params {
                 min_change: d.level_min_change,
                 ..LevelConfig::default()
             },
-            auto: SharedConfig::new(AutoConfig::with_rates(
-                d.auto_warning_rate,
-                d.auto_alarm_rate,
-            )),
+            // The analyser reads verdicts, never the benchmark's score: no contextual
+            // channel (1 KB a detector).
+            auto: SharedConfig::new(
+                AutoConfig::with_rates(d.auto_warning_rate, d.auto_alarm_rate).for_verdicts(),
+            ),
             population: PopulationConfig {
                 min_count_per_step: d.min_count_per_step,
                 ..PopulationConfig::default()

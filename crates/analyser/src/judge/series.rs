@@ -21,14 +21,13 @@
 //! detectors follow the incident meanwhile: should it last longer than a window, it is the
 //! new normal, and the series keeps what they learnt.
 
-use std::collections::VecDeque;
-
 use detect::level::{judge_level, LevelMetric, StepTotals};
 use detect::population::ShareBaseline;
 use detect::sigma::{count_gate_open, judge};
 use detect::{AutoDetector, SharedConfig, Verdict};
 use serde::{Deserialize, Serialize};
 
+use super::history::History;
 use super::incident::{Incidents, Signal, Transition};
 use super::{Check, Metric, Params, Severity};
 use crate::configuration::Method;
@@ -65,18 +64,10 @@ impl Detectors {
     }
 }
 
-/// One judged step of the history window.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct Step {
-    pub start: i64,
-    pub totals: StepTotals,
-}
-
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Series {
-    /// The last `n` steps the series learnt from, oldest first (steps an incident held
-    /// back are not in it).
-    history: VecDeque<Step>,
+    /// The last `n` steps the series learnt from.
+    history: History,
     /// The `auto` detectors.
     detectors: Detectors,
     /// The detectors as they were before the live (or pending) incident began.
@@ -131,7 +122,7 @@ impl Series {
         let auto = || Box::new(AutoDetector::with_shared(&params.auto));
         let is_auto = params.method == Method::Auto;
         Series {
-            history: VecDeque::with_capacity(params.window_steps + 1),
+            history: History::new(kind, params.window_steps),
             detectors: Detectors {
                 count: (is_auto && kind == Kind::Counter).then(auto),
                 events: (is_auto && kind == Kind::Level).then(auto),
@@ -155,6 +146,33 @@ impl Series {
         }
     }
 
+    /// Bytes held for this series: the struct, its history window, its detectors (and those
+    /// kept from before an incident) and its incidents. Not the dataset's map entry.
+    pub fn state_bytes(&self) -> usize {
+        let detectors = |d: &Detectors| {
+            [&d.count, &d.events]
+                .into_iter()
+                .flatten()
+                .map(|det| det.state_bytes())
+                .sum::<usize>()
+        };
+        let incident = |i: &Option<Box<super::Incident>>| {
+            i.as_deref().map_or(0, |i| {
+                std::mem::size_of::<super::Incident>()
+                    + i.signals.capacity() * std::mem::size_of::<Signal>()
+            })
+        };
+        std::mem::size_of::<Self>()
+            + self.history.heap_bytes()
+            + detectors(&self.detectors)
+            + self
+                .before_incident
+                .as_deref()
+                .map_or(0, |b| std::mem::size_of::<Detectors>() + detectors(b))
+            + incident(&self.incidents.live)
+            + incident(self.incidents.pending())
+    }
+
     /// The entity's expected events given the others' events in this step (population).
     pub fn expected_share(&self, others: u64, params: &Params) -> Option<f64> {
         self.share.expected(others, params.population.min_history)
@@ -162,15 +180,14 @@ impl Series {
 
     /// Adds a late delta to an already judged step, if the window still holds it.
     pub fn add_late(&mut self, step: i64, delta: &StepTotals) {
-        if let Some(s) = self.history.iter_mut().rev().find(|s| s.start == step) {
-            super::merge(&mut s.totals, delta);
-        }
+        self.history.add_late(step, delta);
     }
 
-    /// The totals of the steps the history window holds, oldest first.
+    /// The (sum, events) of the steps the history window holds, oldest first.
     #[cfg(test)]
-    pub fn history_totals(&self) -> Vec<StepTotals> {
-        self.history.iter().map(|s| s.totals).collect()
+    pub fn history_sums(&self) -> Vec<(f64, f64)> {
+        let sums = self.history.sums();
+        sums.into_iter().zip(self.history.events()).collect()
     }
 
     /// The checks of `[step, end)` with totals `x`; `label_events` is the label's events in
@@ -198,11 +215,7 @@ impl Series {
         // The checks that could judge this step, whether they fired or not, and how far off
         // they measured it.
         let mut judged: Vec<(Metric, f64)> = Vec::new();
-        let baseline: Vec<f64> = self
-            .history
-            .iter()
-            .map(|s| s.totals.events as f64)
-            .collect();
+        let baseline = self.history.events();
         let gate = count_gate_open(&baseline, params.min_count_per_step);
         let mut checks = [(Metric::Count, x.sum), (Metric::Events, x.events as f64)].to_vec();
         if kind == Kind::Level || self.unit {
@@ -247,7 +260,7 @@ impl Series {
                 }
             } else if gate {
                 let values: Vec<f64> = match metric {
-                    Metric::Count => self.history.iter().map(|s| s.totals.sum).collect(),
+                    Metric::Count => self.history.sums(),
                     _ => baseline.clone(),
                 };
                 let method = params.sigma_method();
@@ -267,7 +280,7 @@ impl Series {
             }
         }
         if kind == Kind::Level {
-            let history: Vec<StepTotals> = self.history.iter().map(|s| s.totals).collect();
+            let history = self.history.totals();
             for (metric, level) in [
                 (Metric::Avg, LevelMetric::Avg),
                 (Metric::Min, LevelMetric::Min),
@@ -334,13 +347,7 @@ impl Series {
             Transition::Quiet | Transition::Resolved { .. } | Transition::Settled { .. }
         );
         if learn {
-            self.history.push_back(Step {
-                start: step,
-                totals: *x,
-            });
-            while self.history.len() > params.window_steps {
-                self.history.pop_front();
-            }
+            self.history.learn(step, x, params.window_steps);
             if kind == Kind::Counter {
                 self.share.learn(
                     x.events,

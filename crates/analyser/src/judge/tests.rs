@@ -12,9 +12,9 @@ use super::*;
 use crate::configuration::{DatasetSettings, Method};
 
 /// Midnight UTC of a fixed day.
-const DAY0: i64 = 1_790_035_200;
+pub(super) const DAY0: i64 = 1_790_035_200;
 
-fn shop_settings(step_seconds: u64) -> DatasetSettings {
+pub(super) fn shop_settings(step_seconds: u64) -> DatasetSettings {
     DatasetSettings {
         time_step: Duration::from_secs(step_seconds),
         time_ago: Some(Duration::from_secs(30 * step_seconds)),
@@ -368,9 +368,15 @@ fn a_snapshot_writes_only_the_series_that_changed_and_drops_the_forgotten() {
     let mut keys = model.series_keys();
     keys.sort();
     let stored = model.series[&keys[0]].clone();
-    let bytes = postcard::to_allocvec(&stored).unwrap();
+    let bytes = postcard::to_extend(&stored, SNAPSHOT_FORMAT.to_vec()).unwrap();
     model.restore_series(VISIT, 1, &bytes).unwrap();
     assert_eq!(changed(&mut model), Vec::<i64>::new());
+    // A state of another format (an older analyser's) is refused, not misread.
+    let older = postcard::to_allocvec(&stored).unwrap();
+    assert!(model.restore_series(VISIT, 1, &older).is_err());
+    let mut newer = bytes.clone();
+    newer[1] += 1;
+    assert!(model.restore_series(VISIT, 1, &newer).is_err());
     // Entity 1 goes on, entity 2 stops: after the ttl it is forgotten, and its stored
     // state must go.
     for step in 1..=4 {
@@ -385,83 +391,34 @@ fn a_snapshot_writes_only_the_series_that_changed_and_drops_the_forgotten() {
     assert!(model.take_forgotten().is_empty());
 }
 
-/// Rows are summed once, exactly: the store gets what was summed since its last commit,
-/// the judging the whole step, in the float view of its exact totals.
 #[test]
-fn rows_are_summed_once_exactly_into_what_the_store_gets_and_what_is_judged() {
-    let mut model = DatasetModel::new(&shop_settings(60), DatasetClock::default());
-    let t0 = DAY0;
-    model.clock.judged_until = Some(t0);
-    // Beyond i64 together, and beyond f64's exact integers.
-    let big = ExactTotals {
-        sum: i128::from(i64::MAX),
-        events: 1,
-        min: i64::MAX,
-        max: i64::MAX,
-    };
-    let small = ExactTotals {
-        sum: 3,
-        events: 2,
-        min: 1,
-        max: 2,
-    };
-    assert!(!model.add_row(VISIT, 1, t0 + 1, &big));
-    assert!(!model.add_row(VISIT, 1, t0 + 59, &big));
-    assert_eq!(model.unflushed_len(), 1);
-    let first = model.take_unflushed();
-    let sum = 2 * i128::from(i64::MAX);
-    assert_eq!(first.len(), 1);
-    assert_eq!(
-        (
-            first[0].step_start,
-            first[0].totals.sum,
-            first[0].totals.events
-        ),
-        (t0, sum, 2)
-    );
-    assert!(model.take_unflushed().is_empty(), "taken once");
-    // Rows of the same step after a commit: the store gets only them.
-    model.add_row(VISIT, 1, t0 + 30, &small);
-    let second = model.take_unflushed();
-    assert_eq!((second[0].totals.sum, second[0].totals.events), (3, 2));
-    assert_eq!((second[0].totals.min, second[0].totals.max), (1, 2));
-    assert_eq!(model.pending_len(), 1);
-    model.judge_step(t0);
-    assert_eq!(model.pending_len(), 0);
-    let history = &model.series[&SeriesKey {
-        label: Arc::from(VISIT),
-        entity_id: 1,
-    }]
-        .history_totals();
-    assert_eq!(history.len(), 1);
-    assert_eq!(history[0].sum, (sum + 3) as f64);
-    assert_eq!((history[0].events, history[0].min), (4, 1.0));
-}
-
-/// A late row (its step judged) goes to the store and the history, and is not judged.
-#[test]
-fn a_late_row_is_stored_and_learnt_but_not_judged_again() {
-    let mut model = DatasetModel::new(&shop_settings(60), DatasetClock::default());
-    let t0 = DAY0;
-    model.clock.judged_until = Some(t0);
-    let one = ExactTotals {
-        sum: 5,
-        events: 5,
-        min: 1,
-        max: 1,
-    };
-    model.add_row(VISIT, 1, t0 + 1, &one);
-    model.take_unflushed();
-    model.judge_step(t0);
-    assert!(model.add_row(VISIT, 1, t0 + 2, &one), "late");
-    let stored = model.take_unflushed();
-    assert_eq!(stored.len(), 1);
-    assert_eq!((stored[0].step_start, stored[0].totals.events), (t0, 5));
-    assert_eq!(model.pending_len(), 0, "nothing waits to be judged");
-    let history = model.series[&SeriesKey {
-        label: Arc::from(VISIT),
-        entity_id: 1,
-    }]
-        .history_totals();
-    assert_eq!((history[0].sum, history[0].events), (10.0, 10));
+fn a_counter_series_holds_at_most_2_400_bytes_with_its_detector_and_window() {
+    let settings = shop_settings(60);
+    let mut traffic = ShopTraffic::new(3, 12, 60, DAY0 + 6 * 3600);
+    let mut model = DatasetModel::new(&settings, DatasetClock::default());
+    model.clock.judged_until = Some(traffic.step_start(0));
+    for step in 0..180 {
+        let t = traffic.step_start(step);
+        for s in traffic.step(step) {
+            model.add_row(s.label, s.entity, t + 1, &exact(&s.totals));
+        }
+        model.take_unflushed();
+        model.judge_step(t);
+    }
+    let mut sizes: Vec<(SeriesKey, usize)> = model
+        .series
+        .iter()
+        .filter(|(key, s)| {
+            let calm = s.incidents.live.is_none() && s.incidents.pending().is_none();
+            model.params.kind(&key.label) == Kind::Counter && calm
+        })
+        .map(|(key, s)| (key.clone(), s.state_bytes()))
+        .collect();
+    sizes.sort();
+    let per_series = model.series_bytes() / model.series_count();
+    println!("{per_series} bytes a series with its slot in the map; counters: {sizes:?}");
+    assert!(sizes.len() >= 12, "{sizes:?}");
+    for (key, bytes) in sizes {
+        assert!(bytes <= 2_400, "{key:?}: {bytes} bytes");
+    }
 }

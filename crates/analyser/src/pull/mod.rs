@@ -58,8 +58,9 @@ pub enum PullError {
     Gatherer(#[from] ClientError),
     #[error("analyser database: {0}")]
     Database(#[from] sqlx::Error),
-    /// A series' detector state could not be encoded into the snapshot, or a stored one
-    /// could not be decoded; nothing of the transaction committed.
+    /// A series' detector state could not be encoded into the snapshot; nothing of the
+    /// transaction committed. (A stored one that cannot be decoded is not an error: the
+    /// model is rebuilt from stored totals.)
     #[error("snapshot of dataset {dataset}, series {series}: {source}")]
     Snapshot {
         dataset: String,

@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 use std::time::Instant;
 
+use crate::clock::DatasetClock;
 use crate::judge::{DatasetModel, ReplayTotals, Unnumbered};
 use crate::step_blocks;
 use crate::store;
@@ -27,20 +28,34 @@ impl Engine {
                 // From a snapshot, replaying the steps since gives exactly the state that
                 // was; without one, the last windows of totals warm the detectors up.
                 let mut replay_from = None;
+                // A snapshot that cannot be read (another format) is as good as none: the
+                // dataset warms up from its totals, and its next snapshot replaces it whole.
                 if let Some(snapshot_until) = clock.snapshot_until {
-                    for snapshot in
-                        store::load_snapshots(&self.pool, &settings.name, shard_key).await?
-                    {
+                    let snapshots =
+                        store::load_snapshots(&self.pool, &settings.name, shard_key).await?;
+                    let restored = snapshots.iter().try_for_each(|snapshot| {
                         let label = snapshot.label();
                         model
                             .restore_series(&label, snapshot.entity_id, &snapshot.state)
-                            .map_err(|source| PullError::Snapshot {
-                                dataset: settings.name.clone(),
-                                series: format!("{label}/{}", snapshot.entity_id),
-                                source,
-                            })?;
+                            .map_err(|error| (format!("{label}/{}", snapshot.entity_id), error))
+                    });
+                    match restored {
+                        Ok(()) => replay_from = Some(snapshot_until),
+                        Err((series, error)) => {
+                            tracing::warn!(
+                                dataset = %settings.name,
+                                %series,
+                                %error,
+                                "a series snapshot cannot be read (an older format): the \
+                                 dataset is rebuilt from its stored totals"
+                            );
+                            let unsnapped = DatasetClock {
+                                snapshot_until: None,
+                                ..clock
+                            };
+                            model = DatasetModel::new(settings, unsnapped);
+                        }
                     }
-                    replay_from = Some(snapshot_until);
                 }
                 let from = replay_from.unwrap_or(model.params.replay_from(judged_until));
                 let stored = step_blocks::load_since(&self.pool, &settings.name, from).await?;

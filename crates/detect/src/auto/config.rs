@@ -119,6 +119,16 @@ impl AutoConfig {
             ..AutoConfig::default()
         }
     }
+
+    /// For a caller that reads only the verdict, `expected` and `deviation` of each
+    /// [`crate::Score`], not its `score`: the same configuration without the
+    /// contextual channel, which feeds the score alone. The verdicts, expectations and
+    /// deviations are those of `self`, step for step; each series saves the channel's
+    /// set of seen contexts (1 KB).
+    pub fn for_verdicts(mut self) -> Self {
+        self.tuning.context_weight = 0.0;
+        self
+    }
 }
 
 /// An [`AutoConfig`] shared by many detectors (one per series of a dataset), with what

@@ -218,3 +218,25 @@ proptest! {
         prop_assert!(det.state_bytes() < 16 * 1024);
     }
 }
+
+#[test]
+fn a_detector_for_verdicts_judges_every_step_alike_in_less_memory() {
+    use crate::synth::families::Family;
+    for family in Family::ALL {
+        let series = family.generate(1);
+        let mut full = AutoDetector::new(AutoConfig::default());
+        let mut lean = AutoDetector::new(AutoConfig::default().for_verdicts());
+        for (i, &(ts, value)) in series.points.iter().enumerate() {
+            let (a, b) = (full.update(ts, value), lean.update(ts, value));
+            let judged = |s: Score| (s.verdict, s.expected.to_bits(), s.deviation.to_bits());
+            assert_eq!(judged(a), judged(b), "{} step {i}", family.name());
+        }
+        assert!(
+            lean.state_bytes() + 1_000 <= full.state_bytes(),
+            "{}: {} bytes against {}",
+            family.name(),
+            lean.state_bytes(),
+            full.state_bytes()
+        );
+    }
+}
