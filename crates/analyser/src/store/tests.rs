@@ -307,6 +307,27 @@ async fn an_opened_incident_grows_and_resolves_as_one_anomaly() {
 }
 
 #[tokio::test]
+async fn a_stored_word_outside_its_vocabulary_is_an_error_never_a_row_left_out() {
+    let (_db, pool) = migrated().await;
+    let id = open(&pool, "shop", "visit", Severity::Alarm).await;
+    sqlx::query("UPDATE anomalies SET severity = 'loud' WHERE id = ?")
+        .bind(id)
+        .execute(&pool)
+        .await
+        .unwrap();
+    let error = anomaly_by_id(&pool, id).await.unwrap_err();
+    assert!(error.to_string().contains("severity"), "{error}");
+    let all = AnomalyFilter {
+        limit: 10,
+        ..AnomalyFilter::default()
+    };
+    assert!(
+        anomalies(&pool, &all).await.is_err(),
+        "the list fails rather than leave the row out"
+    );
+}
+
+#[tokio::test]
 async fn a_verdict_is_recorded_and_a_missing_anomaly_is_reported() {
     let (_db, pool) = migrated().await;
     let id = open(&pool, "shop", "visit", Severity::Alarm).await;
